@@ -1,0 +1,386 @@
+"""The agent's configuration: /etc/jfs-milvus/agent.yaml, validated at load.
+
+`load_agent_config(path)` returns an `AgentConfig` or raises `ConfigError` listing every problem, each
+naming the file, the key, the bad value and what is allowed. Secrets are referenced (`*_file` of mode
+0600/0400, or `*_env`), never written in the YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import yaml
+
+from agent.configschema import (
+    NAME_ALLOWED,
+    NAME_PATTERN,
+    ConfigError,
+    ConfigProblem,
+    Section,
+    check_host_port,
+    check_ipv4,
+)
+from agent.secrets import SecretRef, secret_file_problem
+
+DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/agent.yaml"
+CONFIG_ENV = "JFS_MILVUS_AGENT_CONFIG"
+
+# XIDs NVIDIA documents as fatal for the GPU or its memory; 63, 92 and 94 are recoverable and are not.
+DEFAULT_FATAL_XIDS: tuple[int, ...] = (46, 48, 62, 64, 74, 79, 95, 109, 110, 119, 120)
+
+META_SCHEMES = ("redis", "rediss", "unix", "mysql", "postgres", "tikv", "etcd", "sqlite3", "badger")
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    allow_insecure_remote: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.ca and self.cert and self.key)
+
+
+@dataclass(frozen=True)
+class GpuSettings:
+    enabled: bool = True
+    poll_interval_s: float = 5.0
+    fatal_xids: tuple[int, ...] = DEFAULT_FATAL_XIDS
+    # How long a fatal XID keeps the GPU failed; None means until the agent restarts (a reset is needed).
+    xid_hold_s: float | None = None
+
+
+@dataclass(frozen=True)
+class VolumeSettings:
+    name: str
+    meta_url: str
+    mountpoint: str
+    password: SecretRef | None = None
+    cache_dir: str = "/var/jfsCache"
+    cache_size_mib: int = 102400
+    options: tuple[str, ...] = ()
+
+    @property
+    def meta_scheme(self) -> str:
+        return urlsplit(self.meta_url).scheme
+
+
+@dataclass(frozen=True)
+class JuicefsSettings:
+    binary: str = "juicefs"
+    mount_helper: str = "/sbin/mount.juicefs"
+    fstab: str = "/etc/fstab"
+    systemd_dir: str = "/etc/systemd/system"
+    secrets_dir: str = "/etc/jfs-milvus/secrets"
+    probe_timeout_s: float = 5.0
+    write_probe_limit_ms: float = 2000.0
+    volumes: tuple[VolumeSettings, ...] = ()
+
+
+@dataclass(frozen=True)
+class MilvusSettings:
+    image: str = "milvusdb/milvus:1.0.0-gpu-d030521-1ea92e"
+    container_name: str = "milvus"
+    volume: str | None = None
+    db_subdir: str = "milvus/db"
+    base_config: str = "/etc/jfs-milvus/server_config.yaml"
+    data_dir: str = "/var/lib/jfs-milvus/milvus"
+    port: int = 19530
+    http_port: int = 19121
+    gpus: str = "all"
+    gpu_indexes: tuple[int, ...] = ()
+    set_gpu_devices: bool = True
+    meta_uri: str | None = None
+    meta_password: SecretRef | None = None
+    stop_timeout_s: float = 30.0
+    health_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class MishardsSettings:
+    enabled: bool = False
+    env_file: str = "/etc/jfs-milvus/mishards.env"
+    container_name: str = "mishards"
+    server_port: int = 19531
+    discovery_port: int = 19530
+    database_uri: str | None = None
+    database_password: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    path: str | None
+    node_name: str
+    address: str
+    agent_port: int = 19700
+    metrics_port: int = 19701
+    coordinators: tuple[str, ...] = ()
+    state_dir: str = "/var/lib/jfs-milvus"
+    log_level: str = "info"
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    gpu: GpuSettings = field(default_factory=GpuSettings)
+    juicefs: JuicefsSettings = field(default_factory=JuicefsSettings)
+    milvus: MilvusSettings = field(default_factory=MilvusSettings)
+    mishards: MishardsSettings = field(default_factory=MishardsSettings)
+
+
+def find_executable(name: str) -> str | None:
+    """`name` on PATH, or beside this Python (a virtual environment's bin/), as an absolute path."""
+    found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
+    return os.path.abspath(found) if found else None
+
+
+def default_agent_config() -> AgentConfig:
+    """What the agent assumes with no config file: probe this host, mount nothing."""
+    return AgentConfig(path=None, node_name=os.uname().nodename.split(".")[0].lower() or "node", address="127.0.0.1")
+
+
+def config_path_from_env(explicit: str | None) -> str:
+    return explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+
+
+def load_agent_config(path: str) -> AgentConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, "(file)", path, f"cannot be read: {exc.strerror}")]) from exc
+    return parse_agent_config(text, path)
+
+
+def parse_agent_config(text: str, path: str) -> AgentConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError([ConfigProblem(path, where, "(YAML)", f"is not valid YAML: {exc}")]) from exc
+    problems: list[ConfigProblem] = []
+    top = Section(path, "", data, problems)
+    config = _read_top(top)
+    top.finish()
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+# -- sections ----------------------------------------------------------------------------------------
+def _secret_ref(sec: Section, stem: str, required: bool) -> SecretRef | None:
+    """Read `<stem>_file` or `<stem>_env`; exactly one when required, at most one otherwise."""
+    file_ = sec.path_(f"{stem}_file", None)
+    env = sec.string(f"{stem}_env", None, pattern=r"[A-Za-z_][A-Za-z0-9_]*", allowed="an environment variable name")
+    if file_ and env:
+        sec.problem(f"{stem}_env", env, f"give either {stem}_file or {stem}_env, not both")
+        return None
+    if file_:
+        problem = secret_file_problem(file_)
+        if problem:
+            sec.problem(f"{stem}_file", file_, f"the secret file {problem}")
+        return SecretRef(file=file_)
+    if env:
+        return SecretRef(env=env)
+    if required:
+        sec.problem(f"{stem}_file", None, f"a secret is required: set {stem}_file (mode 0600) or {stem}_env")
+    return None
+
+
+def _check_url_without_password(value: str, schemes: tuple[str, ...]) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        return f"must be a URL with one of the schemes: {', '.join(schemes)}"
+    if parts.password:
+        return "must not carry a password (it would land in world-readable files); use the *_password_file key"
+    return None
+
+
+def _read_top(top: Section) -> AgentConfig | None:
+    node = top.section("node", required=True)
+    node_name = node.string("name", pattern=NAME_PATTERN, allowed=NAME_ALLOWED)
+    address = node.string("address", check=check_ipv4)
+    agent_port = node.number("agent_port", 19700, minimum=1, maximum=65535, integer=True)
+    metrics_port = node.number("metrics_port", 19701, minimum=1, maximum=65535, integer=True)
+    node.finish()
+
+    coordinators = tuple(top.string_list("coordinators", [], check=check_host_port))
+    state_dir = top.path_("state_dir", "/var/lib/jfs-milvus")
+    log_level = top.choice("log_level", ("debug", "info", "warning", "error"), "info")
+
+    tls_sec = top.section("tls")
+    tls = TlsSettings(
+        ca=tls_sec.path_("ca", None),
+        cert=tls_sec.path_("cert", None),
+        key=tls_sec.path_("key", None),
+        allow_insecure_remote=tls_sec.boolean("allow_insecure_remote", False),
+    )
+    given = [k for k in ("ca", "cert", "key") if getattr(tls, k)]
+    if given and len(given) != 3:
+        tls_sec.problem("", {k: getattr(tls, k) for k in given}, "set all three of ca, cert and key, or none")
+    if tls.key:
+        problem = secret_file_problem(tls.key)
+        if problem:
+            tls_sec.problem("key", tls.key, f"the private key file {problem}")
+    tls_sec.finish()
+
+    gpu = _read_gpu(top.section("gpu"))
+    juicefs = _read_juicefs(top.section("juicefs"))
+    milvus = _read_milvus(top.section("milvus"), juicefs)
+    mishards = _read_mishards(top.section("mishards"))
+    if node_name is None or address is None:
+        return None
+    return AgentConfig(
+        path=top.file,
+        node_name=node_name,
+        address=address,
+        agent_port=agent_port,
+        metrics_port=metrics_port,
+        coordinators=coordinators,
+        state_dir=state_dir,
+        log_level=log_level,
+        tls=tls,
+        gpu=gpu,
+        juicefs=juicefs,
+        milvus=milvus,
+        mishards=mishards,
+    )
+
+
+def _read_gpu(sec: Section) -> GpuSettings:
+    settings = GpuSettings(
+        enabled=sec.boolean("enabled", True),
+        poll_interval_s=sec.number("poll_interval_s", 5.0, minimum=0.1, maximum=3600),
+        fatal_xids=tuple(sec.int_list("fatal_xids", list(DEFAULT_FATAL_XIDS), minimum=1)),
+        xid_hold_s=sec.number("xid_hold_s", None, minimum=1),
+    )
+    sec.finish()
+    return settings
+
+
+def _read_juicefs(sec: Section) -> JuicefsSettings:
+    binary = sec.string("binary", "juicefs")
+    found = find_executable(binary) if binary else None
+    if binary and not found:
+        sec.problem("binary", binary, "no such executable (install juicefs, or give its absolute path)")
+    binary = found or binary
+    settings = dict(
+        binary=binary,
+        mount_helper=sec.path_("mount_helper", "/sbin/mount.juicefs"),
+        fstab=sec.path_("fstab", "/etc/fstab"),
+        systemd_dir=sec.path_("systemd_dir", "/etc/systemd/system"),
+        secrets_dir=sec.path_("secrets_dir", "/etc/jfs-milvus/secrets"),
+        probe_timeout_s=sec.number("probe_timeout_s", 5.0, minimum=0.1, maximum=600),
+        write_probe_limit_ms=sec.number("write_probe_limit_ms", 2000.0, minimum=1),
+    )
+    volumes: list[VolumeSettings] = []
+    for vsec in sec.sections("volumes"):
+        vol = _read_volume(vsec)
+        if vol is not None:
+            volumes.append(vol)
+    seen_names: set[str] = set()
+    seen_points: set[str] = set()
+    for i, vol in enumerate(volumes):
+        if vol.name in seen_names:
+            sec.problem(f"volumes[{i}].name", vol.name, "volume names must be unique")
+        if vol.mountpoint in seen_points:
+            sec.problem(f"volumes[{i}].mountpoint", vol.mountpoint, "mount points must be unique")
+        seen_names.add(vol.name)
+        seen_points.add(vol.mountpoint)
+    sec.finish()
+    return JuicefsSettings(volumes=tuple(volumes), **settings)
+
+
+def _check_option(value: str) -> str | None:
+    if any(c in value for c in ", \t\n\"'"):
+        return "must be one mount option such as 'writeback' or 'max-uploads=50' (no commas, spaces or quotes)"
+    key = value.split("=", 1)[0]
+    if key in ("ro", "rw", "read-only", "_netdev", "nofail", "cache-dir", "cache-size"):
+        return f"'{key}' is set by the agent (mode follows the role; cache_dir and cache_size_mib have keys)"
+    return None
+
+
+def _read_volume(sec: Section) -> VolumeSettings | None:
+    name = sec.string("name", pattern=r"[a-zA-Z0-9][a-zA-Z0-9-]{1,62}", allowed="a JuiceFS volume name: 2-63 letters, digits or '-'")
+    meta_url = sec.string("meta_url", check=lambda v: _check_url_without_password(v, META_SCHEMES))
+    mountpoint = sec.path_("mountpoint")
+    password = _secret_ref(sec, "password", required=False)
+    cache_dir = sec.path_("cache_dir", "/var/jfsCache")
+    cache_size = sec.number("cache_size_mib", 102400, minimum=0, integer=True)
+    options = sec.string_list("options", [], check=_check_option)
+    sec.finish()
+    if not (name and meta_url and mountpoint):
+        return None
+    return VolumeSettings(
+        name=name,
+        meta_url=meta_url,
+        mountpoint=os.path.normpath(mountpoint),
+        password=password,
+        cache_dir=cache_dir,
+        cache_size_mib=cache_size,
+        options=tuple(options),
+    )
+
+
+def _read_milvus(sec: Section, juicefs: JuicefsSettings) -> MilvusSettings:
+    gpus_raw = sec.data.get("gpus", "all")
+    gpu_indexes: tuple[int, ...] = ()
+    if isinstance(gpus_raw, list):
+        gpu_indexes = tuple(sec.int_list("gpus", [], minimum=0))
+        gpus = "list"
+    else:
+        gpus = sec.choice("gpus", ("all", "none"), "all")
+    volume_names = [v.name for v in juicefs.volumes]
+    volume = sec.string("volume", None)
+    if volume and volume not in volume_names:
+        sec.problem("volume", volume, f"must name a volume in juicefs.volumes ({', '.join(volume_names) or 'none configured'})")
+    if volume is None and len(volume_names) == 1:
+        volume = volume_names[0]
+    settings = MilvusSettings(
+        image=sec.string("image", MilvusSettings.image),
+        container_name=sec.string("container_name", "milvus", pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", allowed="a Docker container name"),
+        volume=volume,
+        db_subdir=sec.string(
+            "db_subdir",
+            "milvus/db",
+            check=lambda v: "must be a relative path inside the volume" if v.startswith("/") or ".." in v.split("/") else None,
+        ),
+        base_config=sec.path_("base_config", "/etc/jfs-milvus/server_config.yaml"),
+        data_dir=sec.path_("data_dir", "/var/lib/jfs-milvus/milvus"),
+        port=sec.number("port", 19530, minimum=1, maximum=65535, integer=True),
+        http_port=sec.number("http_port", 19121, minimum=1, maximum=65535, integer=True),
+        gpus=gpus,
+        gpu_indexes=gpu_indexes,
+        set_gpu_devices=sec.boolean("set_gpu_devices", True),
+        meta_uri=sec.string("meta_uri", None, check=lambda v: _check_url_without_password(v, ("mysql",))),
+        meta_password=_secret_ref(sec, "meta_password", required=False),
+        stop_timeout_s=sec.number("stop_timeout_s", 30.0, minimum=1, maximum=3600),
+        health_timeout_s=sec.number("health_timeout_s", 120.0, minimum=1, maximum=3600),
+    )
+    sec.finish()
+    return settings
+
+
+def _read_mishards(sec: Section) -> MishardsSettings:
+    enabled = sec.boolean("enabled", False)
+    settings = MishardsSettings(
+        enabled=enabled,
+        env_file=sec.path_("env_file", "/etc/jfs-milvus/mishards.env"),
+        container_name=sec.string("container_name", "mishards", pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", allowed="a Docker container name"),
+        server_port=sec.number("server_port", 19531, minimum=1, maximum=65535, integer=True),
+        discovery_port=sec.number("discovery_port", 19530, minimum=1, maximum=65535, integer=True),
+        database_uri=sec.string(
+            "database_uri",
+            None,
+            check=lambda v: _check_url_without_password(v, ("mysql+pymysql", "mysql")),
+        ),
+        database_password=_secret_ref(sec, "database_password", required=False),
+    )
+    if enabled and not settings.database_uri:
+        sec.problem("database_uri", None, "required when mishards.enabled is true (Mishards needs SQLALCHEMY_DATABASE_URI)")
+    sec.finish()
+    return settings

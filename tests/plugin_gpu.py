@@ -1,0 +1,1 @@
+"""Fixtures for the fake NVML library (owned by the GPU work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for real Redis and JuiceFS volumes (owned by the mount work)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -35,20 +36,16 @@ def write_atomic(path: str, content: str, mode: int = 0o644) -> bool:
     try:
         os.fchmod(fd, mode)
         if st is not None:
-            try:
+            with contextlib.suppress(PermissionError):
                 os.fchown(fd, st.st_uid, st.st_gid)
-            except PermissionError:
-                pass
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:

@@ -278,19 +278,18 @@ def _read_juicefs(sec: Section) -> JuicefsSettings:
         write_probe_limit_ms=sec.number("write_probe_limit_ms", 2000.0, minimum=1),
     )
     volumes: list[VolumeSettings] = []
-    for vsec in sec.sections("volumes"):
+    seen: dict[str, set[object]] = {"name": set(), "mountpoint": set()}
+    for i, vsec in enumerate(sec.sections("volumes")):
+        for key, taken in seen.items():
+            value = vsec.data.get(key)
+            if isinstance(value, str) and key == "mountpoint":
+                value = os.path.normpath(value)
+            if value is not None and value in taken:
+                sec.problem(f"volumes[{i}].{key}", value, f"each volume needs its own {key}")
+            taken.add(value)
         vol = _read_volume(vsec)
         if vol is not None:
             volumes.append(vol)
-    seen_names: set[str] = set()
-    seen_points: set[str] = set()
-    for i, vol in enumerate(volumes):
-        if vol.name in seen_names:
-            sec.problem(f"volumes[{i}].name", vol.name, "volume names must be unique")
-        if vol.mountpoint in seen_points:
-            sec.problem(f"volumes[{i}].mountpoint", vol.mountpoint, "mount points must be unique")
-        seen_names.add(vol.name)
-        seen_points.add(vol.mountpoint)
     sec.finish()
     return JuicefsSettings(volumes=tuple(volumes), **settings)
 
@@ -305,7 +304,9 @@ def _check_option(value: str) -> str | None:
 
 
 def _read_volume(sec: Section) -> VolumeSettings | None:
-    name = sec.string("name", pattern=r"[a-zA-Z0-9][a-zA-Z0-9-]{1,62}", allowed="a JuiceFS volume name: 2-63 letters, digits or '-'")
+    name = sec.string(
+        "name", pattern=r"[a-zA-Z0-9][a-zA-Z0-9-]{1,62}", allowed="a JuiceFS volume name: 2-63 letters, digits or '-'"
+    )
     meta_url = sec.string("meta_url", check=lambda v: _check_url_without_password(v, META_SCHEMES))
     mountpoint = sec.path_("mountpoint")
     password = _secret_ref(sec, "password", required=False)
@@ -337,17 +338,23 @@ def _read_milvus(sec: Section, juicefs: JuicefsSettings) -> MilvusSettings:
     volume_names = [v.name for v in juicefs.volumes]
     volume = sec.string("volume", None)
     if volume and volume not in volume_names:
-        sec.problem("volume", volume, f"must name a volume in juicefs.volumes ({', '.join(volume_names) or 'none configured'})")
+        sec.problem(
+            "volume", volume, f"must name a volume in juicefs.volumes ({', '.join(volume_names) or 'none configured'})"
+        )
     if volume is None and len(volume_names) == 1:
         volume = volume_names[0]
     settings = MilvusSettings(
         image=sec.string("image", MilvusSettings.image),
-        container_name=sec.string("container_name", "milvus", pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", allowed="a Docker container name"),
+        container_name=sec.string(
+            "container_name", "milvus", pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", allowed="a Docker container name"
+        ),
         volume=volume,
         db_subdir=sec.string(
             "db_subdir",
             "milvus/db",
-            check=lambda v: "must be a relative path inside the volume" if v.startswith("/") or ".." in v.split("/") else None,
+            check=lambda v: (
+                "must be a relative path inside the volume" if v.startswith("/") or ".." in v.split("/") else None
+            ),
         ),
         base_config=sec.path_("base_config", "/etc/jfs-milvus/server_config.yaml"),
         data_dir=sec.path_("data_dir", "/var/lib/jfs-milvus/milvus"),
@@ -370,7 +377,9 @@ def _read_mishards(sec: Section) -> MishardsSettings:
     settings = MishardsSettings(
         enabled=enabled,
         env_file=sec.path_("env_file", "/etc/jfs-milvus/mishards.env"),
-        container_name=sec.string("container_name", "mishards", pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", allowed="a Docker container name"),
+        container_name=sec.string(
+            "container_name", "mishards", pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", allowed="a Docker container name"
+        ),
         server_port=sec.number("server_port", 19531, minimum=1, maximum=65535, integer=True),
         discovery_port=sec.number("discovery_port", 19530, minimum=1, maximum=65535, integer=True),
         database_uri=sec.string(
@@ -381,6 +390,8 @@ def _read_mishards(sec: Section) -> MishardsSettings:
         database_password=_secret_ref(sec, "database_password", required=False),
     )
     if enabled and not settings.database_uri:
-        sec.problem("database_uri", None, "required when mishards.enabled is true (Mishards needs SQLALCHEMY_DATABASE_URI)")
+        sec.problem(
+            "database_uri", None, "required when mishards.enabled is true (Mishards needs SQLALCHEMY_DATABASE_URI)"
+        )
     sec.finish()
     return settings

@@ -163,9 +163,7 @@ class Section:
         return raw
 
     def path_(self, name: str, default: Any = _REQUIRED) -> Any:
-        return self.string(
-            name, default, check=lambda v: None if v.startswith("/") else "must be an absolute path"
-        )
+        return self.string(name, default, check=lambda v: None if v.startswith("/") else "must be an absolute path")
 
     def choice(self, name: str, choices: Iterable[str], default: Any = _REQUIRED) -> Any:
         options = list(choices)
@@ -246,9 +244,7 @@ class Section:
         raw = self._raw(name, default)
         if raw is _MISSING:
             return None if default is _REQUIRED else default
-        if not isinstance(raw, list) or any(
-            isinstance(i, bool) or not isinstance(i, int) or i < minimum for i in raw
-        ):
+        if not isinstance(raw, list) or any(isinstance(i, bool) or not isinstance(i, int) or i < minimum for i in raw):
             self.problem(name, raw, f"must be a list of integers >= {minimum}")
             return None if default is _REQUIRED else default
         return list(raw)

@@ -1,0 +1,109 @@
+"""`jfs-milvus-agent status`: what this node looks like now, GPUs and mounts, without a daemon."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent import __version__
+from agent.config import AgentConfig
+from agent.gpu import probe_gpus
+from agent.mount import MountManager
+
+NO_MOUNT_CONFIGURED = "no JuiceFS volume is configured (juicefs.volumes is empty)"
+
+
+def collect_status(config: AgentConfig) -> dict[str, Any]:
+    """Observe GPUs and every configured mount once; changes nothing on the node."""
+    gpus = (
+        probe_gpus(config.gpu).to_dict()
+        if config.gpu.enabled
+        else {
+            "available": False,
+            "reason": "GPU monitoring is disabled in the config (gpu.enabled: false)",
+            "driver_version": None,
+            "gpus": [],
+        }
+    )
+    mounts = [
+        MountManager(volume, config.juicefs, config.node_name).observe().to_dict() for volume in config.juicefs.volumes
+    ]
+    return {
+        "node": config.node_name,
+        "address": config.address,
+        "agent_version": __version__,
+        "config": config.path,
+        "observed_at": time.time(),
+        "gpu": gpus,
+        "mounts": mounts,
+        "mounts_note": None if mounts else NO_MOUNT_CONFIGURED,
+    }
+
+
+def _fmt_bytes(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.1f}G"
+
+
+def _fmt(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    return [line(header), *(line(r) for r in rows)]
+
+
+def render_status_table(status: dict[str, Any]) -> str:
+    config = status["config"] or "(none: defaults)"
+    out = [f"node {status['node']} ({status['address']})  agent {status['agent_version']}  config {config}"]
+    gpu = status["gpu"]
+    out.append("")
+    if not gpu["available"]:
+        out.append(f"GPUs: {gpu['reason']}")
+    else:
+        out.append(f"GPUs: {len(gpu['gpus'])}, driver {gpu['driver_version']}")
+        rows = [
+            [
+                str(g["index"]),
+                g["name"] or "-",
+                g["uuid"] or "-",
+                f"{_fmt_bytes(g['memory_used_bytes'])}/{_fmt_bytes(g['memory_total_bytes'])}",
+                _fmt(g["utilization_pct"], "%"),
+                _fmt(g["temperature_c"], "C"),
+                _fmt(g["power_w"], "W"),
+                g["health"],
+                "; ".join(g["reasons"]) or "-",
+            ]
+            for g in gpu["gpus"]
+        ]
+        out += _table(["GPU", "NAME", "UUID", "MEMORY", "UTIL", "TEMP", "POWER", "HEALTH", "REASONS"], rows)
+    out.append("")
+    if not status["mounts"]:
+        out.append(f"Mounts: {status['mounts_note']}")
+    else:
+        rows = []
+        for m in status["mounts"]:
+            meta = m.get("meta_engine") or {}
+            meta_text = "-"
+            if meta.get("checked"):
+                meta_text = f"ok {meta['latency_ms']:.1f}ms" if meta.get("reachable") else f"DOWN: {meta.get('error')}"
+            probe = m.get("write_probe_ms")
+            rows.append(
+                [
+                    m["volume"],
+                    m["mountpoint"],
+                    "yes" if m["configured_in_fstab"] else "no",
+                    m["mode"] or "-",
+                    m["state"],
+                    "-" if probe is None else f"{probe:.1f}ms",
+                    meta_text,
+                    "; ".join(m["reasons"]) or "-",
+                ]
+            )
+        out += _table(["VOLUME", "MOUNTPOINT", "FSTAB", "MODE", "STATE", "WRITE PROBE", "META ENGINE", "REASONS"], rows)
+    return "\n".join(out)

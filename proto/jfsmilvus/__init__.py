@@ -1,0 +1,1 @@
+"""Wire contract between jfs-milvus agents, coordinators and coordinatorctl."""

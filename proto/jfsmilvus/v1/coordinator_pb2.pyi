@@ -1,0 +1,186 @@
+from jfsmilvus.v1 import node_pb2 as _node_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReportRequest(_message.Message):
+    __slots__ = ("observation", "hosts_mishards")
+    OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_MISHARDS_FIELD_NUMBER: _ClassVar[int]
+    observation: _node_pb2.NodeObservation
+    hosts_mishards: bool
+    def __init__(self, observation: _Optional[_Union[_node_pb2.NodeObservation, _Mapping]] = ..., hosts_mishards: _Optional[bool] = ...) -> None: ...
+
+class ReportResponse(_message.Message):
+    __slots__ = ("leader", "leader_address", "assignment")
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    leader: bool
+    leader_address: str
+    assignment: _node_pb2.Assignment
+    def __init__(self, leader: _Optional[bool] = ..., leader_address: _Optional[str] = ..., assignment: _Optional[_Union[_node_pb2.Assignment, _Mapping]] = ...) -> None: ...
+
+class ClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeRow(_message.Message):
+    __slots__ = ("name", "address", "role_assigned", "role_running", "epoch", "gpu_health", "mount_health", "container_state", "seconds_since_report", "priority", "maintenance", "maintenance_reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    ROLE_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    GPU_HEALTH_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_HEALTH_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_STATE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_SINCE_REPORT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    role_assigned: _node_pb2.Role
+    role_running: _node_pb2.Role
+    epoch: int
+    gpu_health: _node_pb2.Health
+    mount_health: _node_pb2.Health
+    container_state: str
+    seconds_since_report: float
+    priority: int
+    maintenance: bool
+    maintenance_reason: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., role_assigned: _Optional[_Union[_node_pb2.Role, str]] = ..., role_running: _Optional[_Union[_node_pb2.Role, str]] = ..., epoch: _Optional[int] = ..., gpu_health: _Optional[_Union[_node_pb2.Health, str]] = ..., mount_health: _Optional[_Union[_node_pb2.Health, str]] = ..., container_state: _Optional[str] = ..., seconds_since_report: _Optional[float] = ..., priority: _Optional[int] = ..., maintenance: _Optional[bool] = ..., maintenance_reason: _Optional[str] = ...) -> None: ...
+
+class ClusterStatus(_message.Message):
+    __slots__ = ("cluster", "writer", "epoch", "leader", "leader_term", "paused", "paused_reason", "discovery", "nodes", "why")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_TERM_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_REASON_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERY_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    writer: str
+    epoch: int
+    leader: str
+    leader_term: int
+    paused: bool
+    paused_reason: str
+    discovery: _node_pb2.DiscoveryConfig
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeRow]
+    why: str
+    def __init__(self, cluster: _Optional[str] = ..., writer: _Optional[str] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., leader_term: _Optional[int] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ..., discovery: _Optional[_Union[_node_pb2.DiscoveryConfig, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRow, _Mapping]]] = ..., why: _Optional[str] = ...) -> None: ...
+
+class SwitchoverRequest(_message.Message):
+    __slots__ = ("to", "reason")
+    TO_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    to: str
+    reason: str
+    def __init__(self, to: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class FailoverRequest(_message.Message):
+    __slots__ = ("to", "force", "reason")
+    TO_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    to: str
+    force: bool
+    reason: str
+    def __init__(self, to: _Optional[str] = ..., force: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("phase", "message", "at_unix", "done", "ok")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    message: str
+    at_unix: float
+    done: bool
+    ok: bool
+    def __init__(self, phase: _Optional[str] = ..., message: _Optional[str] = ..., at_unix: _Optional[float] = ..., done: _Optional[bool] = ..., ok: _Optional[bool] = ...) -> None: ...
+
+class SetPausedRequest(_message.Message):
+    __slots__ = ("paused", "reason")
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    paused: bool
+    reason: str
+    def __init__(self, paused: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetMaintenanceRequest(_message.Message):
+    __slots__ = ("node", "on", "reason")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    on: bool
+    reason: str
+    def __init__(self, node: _Optional[str] = ..., on: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetPriorityRequest(_message.Message):
+    __slots__ = ("node", "priority")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    priority: int
+    def __init__(self, node: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("limit", "follow", "role_changes_only")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    ROLE_CHANGES_ONLY_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    follow: bool
+    role_changes_only: bool
+    def __init__(self, limit: _Optional[int] = ..., follow: _Optional[bool] = ..., role_changes_only: _Optional[bool] = ...) -> None: ...
+
+class Phase(_message.Message):
+    __slots__ = ("name", "at_unix")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    at_unix: float
+    def __init__(self, name: _Optional[str] = ..., at_unix: _Optional[float] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("id", "at_unix", "kind", "node", "epoch", "reason", "phases")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at_unix: float
+    kind: str
+    node: str
+    epoch: int
+    reason: str
+    phases: _containers.RepeatedCompositeFieldContainer[Phase]
+    def __init__(self, id: _Optional[int] = ..., at_unix: _Optional[float] = ..., kind: _Optional[str] = ..., node: _Optional[str] = ..., epoch: _Optional[int] = ..., reason: _Optional[str] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ...) -> None: ...
+
+class WhyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhyResponse(_message.Message):
+    __slots__ = ("sentence",)
+    SENTENCE_FIELD_NUMBER: _ClassVar[int]
+    sentence: str
+    def __init__(self, sentence: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,200 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_RO: _ClassVar[Role]
+    ROLE_RW: _ClassVar[Role]
+    ROLE_STOPPED: _ClassVar[Role]
+
+class Health(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HEALTH_UNSPECIFIED: _ClassVar[Health]
+    HEALTH_HEALTHY: _ClassVar[Health]
+    HEALTH_DEGRADED: _ClassVar[Health]
+    HEALTH_FAILED: _ClassVar[Health]
+ROLE_UNSPECIFIED: Role
+ROLE_RO: Role
+ROLE_RW: Role
+ROLE_STOPPED: Role
+HEALTH_UNSPECIFIED: Health
+HEALTH_HEALTHY: Health
+HEALTH_DEGRADED: Health
+HEALTH_FAILED: Health
+
+class XidRecord(_message.Message):
+    __slots__ = ("xid", "count", "first_seen_unix", "last_seen_unix", "fatal")
+    XID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    FATAL_FIELD_NUMBER: _ClassVar[int]
+    xid: int
+    count: int
+    first_seen_unix: float
+    last_seen_unix: float
+    fatal: bool
+    def __init__(self, xid: _Optional[int] = ..., count: _Optional[int] = ..., first_seen_unix: _Optional[float] = ..., last_seen_unix: _Optional[float] = ..., fatal: _Optional[bool] = ...) -> None: ...
+
+class GpuStatus(_message.Message):
+    __slots__ = ("index", "uuid", "name", "memory_total_bytes", "memory_used_bytes", "utilization_pct", "temperature_c", "power_w", "health", "reasons", "xids")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_PCT_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_C_FIELD_NUMBER: _ClassVar[int]
+    POWER_W_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    XIDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    uuid: str
+    name: str
+    memory_total_bytes: int
+    memory_used_bytes: int
+    utilization_pct: float
+    temperature_c: float
+    power_w: float
+    health: Health
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    xids: _containers.RepeatedCompositeFieldContainer[XidRecord]
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., utilization_pct: _Optional[float] = ..., temperature_c: _Optional[float] = ..., power_w: _Optional[float] = ..., health: _Optional[_Union[Health, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., xids: _Optional[_Iterable[_Union[XidRecord, _Mapping]]] = ...) -> None: ...
+
+class GpuReport(_message.Message):
+    __slots__ = ("available", "reason", "driver_version", "gpus")
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    available: bool
+    reason: str
+    driver_version: str
+    gpus: _containers.RepeatedCompositeFieldContainer[GpuStatus]
+    def __init__(self, available: _Optional[bool] = ..., reason: _Optional[str] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuStatus, _Mapping]]] = ...) -> None: ...
+
+class MetaEngineStatus(_message.Message):
+    __slots__ = ("scheme", "checked", "reachable", "latency_ms", "error", "maxmemory_policy", "warnings")
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MAXMEMORY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    scheme: str
+    checked: bool
+    reachable: bool
+    latency_ms: float
+    error: str
+    maxmemory_policy: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scheme: _Optional[str] = ..., checked: _Optional[bool] = ..., reachable: _Optional[bool] = ..., latency_ms: _Optional[float] = ..., error: _Optional[str] = ..., maxmemory_policy: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MountStatus(_message.Message):
+    __slots__ = ("volume", "mountpoint", "configured_in_fstab", "mounted", "read_only", "health", "state", "reasons", "write_probe_ms", "session_id", "meta_engine")
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    MOUNTPOINT_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_IN_FSTAB_FIELD_NUMBER: _ClassVar[int]
+    MOUNTED_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_PROBE_MS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    META_ENGINE_FIELD_NUMBER: _ClassVar[int]
+    volume: str
+    mountpoint: str
+    configured_in_fstab: bool
+    mounted: bool
+    read_only: bool
+    health: Health
+    state: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    write_probe_ms: float
+    session_id: str
+    meta_engine: MetaEngineStatus
+    def __init__(self, volume: _Optional[str] = ..., mountpoint: _Optional[str] = ..., configured_in_fstab: _Optional[bool] = ..., mounted: _Optional[bool] = ..., read_only: _Optional[bool] = ..., health: _Optional[_Union[Health, str]] = ..., state: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., write_probe_ms: _Optional[float] = ..., session_id: _Optional[str] = ..., meta_engine: _Optional[_Union[MetaEngineStatus, _Mapping]] = ...) -> None: ...
+
+class ContainerStatus(_message.Message):
+    __slots__ = ("name", "id", "image", "state", "role", "epoch", "healthy", "restarts", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    image: str
+    state: str
+    role: Role
+    epoch: int
+    healthy: bool
+    restarts: int
+    error: str
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., healthy: _Optional[bool] = ..., restarts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class NodeObservation(_message.Message):
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    HIGHEST_EPOCH_SEEN_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    address: str
+    agent_version: str
+    gpus: GpuReport
+    mounts: _containers.RepeatedCompositeFieldContainer[MountStatus]
+    container: ContainerStatus
+    role_running: Role
+    highest_epoch_seen: int
+    observed_at_unix: float
+    last_errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DiscoveryConfig(_message.Message):
+    __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")
+    WRITER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WRITER_PORT_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERY_PORT_FIELD_NUMBER: _ClassVar[int]
+    writer_address: str
+    writer_port: int
+    hosts: _containers.RepeatedScalarFieldContainer[str]
+    discovery_port: int
+    def __init__(self, writer_address: _Optional[str] = ..., writer_port: _Optional[int] = ..., hosts: _Optional[_Iterable[str]] = ..., discovery_port: _Optional[int] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("role", "epoch", "lease_ms", "writer", "discovery", "reason")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    role: Role
+    epoch: int
+    lease_ms: int
+    writer: str
+    discovery: DiscoveryConfig
+    reason: str
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., lease_ms: _Optional[int] = ..., writer: _Optional[str] = ..., discovery: _Optional[_Union[DiscoveryConfig, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...

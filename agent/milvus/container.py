@@ -1,0 +1,259 @@
+"""The Milvus container as the seed guide's `docker run` makes it, through the Docker SDK.
+
+`container_spec` (pure) says what the container must look like for a role; `MilvusDocker` (the edge) finds,
+starts, stops and health-checks it. Every container we start carries labels naming its owner, node, role,
+epoch and config hash, so an agent that restarts can adopt a matching container instead of restarting it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import DeviceRequest
+
+from agent.milvus.server_config import (
+    CONTAINER_CONF_DIR,
+    CONTAINER_DB_DIR,
+    CONTAINER_LOGS_DIR,
+    CONTAINER_WAL_DIR,
+)
+
+LABEL_OWNER = "io.jfs-milvus.owner"
+LABEL_NODE = "io.jfs-milvus.node"
+LABEL_ROLE = "io.jfs-milvus.role"
+LABEL_EPOCH = "io.jfs-milvus.epoch"
+LABEL_CONFIG = "io.jfs-milvus.config-sha256"
+OWNER = "jfs-milvus-agent"
+MILVUS_PORT = 19530
+MILVUS_HTTP_PORT = 19121
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    node: str
+    role: str
+    epoch: int
+    config_sha256: str
+    bind_address: str
+    port: int
+    http_port: int
+    db_dir: str  # on the JuiceFS mount
+    conf_dir: str
+    logs_dir: str
+    wal_dir: str
+    gpu_uuids: tuple[str, ...] | None  # None: no GPU request at all; () would mean "no GPU"
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_OWNER: OWNER,
+            LABEL_NODE: self.node,
+            LABEL_ROLE: self.role,
+            LABEL_EPOCH: str(self.epoch),
+            LABEL_CONFIG: self.config_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What Docker says about one of our containers."""
+
+    id: str
+    name: str
+    image: str
+    status: str  # created | running | restarting | exited | paused | dead
+    role: str | None
+    epoch: int
+    config_sha256: str | None
+    exit_code: int | None
+    started_at: str | None
+    error: str | None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+class DockerUnavailable(Exception):
+    """The Docker engine cannot be reached; the message says what was tried."""
+
+
+class ContainerStartError(Exception):
+    """Docker refused to start the container; the message gives the reason in an operator's words."""
+
+
+def _state_of(container: Any) -> ContainerState:
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    try:
+        epoch = int(labels.get(LABEL_EPOCH, "0"))
+    except ValueError:
+        epoch = 0
+    return ContainerState(
+        id=container.id[:12],
+        name=container.name,
+        image=attrs.get("Config", {}).get("Image", ""),
+        status=state.get("Status", "unknown"),
+        role=labels.get(LABEL_ROLE),
+        epoch=epoch,
+        config_sha256=labels.get(LABEL_CONFIG),
+        exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
+        started_at=state.get("StartedAt"),
+        error=state.get("Error") or None,
+    )
+
+
+def explain_start_error(exc: Exception, spec: ContainerSpec) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    lowered = text.lower()
+    if isinstance(exc, docker.errors.ImageNotFound) or "no such image" in lowered:
+        return f"image {spec.image} is not on this node (docker pull or docker load it)"
+    if "port is already allocated" in lowered or "address already in use" in lowered:
+        return (
+            f"port {spec.port} or {spec.http_port} on {spec.bind_address} is already taken by another process "
+            "or container"
+        )
+    if "could not select device driver" in lowered or "nvidia" in lowered:
+        return f"Docker cannot give GPUs to containers (install the NVIDIA container toolkit): {text}"
+    if "conflict" in lowered and "already in use" in lowered:
+        return f"a container named {spec.name} exists that this agent does not own; remove or rename it"
+    return text
+
+
+class MilvusDocker:
+    """The Docker edge for one node's Milvus container."""
+
+    def __init__(self, node: str, base_url: str | None = None, timeout_s: float = 30.0):
+        self.node = node
+        self._base_url = base_url
+        self._timeout_s = timeout_s
+        self._client: Any = None
+
+    def _docker(self) -> Any:
+        if self._client is None:
+            try:
+                if self._base_url:
+                    self._client = docker.DockerClient(base_url=self._base_url, timeout=int(self._timeout_s))
+                else:
+                    self._client = docker.from_env(timeout=int(self._timeout_s))
+                self._client.ping()
+            except docker.errors.DockerException as exc:
+                self._client = None
+                raise DockerUnavailable(
+                    f"Docker engine unreachable ({self._base_url or 'DOCKER_HOST or /var/run/docker.sock'}): {exc}"
+                ) from exc
+        return self._client
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.NotFound:
+            raise
+        except (docker.errors.DockerException, OSError) as exc:
+            if isinstance(exc, docker.errors.APIError) and exc.status_code is not None and exc.status_code < 500:
+                raise
+            self._client = None
+            raise DockerUnavailable(f"Docker engine failed to {what}: {exc}") from exc
+
+    def list_ours(self, name: str | None = None) -> list[ContainerState]:
+        """Our containers on this node, and any container holding `name` (so a stranger is noticed)."""
+        client = self._docker()
+        filters = {"label": [f"{LABEL_OWNER}={OWNER}", f"{LABEL_NODE}={self.node}"]}
+        found = {c.id: c for c in self._call("list containers", client.containers.list, all=True, filters=filters)}
+        if name:
+            for c in self._call("list containers", client.containers.list, all=True, filters={"name": f"^/{name}$"}):
+                found.setdefault(c.id, c)
+        return sorted((_state_of(c) for c in found.values()), key=lambda s: s.name)
+
+    def start(self, spec: ContainerSpec) -> ContainerState:
+        client = self._docker()
+        for path in (spec.conf_dir, spec.logs_dir, spec.wal_dir):
+            os.makedirs(path, exist_ok=True)
+        volumes = {
+            spec.db_dir: {"bind": CONTAINER_DB_DIR, "mode": "rw" if spec.role == "rw" else "ro"},
+            spec.conf_dir: {"bind": CONTAINER_CONF_DIR, "mode": "ro"},
+            spec.logs_dir: {"bind": CONTAINER_LOGS_DIR, "mode": "rw"},
+            spec.wal_dir: {"bind": CONTAINER_WAL_DIR, "mode": "rw"},
+        }
+        device_requests = None
+        if spec.gpu_uuids:
+            device_requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])]
+        try:
+            container = client.containers.run(
+                spec.image,
+                name=spec.name,
+                detach=True,
+                labels=spec.labels,
+                environment=spec.environment,
+                ports={
+                    f"{MILVUS_PORT}/tcp": (spec.bind_address, spec.port),
+                    f"{MILVUS_HTTP_PORT}/tcp": (spec.bind_address, spec.http_port),
+                },
+                volumes=volumes,
+                device_requests=device_requests,
+                restart_policy={"Name": "no"},
+            )
+        except docker.errors.DockerException as exc:
+            # A container that was created but could not start (port taken) is removed, not left behind.
+            self._remove_quietly(spec.name)
+            if isinstance(exc, docker.errors.APIError | docker.errors.ImageNotFound):
+                raise ContainerStartError(explain_start_error(exc, spec)) from exc
+            self._client = None
+            raise DockerUnavailable(f"Docker engine failed to start {spec.name}: {exc}") from exc
+        container.reload()
+        return _state_of(container)
+
+    def stop(self, container_id: str, timeout_s: float) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after `timeout_s`) and remove the container."""
+        client = self._docker()
+        try:
+            container = self._call("find the container", client.containers.get, container_id)
+            self._call("stop the container", container.stop, timeout=max(1, int(timeout_s)))
+            self._call("remove the container", container.remove, force=True)
+        except docker.errors.NotFound:
+            return
+
+    def kill(self, container_id: str) -> None:
+        """Stop at once (self-fencing): SIGKILL and remove."""
+        client = self._docker()
+        try:
+            container = self._call("find the container", client.containers.get, container_id)
+            self._call("remove the container", container.remove, force=True)
+        except docker.errors.NotFound:
+            return
+
+    def _remove_quietly(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.DockerException, DockerUnavailable):
+            self._docker().containers.get(name).remove(force=True)
+
+
+def check_milvus_health(address: str, http_port: int, timeout_s: float = 2.0) -> str | None:
+    """None when `GET /state` answers Milvus' success JSON; otherwise why not, in one line."""
+    url = f"http://{address}:{http_port}/state"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            body = response.read(4096)
+    except urllib.error.HTTPError as exc:
+        return f"GET {url} answered HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"GET {url} failed: {reason}"
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return f"GET {url} answered something that is not JSON"
+    if not isinstance(answer, dict) or answer.get("code") != 0:
+        return f"GET {url} answered {answer!r}, not code 0"
+    return None

@@ -1,0 +1,167 @@
+"""The convergence table: from what the node must be and what it is, the one next step and why.
+
+Pure: no Docker, no mount, no clock reads. The agent loop observes, calls `next_step`, carries out the one
+step it returns, and logs the step's sentence. Rules are checked in order; the first that applies wins.
+
+| # | when                                                        | step                      |
+|---|-------------------------------------------------------------|---------------------------|
+| 1 | Docker cannot be reached                                    | wait (report the reason)  |
+| 2 | a container not ours holds the Milvus container name        | wait (never touch it)     |
+| 3 | a writer runs but its lease is not valid                    | kill it now (self-fence)  |
+| 4 | more than one of our containers exists                      | stop the extra ones       |
+| 5 | our container has exited                                    | remove it (a crash counts)|
+| 6 | a container runs in the wrong role, or none is wanted       | stop it (graceful)        |
+| 7 | it runs with an outdated config                             | stop it (restart)         |
+| 8 | it runs and is not healthy past the health timeout          | stop it (restart, backoff)|
+| 9 | it runs, not yet healthy                                    | wait for the health check |
+|10 | it runs and is healthy                                      | nothing (converged)       |
+|11 | none runs; the mount is not in the role's mode              | mount in the role's mode  |
+|12 | none runs; the mount is not healthy                         | wait (never start on it)  |
+|13 | none runs; server_config.yaml differs from the rendered one | write it                  |
+|14 | none runs; a restart backoff is pending                     | wait                      |
+|15 | none runs                                                   | start the container       |
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from agent.milvus.container import ContainerState
+
+
+class Action(enum.Enum):
+    NOTHING = "nothing"
+    WAIT = "wait"
+    KILL = "kill"
+    STOP = "stop"
+    REMOVE = "remove"
+    MOUNT = "mount"
+    WRITE_CONFIG = "write-config"
+    START = "start"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    reason: str
+    container_id: str | None = None
+    mount_mode: str | None = None
+    counts_as_crash: bool = False
+
+
+@dataclass(frozen=True)
+class Want:
+    """What the node must run: role rw | ro | none (run no Milvus), the epoch, and for rw the lease."""
+
+    role: str
+    epoch: int
+    lease_valid: bool
+    config_sha256: str  # of the server_config.yaml rendered for this role
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the agent observed this loop."""
+
+    docker_error: str | None
+    containers: tuple[ContainerState, ...]  # ours, plus any container holding our name
+    container_name: str
+    health_error: str | None  # of the running container's GET /state; None when healthy
+    running_for_s: float  # since the running container started (agent's clock)
+    mount_mode: str | None  # ro | rw | None (not mounted)
+    mount_state: str  # healthy | degraded | failed | unmounted | hung
+    mount_reasons: tuple[str, ...]
+    config_on_disk_sha256: str | None
+    backoff_left_s: float
+    health_timeout_s: float
+
+
+def _ours(seen: Seen) -> list[ContainerState]:
+    return [c for c in seen.containers if c.role is not None]
+
+
+def next_step(want: Want, seen: Seen) -> Step:
+    if seen.docker_error:
+        return Step(Action.WAIT, f"Docker is unreachable, retrying: {seen.docker_error}")
+    stranger = [c for c in seen.containers if c.role is None and c.name == seen.container_name]
+    if stranger:
+        return Step(
+            Action.WAIT,
+            f"container {seen.container_name} ({stranger[0].id}) was not started by jfs-milvus-agent; "
+            "remove or rename it so the agent can run Milvus",
+        )
+    ours = _ours(seen)
+    running = [c for c in ours if c.running]
+
+    for c in running:
+        if c.role == "rw" and not (want.role == "rw" and want.lease_valid):
+            why = "its lease is not valid" if want.role == "rw" else f"this node is now assigned {want.role}"
+            return Step(Action.KILL, f"killing writer container {c.name} at once because {why}", c.id)
+
+    if len(ours) > 1:
+        keep = next((c for c in running if c.role == want.role), None)
+        extra = next(c for c in ours if c is not keep)
+        return Step(Action.STOP, f"stopping extra container {extra.name} ({extra.id}): one Milvus per node", extra.id)
+
+    current = ours[0] if ours else None
+    if current is not None and not current.running:
+        crashed = current.status in ("exited", "dead") and current.exit_code not in (0, None)
+        detail = f"exit code {current.exit_code}" if current.exit_code is not None else current.status
+        return Step(
+            Action.REMOVE,
+            f"removing container {current.name} ({detail}){' after a crash' if crashed else ''}",
+            current.id,
+            counts_as_crash=crashed or current.status == "dead",
+        )
+
+    if current is not None:
+        if want.role not in ("rw", "ro"):
+            return Step(
+                Action.STOP, f"stopping {current.role} container: this node is assigned {want.role}", current.id
+            )
+        if current.role != want.role:
+            return Step(
+                Action.STOP,
+                f"stopping {current.role} container to switch to {want.role} (epoch {want.epoch})",
+                current.id,
+            )
+        if current.config_sha256 != want.config_sha256:
+            return Step(Action.STOP, f"restarting {current.role} container: its server_config.yaml changed", current.id)
+        if seen.health_error:
+            if seen.running_for_s >= seen.health_timeout_s:
+                return Step(
+                    Action.STOP,
+                    f"restarting {current.role} container: unhealthy for {seen.running_for_s:.0f}s "
+                    f"({seen.health_error})",
+                    current.id,
+                    counts_as_crash=True,
+                )
+            return Step(Action.WAIT, f"waiting for {current.role} container health check ({seen.health_error})")
+        return Step(Action.NOTHING, f"running {current.role} at epoch {want.epoch}, healthy")
+
+    if want.role not in ("rw", "ro"):
+        return Step(Action.NOTHING, f"no Milvus container: this node is assigned {want.role}")
+    if want.role == "rw" and not want.lease_valid:
+        return Step(Action.WAIT, "assigned rw but holding no valid lease: not starting a writer")
+    if seen.mount_state in ("failed", "unmounted") or seen.mount_mode != want.role:
+        current_mode = seen.mount_mode or "unmounted"
+        if seen.mount_state == "hung":
+            return Step(
+                Action.WAIT, f"JuiceFS mount is hung; not starting {want.role}: {'; '.join(seen.mount_reasons)}"
+            )
+        return Step(
+            Action.MOUNT,
+            f"mounting JuiceFS {want.role} for the {want.role} role (now {current_mode}, {seen.mount_state})",
+            mount_mode=want.role,
+        )
+    if seen.mount_state not in ("healthy", "degraded"):
+        return Step(
+            Action.WAIT,
+            f"JuiceFS mount is {seen.mount_state}; not starting {want.role}: {'; '.join(seen.mount_reasons)}",
+        )
+    if seen.config_on_disk_sha256 != want.config_sha256:
+        return Step(Action.WRITE_CONFIG, f"writing server_config.yaml for role {want.role}")
+    if seen.backoff_left_s > 0:
+        return Step(Action.WAIT, f"waiting {seen.backoff_left_s:.0f}s before restarting Milvus (crash backoff)")
+    return Step(Action.START, f"starting Milvus as {want.role} at epoch {want.epoch}")

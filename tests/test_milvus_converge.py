@@ -1,0 +1,105 @@
+"""The convergence table, rule by rule: one observation in, the one step out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from agent.milvus.container import ContainerState
+from agent.milvus.converge import Action, Seen, Want, next_step
+
+SHA = "a" * 64
+
+
+def container(role: str | None = "ro", status: str = "running", epoch: int = 3, sha: str = SHA, **kw) -> ContainerState:
+    base = dict(
+        id=kw.pop("id", f"id-{role}-{status}"),
+        name=kw.pop("name", "milvus"),
+        image="standin",
+        status=status,
+        role=role,
+        epoch=epoch,
+        config_sha256=sha,
+        exit_code=kw.pop("exit_code", None),
+        started_at=None,
+        error=None,
+    )
+    return ContainerState(**base)
+
+
+def seen(*containers: ContainerState, **kw) -> Seen:
+    base = dict(
+        docker_error=None,
+        containers=tuple(containers),
+        container_name="milvus",
+        health_error=None,
+        running_for_s=100.0,
+        mount_mode="ro",
+        mount_state="healthy",
+        mount_reasons=(),
+        config_on_disk_sha256=SHA,
+        backoff_left_s=0.0,
+        health_timeout_s=60.0,
+    )
+    base.update(kw)
+    return Seen(**base)
+
+
+RO = Want(role="ro", epoch=3, lease_valid=True, config_sha256=SHA)
+RW = Want(role="rw", epoch=4, lease_valid=True, config_sha256=SHA)
+
+
+@pytest.mark.parametrize(
+    ("want", "observed", "action", "words"),
+    [
+        (RO, seen(docker_error="connection refused"), Action.WAIT, "Docker is unreachable"),
+        (RO, seen(container(role=None)), Action.WAIT, "not started by jfs-milvus-agent"),
+        (replace(RW, lease_valid=False), seen(container("rw"), mount_mode="rw"), Action.KILL, "lease is not valid"),
+        (RO, seen(container("rw"), mount_mode="rw"), Action.KILL, "now assigned ro"),
+        (
+            RO,
+            seen(container("ro"), container("ro", status="running", id="x2", name="milvus-old")),
+            Action.STOP,
+            "extra",
+        ),
+        (RO, seen(container("ro", status="exited", exit_code=137)), Action.REMOVE, "after a crash"),
+        (RW, seen(container("ro")), Action.STOP, "to switch to rw"),
+        (Want("none", 5, True, SHA), seen(container("ro")), Action.STOP, "assigned none"),
+        (RO, seen(container("ro", sha="b" * 64)), Action.STOP, "server_config.yaml changed"),
+        (RO, seen(container("ro"), health_error="refused", running_for_s=61), Action.STOP, "unhealthy for 61s"),
+        (RO, seen(container("ro"), health_error="refused", running_for_s=5), Action.WAIT, "waiting for ro container"),
+        (RO, seen(container("ro")), Action.NOTHING, "healthy"),
+        (RW, seen(mount_mode="ro"), Action.MOUNT, "mounting JuiceFS rw"),
+        (RO, seen(mount_mode=None, mount_state="unmounted"), Action.MOUNT, "mounting JuiceFS ro"),
+        (RW, seen(mount_mode="rw", mount_state="hung", mount_reasons=("hung since 3s",)), Action.WAIT, "hung"),
+        (RO, seen(mount_state="failed", mount_reasons=("ENOTCONN",)), Action.MOUNT, "failed"),
+        (RO, seen(config_on_disk_sha256=None), Action.WRITE_CONFIG, "server_config.yaml"),
+        (RO, seen(backoff_left_s=4), Action.WAIT, "backoff"),
+        (RW, seen(mount_mode="rw"), Action.START, "starting Milvus as rw at epoch 4"),
+        (replace(RW, lease_valid=False), seen(mount_mode="rw"), Action.WAIT, "no valid lease"),
+        (Want("none", 5, True, SHA), seen(), Action.NOTHING, "no Milvus container"),
+    ],
+)
+def test_each_rule(want: Want, observed: Seen, action: Action, words: str) -> None:
+    step = next_step(want, observed)
+    assert step.action is action, step
+    assert words in step.reason, step.reason
+
+
+def test_the_extra_container_stopped_is_not_the_one_in_the_wanted_role() -> None:
+    good = container("ro", id="good")
+    old = container("rw", status="exited", id="old", name="milvus-prev", exit_code=0)
+    step = next_step(RO, seen(good, old))
+    assert step.action is Action.STOP and step.container_id == "old"
+
+
+def test_a_clean_exit_is_not_counted_as_a_crash() -> None:
+    step = next_step(RO, seen(container("ro", status="exited", exit_code=0)))
+    assert step.action is Action.REMOVE and not step.counts_as_crash
+
+
+def test_never_start_rw_on_a_read_only_or_unhealthy_mount() -> None:
+    for mount_mode, state in [("ro", "healthy"), (None, "unmounted"), ("rw", "hung"), ("rw", "failed")]:
+        step = next_step(RW, seen(mount_mode=mount_mode, mount_state=state))
+        assert step.action is not Action.START, (mount_mode, state, step)

@@ -23,12 +23,10 @@ general:
   timezone: UTC+8
   meta_uri: sqlite://:@:/
 network:
-  bind:
-    address: 0.0.0.0
-    port: 19530
-  http:
-    enable: true
-    port: 19121
+  bind.address: 10.0.0.11
+  bind.port: 19530
+  http.enable: false
+  http.port: 19121
 storage:
   path: /var/lib/milvus
   auto_flush_interval: 1
@@ -62,6 +60,7 @@ def test_role_keys_are_set_and_operator_keys_kept(role: str) -> None:
     out = yaml.safe_load(render_server_config(parse_base_config(BASE, "base.yaml"), settings(role)))
     assert out["cluster"] == {"enable": True, "role": role}
     assert out["general"]["timezone"] == "UTC+8"
+    assert out["network"] == {"bind.address": "10.0.0.11", "bind.port": 19530, "http.enable": True, "http.port": 19121}
     assert out["cache"] == {"cache_size": "4GB"}
     assert out["storage"]["auto_flush_interval"] == 1
     assert out["wal"] == {"enable": True, "buffer_size": "256MB", "path": "/var/lib/milvus/wal"}
@@ -85,7 +84,7 @@ def test_no_healthy_gpu_turns_gpu_off_and_none_leaves_the_section_alone() -> Non
 def test_an_empty_base_still_gives_a_complete_config() -> None:
     out = yaml.safe_load(render_server_config(parse_base_config("", "b"), settings("rw")))
     assert out["cluster"]["role"] == "rw"
-    assert out["network"]["http"] == {"enable": True, "port": 19121}
+    assert out["network"] == {"bind.address": "0.0.0.0", "bind.port": 19530, "http.enable": True, "http.port": 19121}
     assert role_of_rendered(render_server_config({}, settings("rw"))) == "rw"
 
 

@@ -79,14 +79,10 @@ def render_server_config(base: dict[str, Any], settings: RoleSettings) -> str:
     section("cluster").update({"enable": True, "role": settings.role})
     if settings.meta_uri:
         section("general")["meta_uri"] = meta_uri_with_password(settings.meta_uri, settings.meta_password)
+    # Milvus 1.x reads the network section with dotted keys ("bind.port"), not nested mappings.
     network = section("network")
-    bind = dict(network.get("bind") or {})
-    bind["port"] = settings.port
-    bind.setdefault("address", "0.0.0.0")
-    network["bind"] = bind
-    http = dict(network.get("http") or {})
-    http.update({"enable": True, "port": settings.http_port})
-    network["http"] = http
+    network.setdefault("bind.address", "0.0.0.0")
+    network.update({"bind.port": settings.port, "http.enable": True, "http.port": settings.http_port})
     section("storage")["path"] = CONTAINER_ROOT
     section("wal")["path"] = CONTAINER_WAL_DIR
     if settings.gpu_count is not None:

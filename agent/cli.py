@@ -48,6 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: jfs-milvus-agent check-config /etc/jfs-milvus/agent.yaml",
     )
     check.add_argument("file", nargs="?", metavar="FILE", help=f"config to check (default: {DEFAULT_CONFIG_PATH})")
+
+    run = sub.add_parser(
+        "run",
+        help="run the agent daemon (what systemd starts)",
+        description="Run the agent: observe the node, converge Milvus to its assignment, serve the API and /metrics.",
+        epilog="example: jfs-milvus-agent run --config /etc/jfs-milvus/agent.yaml",
+    )
+    run.add_argument("--config", metavar="FILE", help=f"agent config (default: {DEFAULT_CONFIG_PATH})")
+
+    assign = sub.add_parser(
+        "assign",
+        help="give this node a role by hand, for a node run without a coordinator",
+        description=(
+            "Write the local assignment file the daemon follows when no coordinator assigns roles. The operator "
+            "then holds the one-writer rule, as in the manual procedure: assign rw to one node only."
+        ),
+        epilog="example: jfs-milvus-agent assign rw --epoch 2 --mishards-writer 10.0.0.11:19530 "
+        "--mishards-hosts 10.0.0.12,10.0.0.13",
+    )
+    assign.add_argument("role", choices=("rw", "ro", "none"), help="rw: the writer; ro: a reader; none: run no Milvus")
+    assign.add_argument("--epoch", type=int, required=True, help="must not be lower than the highest epoch seen")
+    assign.add_argument("--reason", default="", help="why, for the log")
+    assign.add_argument("--mishards-writer", metavar="HOST:PORT", help="WOSERVER for a node that hosts Mishards")
+    assign.add_argument("--mishards-hosts", metavar="H1,H2", help="DISCOVERY_STATIC_HOSTS for Mishards")
+    assign.add_argument("--config", metavar="FILE", help=f"agent config (default: {DEFAULT_CONFIG_PATH})")
     return parser
 
 
@@ -85,6 +110,65 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_or_report(explicit: str | None) -> AgentConfig | None:
+    try:
+        return load_agent_config(config_path_from_env(explicit))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_USAGE
+    from agent.runner import run_daemon
+
+    return run_daemon(config)
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    from agent.assignment import Assignment, AssignmentError, LocalAssignmentFile, discovery_from_json, judge_assignment
+    from agent.mishards.envfile import MishardsEnvError
+    from agent.state import StateError, load_state
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_USAGE
+    discovery = None
+    if args.mishards_writer or args.mishards_hosts:
+        hosts = [h.strip() for h in (args.mishards_hosts or "").split(",") if h.strip()]
+        try:
+            discovery = discovery_from_json({"writer": args.mishards_writer or "", "hosts": hosts})
+        except MishardsEnvError as exc:
+            print(f"jfs-milvus-agent assign: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    assignment = Assignment(
+        role=args.role,
+        epoch=args.epoch,
+        source="jfs-milvus-agent assign",
+        reason=args.reason or f"assigned {args.role} by hand",
+        discovery=discovery,
+    )
+    try:
+        highest = load_state(config.state_dir).highest_epoch
+    except StateError as exc:
+        print(f"jfs-milvus-agent assign: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    refusal = judge_assignment(assignment, highest)
+    if refusal:
+        print(f"jfs-milvus-agent assign: refused: {refusal}; use --epoch {highest} or higher", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        changed = LocalAssignmentFile(config.state_dir).write(assignment)
+    except (OSError, AssignmentError) as exc:
+        print(f"jfs-milvus-agent assign: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{config.node_name}: assigned {args.role} at epoch {args.epoch}" + ("" if changed else " (unchanged)"))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -92,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_status(args)
     if args.command == "check-config":
         return cmd_check_config(args)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "assign":
+        return cmd_assign(args)
     parser.print_help(sys.stderr)
     return EXIT_USAGE
 

@@ -123,6 +123,7 @@ class AgentConfig:
     coordinators: tuple[str, ...] = ()
     state_dir: str = "/var/lib/jfs-milvus"
     log_level: str = "info"
+    loop_interval_s: float = 1.0
     tls: TlsSettings = field(default_factory=TlsSettings)
     gpu: GpuSettings = field(default_factory=GpuSettings)
     juicefs: JuicefsSettings = field(default_factory=JuicefsSettings)
@@ -211,6 +212,7 @@ def _read_top(top: Section) -> AgentConfig | None:
     coordinators = tuple(top.string_list("coordinators", [], check=check_host_port))
     state_dir = top.path_("state_dir", "/var/lib/jfs-milvus")
     log_level = top.choice("log_level", ("debug", "info", "warning", "error"), "info")
+    loop_interval_s = top.number("loop_interval_s", 1.0, minimum=0.1, maximum=60)
 
     tls_sec = top.section("tls")
     tls = TlsSettings(
@@ -243,6 +245,7 @@ def _read_top(top: Section) -> AgentConfig | None:
         coordinators=coordinators,
         state_dir=state_dir,
         log_level=log_level,
+        loop_interval_s=loop_interval_s,
         tls=tls,
         gpu=gpu,
         juicefs=juicefs,

@@ -244,9 +244,7 @@ class NvmlLibrary:
         retired = calls.call(
             "nvmlDeviceGetRetiredPagesPendingStatus", nv.nvmlDeviceGetRetiredPagesPendingStatus, handle
         )
-        clocks = calls.call(
-            "nvmlDeviceGetCurrentClocksEventReasons", nv.nvmlDeviceGetCurrentClocksEventReasons, handle
-        )
+        clocks = calls.call("nvmlDeviceGetCurrentClocksEventReasons", nv.nvmlDeviceGetCurrentClocksEventReasons, handle)
         reading.health = HealthReadings(
             lost_in=calls.lost_in,
             ecc_uncorrected_volatile=None if ecc is None else int(ecc),
@@ -291,4 +289,3 @@ class NvmlLibrary:
                 message = nvml_error_message(exc)
                 notes.append(f"gpu {index}: XID events not watched: nvmlDeviceRegisterEvents: {message}")
         return XidEventSet(event_set), notes
-

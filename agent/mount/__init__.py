@@ -1,0 +1,380 @@
+"""The agent's JuiceFS mount: its fstab line and password plumbing, its health, and its mode.
+
+`MountManager(volume, settings, node_name)`:
+  configure() -> actions   fstab entry, env file (0600), systemd drop-in, mount helper link; idempotent
+  observe()   -> MountStatus   never raises, never blocks longer than settings.probe_timeout_s
+  ensure(mode) -> actions  mount, recover a dead (ENOTCONN) mount, or remount in the other mode;
+                           raises MountError when it cannot (hung mount, busy unmount, mount failure)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import stat
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.atomicfile import read_text, write_atomic
+from agent.config import JuicefsSettings, VolumeSettings
+from agent.mount import envfile, fstab, health, mountinfo, probes, redischeck, runner
+from agent.mount.health import MetaObservation, Observations, State
+from agent.mount.unitname import mount_unit_name
+from agent.secrets import Secret, SecretError
+
+log = logging.getLogger("jfs_milvus.agent.mount")
+
+Mode = Literal["ro", "rw"]
+DROPIN_NAME = "jfs-milvus.conf"
+DEFAULT_MOUNT_TIMEOUT_S = 60.0
+DEFAULT_UMOUNT_TIMEOUT_S = 30.0
+
+__all__ = ["MountError", "MountManager", "MountStatus"]
+
+
+class MountError(Exception):
+    """The mount could not be brought to the wanted state; the message says why (never a secret)."""
+
+
+@dataclass(frozen=True)
+class MountStatus:
+    volume: str
+    mountpoint: str
+    configured_in_fstab: bool
+    mounted: bool
+    mode: Mode | None
+    state: State
+    reasons: tuple[str, ...] = ()
+    write_probe_ms: float | None = None
+    session_id: int | None = None
+    hung_since: str | None = None
+    not_connected: bool = False
+    meta_engine: MetaObservation = field(default_factory=MetaObservation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "volume": self.volume,
+            "mountpoint": self.mountpoint,
+            "configured_in_fstab": self.configured_in_fstab,
+            "mounted": self.mounted,
+            "mode": self.mode,
+            "state": self.state,
+            "reasons": list(self.reasons),
+            "write_probe_ms": None if self.write_probe_ms is None else round(self.write_probe_ms, 3),
+            "session_id": self.session_id,
+            "hung_since": self.hung_since,
+            "meta_engine": {
+                "reachable": self.meta_engine.reachable,
+                "latency_ms": self.meta_engine.latency_ms,
+                "error": self.meta_engine.error,
+                "maxmemory_policy": self.meta_engine.maxmemory_policy,
+                "warnings": list(self.meta_engine.warnings),
+            },
+        }
+
+
+def _safe_name(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", value) or "node"
+
+
+class MountManager:
+    def __init__(
+        self,
+        volume: VolumeSettings,
+        settings: JuicefsSettings,
+        node_name: str,
+        mount_timeout_s: float = DEFAULT_MOUNT_TIMEOUT_S,
+    ):
+        self.volume = volume
+        self.settings = settings
+        self.node_name = node_name
+        self.mountpoint = os.path.normpath(volume.mountpoint)
+        self.mount_timeout_s = mount_timeout_s
+        self._fs_probe = probes.BoundedProbe(f"fs-{volume.name}")
+        self._meta_probe = probes.BoundedProbe(f"meta-{volume.name}")
+
+    # -- paths ---------------------------------------------------------------------------------------
+    @property
+    def env_file(self) -> str:
+        return os.path.join(self.settings.secrets_dir, f"juicefs-{_safe_name(self.volume.name)}.env")
+
+    @property
+    def unit_name(self) -> str:
+        return mount_unit_name(self.mountpoint)
+
+    @property
+    def dropin_file(self) -> str:
+        return os.path.join(self.settings.systemd_dir, f"{self.unit_name}.d", DROPIN_NAME)
+
+    # -- configure -----------------------------------------------------------------------------------
+    def configure(self) -> list[str]:
+        """Make fstab, the env file, the drop-in and the helper link what they should be; say what changed."""
+        actions: list[str] = []
+        try:
+            self._configure_fstab(actions)
+            self._configure_helper(actions)
+            self._configure_password(actions)
+        except (OSError, ValueError, SecretError) as exc:
+            raise MountError(f"cannot configure volume {self.volume.name}: {exc}") from exc
+        if actions and os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
+            res = runner.run(["systemctl", "daemon-reload"], timeout_s=30)
+            if res.ok:
+                self._act(actions, "ran systemctl daemon-reload so systemd sees the new mount settings")
+            else:
+                log.warning("systemctl daemon-reload failed: %s", res.summary())
+        return actions
+
+    def _act(self, actions: list[str], sentence: str, level: int = logging.INFO) -> None:
+        log.log(level, "%s", sentence)
+        actions.append(sentence)
+
+    def _configure_fstab(self, actions: list[str]) -> None:
+        path = self.settings.fstab
+        entry = fstab.entry_for_volume(self.volume)
+        text = read_text(path)
+        new_text, change = fstab.apply_entry(text or "", entry)
+        if change is None:
+            return
+        mode = stat.S_IMODE(os.stat(path).st_mode) if text is not None else 0o644
+        write_atomic(path, new_text, mode)
+        hand_edit = not change.startswith("added")
+        why = "someone changed it by hand" if hand_edit else "the volume had no entry"
+        self._act(
+            actions,
+            f"fstab {path}: {change} (because {why})",
+            logging.WARNING if hand_edit else logging.INFO,
+        )
+
+    def _configure_helper(self, actions: list[str]) -> None:
+        helper = self.settings.mount_helper
+        binary = self.settings.binary
+        if not os.path.isabs(binary):
+            binary = shutil.which(binary) or binary
+        try:
+            current: str | None = os.readlink(helper)
+        except FileNotFoundError:
+            current = None
+        except OSError:
+            current = "(not a symlink)"
+        if current == binary:
+            return
+        tmp = f"{helper}.jfs-milvus-tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.makedirs(os.path.dirname(helper) or ".", exist_ok=True)
+        os.symlink(binary, tmp)
+        os.replace(tmp, helper)
+        was = "it was missing" if current is None else f"it pointed to {current}"
+        self._act(actions, f"linked mount helper {helper} -> {binary} ({was}; mount(8) runs it for juicefs)")
+
+    def _configure_password(self, actions: list[str]) -> None:
+        if self.volume.password is None:
+            for path in (self.dropin_file, self.env_file):
+                if os.path.exists(path):
+                    os.unlink(path)
+                    self._act(actions, f"removed {path} (volume {self.volume.name} has no password now)")
+            return
+        secret = self.volume.password.load()
+        env = {name: secret.reveal() for name in envfile.password_variables(self.volume.meta_url)}
+        os.makedirs(self.settings.secrets_dir, mode=0o700, exist_ok=True)
+        if write_atomic(self.env_file, envfile.render_env_file(env), 0o600):
+            self._act(
+                actions,
+                f"wrote {self.env_file} (mode 0600) with {', '.join(env)} for volume {self.volume.name}'s "
+                "metadata engine (keeps the password out of fstab)",
+            )
+        if write_atomic(self.dropin_file, envfile.render_dropin(self.env_file, self.volume.name), 0o644):
+            self._act(
+                actions,
+                f"wrote {self.dropin_file} so systemd's {self.unit_name} reads {self.env_file}",
+            )
+
+    def _password_env(self) -> dict[str, str]:
+        if self.volume.password is None:
+            return {}
+        try:
+            secret: Secret = self.volume.password.load()
+        except SecretError as exc:
+            raise MountError(f"volume {self.volume.name}: cannot read the metadata password: {exc}") from exc
+        return {name: secret.reveal() for name in envfile.password_variables(self.volume.meta_url)}
+
+    # -- observe -------------------------------------------------------------------------------------
+    def _configured_in_fstab(self) -> bool:
+        try:
+            text = read_text(self.settings.fstab) or ""
+        except OSError:
+            return False
+        wanted = fstab.entry_for_volume(self.volume)
+        return any(e == wanted for e in fstab.parse(text))
+
+    def _current_mount(self) -> mountinfo.MountInfo | None:
+        return mountinfo.find(probes.read_mounts(), self.mountpoint)
+
+    def _start_meta_probe(self) -> probes.Pending | None:
+        if self.volume.meta_scheme not in redischeck.REDIS_SCHEMES:
+            return None
+        timeout = self.settings.probe_timeout_s
+
+        def probe(p: probes.Progress) -> None:
+            p.step = "checking the Redis metadata engine"
+            password = None
+            if self.volume.password is not None:
+                password = self.volume.password.load().reveal()
+            p.values["meta"] = redischeck.check_redis(self.volume.meta_url, password, timeout * 0.8)
+
+        return self._meta_probe.start(probe)
+
+    def _probe_fs(self, write: bool, deadline: float) -> probes.ProbeOutcome:
+        name = f"probe-{_safe_name(self.node_name)}" if write else None
+        return self._fs_probe.start(probes.fs_probe(self.mountpoint, name)).wait(deadline)
+
+    def observe(self) -> MountStatus:
+        """What the mount is now; bounded by settings.probe_timeout_s, and never raises."""
+        try:
+            return self._observe()
+        except Exception as exc:
+            log.exception("observing volume %s failed", self.volume.name)
+            return MountStatus(
+                volume=self.volume.name,
+                mountpoint=self.mountpoint,
+                configured_in_fstab=False,
+                mounted=False,
+                mode=None,
+                state="failed",
+                reasons=(f"the observation itself failed: {type(exc).__name__}: {exc}",),
+            )
+
+    def _observe(self) -> MountStatus:
+        deadline = time.monotonic() + self.settings.probe_timeout_s
+        meta_pending = self._start_meta_probe()
+        configured = self._configured_in_fstab()
+        current = self._current_mount()
+        fields: dict[str, Any] = {}
+        outcome: probes.ProbeOutcome | None = None
+        if current is not None:
+            fields.update(mounted=True, fstype=current.fstype, source=current.source)
+            if mountinfo.is_juicefs(current, self.volume.name):
+                outcome = self._probe_fs(write=True, deadline=deadline)
+        meta = MetaObservation()
+        if meta_pending is not None:
+            meta_outcome = meta_pending.wait(deadline)
+            if meta_outcome.hung_since is not None:
+                meta = MetaObservation(
+                    reachable=False,
+                    error=f"the check did not answer within {self.settings.probe_timeout_s:g} s "
+                    f"(stuck since {meta_outcome.hung_since})",
+                )
+            elif meta_outcome.progress.error is not None:
+                meta = MetaObservation(reachable=False, error=meta_outcome.progress.error)
+            else:
+                found = meta_outcome.progress.values.get("meta")
+                if isinstance(found, MetaObservation):
+                    meta = found
+        values: dict[str, object] = {}
+        if outcome is not None:
+            values = dict(outcome.progress.values)
+            if outcome.hung_since is not None:
+                fields.update(hung_since=outcome.hung_since, hung_during=outcome.progress.step)
+            elif outcome.progress.error is not None:
+                fields["probe_error"] = outcome.progress.error
+        obs = Observations(
+            mountpoint=self.mountpoint,
+            volume_name=self.volume.name,
+            not_connected=bool(values.get("not_connected")),
+            config_read=bool(values.get("config_read")),
+            read_only=values.get("read_only"),  # type: ignore[arg-type]
+            write_probe_ms=values.get("write_ms"),  # type: ignore[arg-type]
+            write_probe_error=values.get("write_error"),  # type: ignore[arg-type]
+            write_limit_ms=self.settings.write_probe_limit_ms,
+            meta=meta,
+            **fields,
+        )
+        state, reasons = health.classify(obs)
+        mode: Mode | None = None
+        if obs.config_read and obs.read_only is not None:
+            mode = "ro" if obs.read_only else "rw"
+        sid = values.get("session_id")
+        return MountStatus(
+            volume=self.volume.name,
+            mountpoint=self.mountpoint,
+            configured_in_fstab=configured,
+            mounted=obs.mounted,
+            mode=mode,
+            state=state,
+            reasons=tuple(reasons),
+            write_probe_ms=obs.write_probe_ms,
+            session_id=sid if isinstance(sid, int) else None,
+            hung_since=obs.hung_since,
+            not_connected=obs.not_connected,
+            meta_engine=meta,
+        )
+
+    # -- ensure --------------------------------------------------------------------------------------
+    def ensure(self, mode: Mode) -> list[str]:
+        """Bring the mount to `mode` ('ro' or 'rw'); return the actions taken, raise MountError if it cannot."""
+        if mode not in ("ro", "rw"):
+            raise ValueError(f"mode must be 'ro' or 'rw', not {mode!r}")
+        actions = self.configure()
+        current = self._current_mount()
+        why = "it was not mounted"
+        if current is not None:
+            if not mountinfo.is_juicefs(current, self.volume.name):
+                raise MountError(
+                    f"{self.mountpoint} holds {current.fstype} from {current.source}, not volume "
+                    f"{self.volume.name}; leaving it alone"
+                )
+            outcome = self._probe_fs(write=False, deadline=time.monotonic() + self.settings.probe_timeout_s)
+            values = outcome.progress.values
+            if outcome.hung_since is not None:
+                raise MountError(
+                    f"{self.mountpoint} hung since {outcome.hung_since} ({outcome.progress.step}); "
+                    "not touching a hung mount"
+                )
+            if values.get("not_connected"):
+                self._unmount(lazy=True, actions=actions, why="its juicefs process is gone (ENOTCONN)")
+                why = "the previous mount had died"
+            elif outcome.progress.error is not None or not values.get("config_read"):
+                raise MountError(f"{self.mountpoint} does not answer: {outcome.progress.error}")
+            else:
+                have: Mode = "ro" if values.get("read_only") else "rw"
+                if have == mode:
+                    return actions
+                self._unmount(lazy=False, actions=actions, why=f"switching it from {have} to {mode}")
+                why = f"the node's role needs it {mode}"
+        self._mount(mode, actions, why)
+        return actions
+
+    def _unmount(self, lazy: bool, actions: list[str], why: str) -> None:
+        argv = ["umount", "-l", self.mountpoint] if lazy else ["umount", self.mountpoint]
+        res = runner.run(argv, timeout_s=DEFAULT_UMOUNT_TIMEOUT_S)
+        if not res.ok and lazy and shutil.which("fusermount3"):
+            res = runner.run(["fusermount3", "-uz", self.mountpoint], timeout_s=DEFAULT_UMOUNT_TIMEOUT_S)
+        if not res.ok:
+            busy = "busy" in (res.stderr + res.stdout).lower()
+            raise MountError(
+                f"cannot unmount {self.mountpoint} ({why}): {res.summary()}"
+                + ("; it is in use, and the agent does not force it" if busy else "")
+            )
+        kind = "lazily unmounted" if lazy else "unmounted"
+        self._act(actions, f"{kind} {self.mountpoint} in {res.seconds:.2f} s because {why}")
+
+    def _mount(self, mode: Mode, actions: list[str], why: str) -> None:
+        os.makedirs(self.mountpoint, exist_ok=True)
+        argv = ["mount", "-T", self.settings.fstab, "-o", mode, self.mountpoint]
+        res = runner.run(argv, timeout_s=self.mount_timeout_s, extra_env=self._password_env())
+        if not res.ok:
+            raise MountError(f"mounting volume {self.volume.name} {mode} failed: {res.summary()}")
+        current = self._current_mount()
+        if current is None or not mountinfo.is_juicefs(current, self.volume.name):
+            raise MountError(f"`mount` succeeded but {self.mountpoint} does not show volume {self.volume.name}")
+        outcome = self._probe_fs(write=False, deadline=time.monotonic() + self.settings.probe_timeout_s)
+        got = outcome.progress.values.get("read_only")
+        if outcome.finished and got is not None and (got is True) != (mode == "ro"):
+            raise MountError(f"mounted {self.mountpoint} but it came up {'ro' if got else 'rw'}, not {mode}")
+        self._act(
+            actions,
+            f"mounted volume {self.volume.name} at {self.mountpoint} {mode} in {res.seconds:.2f} s because {why}",
+        )

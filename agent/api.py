@@ -1,0 +1,190 @@
+"""The agent's gRPC API (AgentService): Status and Assign.
+
+With TLS files configured it serves mutual TLS only (clients need a certificate from the configured CA).
+Without them it listens on a loopback address only, unless `tls.allow_insecure_remote` says otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from concurrent import futures
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, node_pb2
+
+from agent import __version__
+from agent.assignment import Assignment
+from agent.config import AgentConfig, TlsSettings
+from agent.mishards.envfile import MishardsDiscovery
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = logging.getLogger("jfs_milvus.agent.api")
+
+ROLE_TO_PB = {"ro": node_pb2.ROLE_RO, "rw": node_pb2.ROLE_RW, "none": node_pb2.ROLE_STOPPED}
+PB_TO_ROLE = {node_pb2.ROLE_RO: "ro", node_pb2.ROLE_RW: "rw", node_pb2.ROLE_STOPPED: "none"}
+HEALTH_TO_PB = {
+    "healthy": node_pb2.HEALTH_HEALTHY,
+    "degraded": node_pb2.HEALTH_DEGRADED,
+    "failed": node_pb2.HEALTH_FAILED,
+    "unmounted": node_pb2.HEALTH_FAILED,
+    "hung": node_pb2.HEALTH_FAILED,
+}
+
+
+def listen_address(config: AgentConfig) -> str:
+    """Where the API listens: the node address with TLS or when allowed, else a loopback address."""
+    host = config.address
+    if not config.tls.enabled and not config.tls.allow_insecure_remote and not ipaddress.ip_address(host).is_loopback:
+        host = "127.0.0.1"
+    return f"{host}:{config.agent_port}"
+
+
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
+    def read(path: str | None) -> bytes:
+        assert path is not None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_server_credentials(
+        [(read(tls.key), read(tls.cert))], root_certificates=read(tls.ca), require_client_auth=True
+    )
+
+
+def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
+    """The agent's status dict as the wire's NodeObservation."""
+    obs = node_pb2.NodeObservation(
+        node=status["node"],
+        address=status["address"],
+        agent_version=__version__,
+        role_running=ROLE_TO_PB.get(status["role_running"], node_pb2.ROLE_STOPPED),
+        highest_epoch_seen=status["highest_epoch_seen"],
+        observed_at_unix=status["observed_at"],
+        last_errors=status["last_errors"],
+    )
+    gpu = status.get("gpu")
+    if gpu:
+        obs.gpus.available = bool(gpu["available"])
+        obs.gpus.reason = gpu.get("reason") or ""
+        obs.gpus.driver_version = gpu.get("driver_version") or ""
+        for g in gpu["gpus"]:
+            obs.gpus.gpus.add(
+                index=g["index"],
+                uuid=g.get("uuid") or "",
+                name=g.get("name") or "",
+                memory_total_bytes=g.get("memory_total_bytes") or 0,
+                memory_used_bytes=g.get("memory_used_bytes") or 0,
+                utilization_pct=g.get("utilization_pct") or 0,
+                temperature_c=g.get("temperature_c") or 0,
+                power_w=g.get("power_w") or 0,
+                health=HEALTH_TO_PB.get(g["health"], node_pb2.HEALTH_FAILED),
+                reasons=g["reasons"],
+                xids=[
+                    node_pb2.XidRecord(
+                        xid=x["xid"],
+                        count=x["count"],
+                        first_seen_unix=x["first_seen"],
+                        last_seen_unix=x["last_seen"],
+                        fatal=x["fatal"],
+                    )
+                    for x in g.get("xids", [])
+                ],
+            )
+    for m in status["mounts"]:
+        meta = m.get("meta_engine") or {}
+        obs.mounts.add(
+            volume=m["volume"],
+            mountpoint=m["mountpoint"],
+            configured_in_fstab=m["configured_in_fstab"],
+            mounted=m["mounted"],
+            read_only=m["mode"] == "ro",
+            health=HEALTH_TO_PB.get(m["state"], node_pb2.HEALTH_FAILED),
+            state=m["state"],
+            reasons=m["reasons"],
+            write_probe_ms=m.get("write_probe_ms") or 0,
+            session_id=str(m.get("session_id") or ""),
+            meta_engine=node_pb2.MetaEngineStatus(
+                checked=meta.get("reachable") is not None,
+                reachable=bool(meta.get("reachable")),
+                latency_ms=meta.get("latency_ms") or 0,
+                error=meta.get("error") or "",
+                maxmemory_policy=meta.get("maxmemory_policy") or "",
+                warnings=meta.get("warnings") or [],
+            ),
+        )
+    container = status.get("container")
+    if container:
+        obs.container.CopyFrom(
+            node_pb2.ContainerStatus(
+                name=container["name"],
+                id=container["id"],
+                image=container["image"],
+                state=container["state"],
+                role=ROLE_TO_PB.get(container.get("role") or "none", node_pb2.ROLE_STOPPED),
+                epoch=container["epoch"],
+                healthy=container["healthy"],
+                restarts=status.get("restarts", 0),
+            )
+        )
+    else:
+        obs.container.CopyFrom(node_pb2.ContainerStatus(state="absent", restarts=status.get("restarts", 0)))
+    return obs
+
+
+def assignment_from_pb(request: agent_pb2.AssignRequest) -> Assignment:
+    a = request.assignment
+    discovery = None
+    if a.HasField("discovery") and a.discovery.writer_address:
+        discovery = MishardsDiscovery(
+            writer_host=a.discovery.writer_address,
+            writer_port=a.discovery.writer_port,
+            hosts=tuple(a.discovery.hosts),
+            discovery_port=a.discovery.discovery_port or 19530,
+        )
+    return Assignment(
+        role=PB_TO_ROLE.get(a.role, "none"),
+        epoch=a.epoch,
+        source=f"Assign call from {request.coordinator or 'an API client'}",
+        reason=a.reason or "assigned over the agent API",
+        discovery=discovery,
+    )
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, agent: Agent):
+        self.agent = agent
+
+    def Status(self, request: agent_pb2.StatusRequest, context: grpc.ServicerContext) -> node_pb2.NodeObservation:
+        return observation_pb(self.agent.status())
+
+    def Assign(self, request: agent_pb2.AssignRequest, context: grpc.ServicerContext) -> agent_pb2.AssignResponse:
+        assignment = assignment_from_pb(request)
+        refusal = self.agent.push_assignment(assignment)
+        status = self.agent.status()
+        return agent_pb2.AssignResponse(
+            accepted=refusal is None,
+            reason=refusal or f"will converge to {assignment.role} at epoch {assignment.epoch}",
+            role_running=ROLE_TO_PB.get(status["role_running"], node_pb2.ROLE_STOPPED),
+            highest_epoch_seen=status["highest_epoch_seen"],
+        )
+
+
+def serve(agent: Agent, config: AgentConfig) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="api"))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent), server)
+    address = listen_address(config)
+    if config.tls.enabled:
+        port = server.add_secure_port(address, server_credentials(config.tls))
+        mode = "mutual TLS"
+    else:
+        port = server.add_insecure_port(address)
+        remote = config.tls.allow_insecure_remote
+        mode = "plaintext" + (" (insecure remote access allowed)" if remote else ", loopback only")
+    if port == 0:
+        raise OSError(f"cannot listen on {address} for the agent API (address in use?)")
+    server.start()
+    log.info("agent API listening on %s (%s)", address, mode)
+    return server

@@ -1,0 +1,185 @@
+"""Prometheus text for the agent: GPU metrics under dcgm-exporter's names and labels, and our own.
+
+`render_metrics(status)` is pure (status dict in, exposition text out); `MetricsServer` serves it on
+`/metrics` over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("jfs_milvus.agent.metrics")
+
+ROLE_VALUES = {"none": 0, "ro": 1, "rw": 2}
+HEALTH_VALUES = {"healthy": 0, "degraded": 1, "failed": 2, "unmounted": 3, "hung": 4}
+
+# (metric, help, type, field in the GPU dict, scale)
+_GPU_METRICS: tuple[tuple[str, str, str, str, float], ...] = (
+    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "gauge", "utilization_pct", 1.0),
+    ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "gauge", "memory_used_bytes", 1 / 2**20),
+    ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "gauge", "memory_free_bytes", 1 / 2**20),
+    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "gauge", "temperature_c", 1.0),
+    ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "gauge", "power_w", 1.0),
+)
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, object]) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _family(name: str, help_: str, kind: str, samples: Iterable[tuple[dict[str, object], float]]) -> list[str]:
+    rows = [f"{name}{_labels(labels) if labels else ''} {value:g}" for labels, value in samples]
+    return [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *rows] if rows else []
+
+
+def render_metrics(status: dict[str, Any]) -> str:
+    node = status.get("node", "")
+    out: list[str] = []
+    gpu = status.get("gpu") or {}
+    gpus = gpu.get("gpus") or []
+    base_labels = [
+        (g, {"gpu": g.get("index"), "UUID": g.get("uuid") or "", "modelName": g.get("name") or "", "Hostname": node})
+        for g in gpus
+    ]
+    for name, help_, kind, key, scale in _GPU_METRICS:
+        samples = []
+        for g, labels in base_labels:
+            value = g.get(key)
+            if key == "memory_free_bytes" and g.get("memory_total_bytes") is not None:
+                value = g["memory_total_bytes"] - (g.get("memory_used_bytes") or 0)
+            if value is not None:
+                samples.append((labels, float(value) * scale))
+        out += _family(name, help_, kind, samples)
+    out += _family(
+        "DCGM_FI_DEV_XID_ERRORS",
+        "Value of the last XID error encountered.",
+        "gauge",
+        [
+            (labels, float(max(g["xids"], key=lambda x: x["last_seen"])["xid"]))
+            for g, labels in base_labels
+            if g.get("xids")
+        ],
+    )
+    out += _family(
+        "jfs_milvus_gpu_health",
+        "GPU health as the agent judges it: 0 healthy, 1 degraded, 2 failed.",
+        "gauge",
+        [(labels, float(HEALTH_VALUES.get(g.get("health", "failed"), 2))) for g, labels in base_labels],
+    )
+    out += _family(
+        "jfs_milvus_nvml_available",
+        "1 when NVML answered on this node.",
+        "gauge",
+        [({"Hostname": node}, 1.0 if gpu.get("available") else 0.0)],
+    )
+    assignment = status.get("assignment") or {}
+    out += _family(
+        "jfs_milvus_role",
+        "Role running now, as labels and value (0 none, 1 ro, 2 rw).",
+        "gauge",
+        [({"node": node, "role": status.get("role_running", "none")}, ROLE_VALUES.get(status.get("role_running"), 0))],
+    )
+    out += _family(
+        "jfs_milvus_role_assigned",
+        "Role assigned (0 none, 1 ro, 2 rw).",
+        "gauge",
+        [({"node": node, "role": assignment.get("role", "none")}, ROLE_VALUES.get(assignment.get("role"), 0))],
+    )
+    out += _family(
+        "jfs_milvus_epoch",
+        "Highest epoch this agent has seen.",
+        "gauge",
+        [({"node": node}, status.get("highest_epoch_seen", 0))],
+    )
+    mounts = status.get("mounts") or []
+    out += _family(
+        "jfs_milvus_mount_healthy",
+        "1 when the JuiceFS mount is healthy or degraded (usable).",
+        "gauge",
+        [
+            (
+                {"node": node, "volume": m["volume"], "mountpoint": m["mountpoint"]},
+                1.0 if m["state"] in ("healthy", "degraded") else 0.0,
+            )
+            for m in mounts
+        ],
+    )
+    out += _family(
+        "jfs_milvus_mount_write_probe_seconds",
+        "Latency of the last write + fsync + read-back probe on a read-write mount.",
+        "gauge",
+        [
+            ({"node": node, "volume": m["volume"]}, m["write_probe_ms"] / 1000.0)
+            for m in mounts
+            if m.get("write_probe_ms") is not None
+        ],
+    )
+    container = status.get("container") or {}
+    out += _family(
+        "jfs_milvus_container_running",
+        "1 when the Milvus container runs and answers its health check.",
+        "gauge",
+        [({"node": node, "state": container.get("state", "absent")}, 1.0 if container.get("healthy") else 0.0)],
+    )
+    out += _family(
+        "jfs_milvus_container_restarts_total",
+        "Milvus container restarts after a crash or a failed health check.",
+        "counter",
+        [({"node": node}, float(status.get("restarts", 0)))],
+    )
+    if status.get("loop_period_s") is not None:
+        out += _family(
+            "jfs_milvus_agent_loop_seconds",
+            "Duration of the last agent loop.",
+            "gauge",
+            [({"node": node}, status["loop_period_s"])],
+        )
+    return "\n".join(out) + "\n"
+
+
+class MetricsServer:
+    """`GET /metrics` on (address, port), in a daemon thread."""
+
+    def __init__(self, address: str, port: int, status: Callable[[], dict[str, Any]]):
+        handler = self._handler(status)
+        self.httpd = ThreadingHTTPServer((address, port), handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
+
+    @staticmethod
+    def _handler(status: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served here")
+                    return
+                body = render_metrics(status()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        return Handler
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,92 @@
+"""`jfs-milvus-agent run`: the daemon's process: loop, API, metrics, signals, systemd notify."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from agent.api import serve
+from agent.config import AgentConfig, load_agent_config
+from agent.configschema import ConfigError
+from agent.daemon import Agent
+from agent.logsetup import LogContext, configure_logging
+from agent.metrics import MetricsServer
+from agent.sdnotify import notify, watchdog_interval_s
+
+log = logging.getLogger("jfs_milvus.agent")
+
+
+def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
+    context = LogContext(node=config.node_name)
+    configure_logging(context, config.log_level)
+    agent = Agent(config, context, docker_url=docker_url)
+    stop = threading.Event()
+    reload = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop.set()
+
+    def on_hup(signum: int, frame: Any) -> None:
+        reload.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+
+    agent.start()
+    api = serve(agent, config)
+    metrics = MetricsServer(
+        config.address, config.metrics_port, lambda: {**agent.status(), "loop_period_s": agent.snapshot.loop_period_s}
+    )
+    metrics.start()
+    log.info("agent %s started; metrics on http://%s:%d/metrics", config.node_name, config.address, metrics.port)
+    notify("READY=1\nSTATUS=converging")
+    watchdog = watchdog_interval_s()
+    last_ping = 0.0
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            if reload.is_set():
+                reload.clear()
+                _reload(agent)
+            try:
+                step = agent.loop_once()
+                notify(f"STATUS={step.action.value}: {step.reason}"[:200])
+            except Exception:  # the loop must survive anything one cycle throws
+                log.exception("loop cycle failed; continuing")
+            if watchdog is not None and time.monotonic() - last_ping >= watchdog / 2:
+                notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+            stop.wait(max(0.0, config.loop_interval_s - (time.monotonic() - started)))
+    finally:
+        notify("STOPPING=1")
+        log.info("stopping on signal; the Milvus container is left running as it is")
+        api.stop(grace=2).wait(3)
+        metrics.stop()
+        agent.stop()
+    return 0
+
+
+def _reload(agent: Agent) -> None:
+    path = agent.config.path
+    if path is None:
+        log.warning("SIGHUP: running without a config file, nothing to reload")
+        return
+    try:
+        new = load_agent_config(path)
+    except ConfigError as exc:
+        log.error("SIGHUP: new config refused, keeping the old one: %s", "; ".join(str(p) for p in exc.problems))
+        return
+    if (new.node_name, new.address, new.agent_port, new.metrics_port, new.tls) != (
+        agent.config.node_name,
+        agent.config.address,
+        agent.config.agent_port,
+        agent.config.metrics_port,
+        agent.config.tls,
+    ):
+        log.error("SIGHUP: node name, address, ports and TLS need a restart; new config refused, keeping the old one")
+        return
+    agent.reload(new)

@@ -54,7 +54,7 @@ def classify(o: Observations) -> tuple[State, list[str]]:
         ]
     if o.not_connected:
         return "failed", [
-            f"{o.mountpoint}: transport endpoint is not connected (the juicefs process is gone)",
+            f"{o.mountpoint}: transport endpoint is not connected (juicefs process gone: ENOTCONN/ECONNABORTED)",
             *reasons,
         ]
     if o.hung_since is not None:

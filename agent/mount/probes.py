@@ -19,6 +19,8 @@ from agent.atomicfile import write_atomic
 from agent.mount import mountinfo
 
 PROBE_DIR = ".jfs-milvus"
+# A dead FUSE daemon: ENOTCONN for new requests, ECONNABORTED for one in flight when it died.
+DEAD_FUSE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
 
 
 @dataclass
@@ -121,7 +123,7 @@ def fs_probe(mountpoint: str, probe_name: str | None) -> Callable[[Progress], No
             steps(p)
         except OSError as exc:
             # The kernel may answer the stat from its attribute cache; ENOTCONN can show up at any step.
-            if exc.errno != errno.ENOTCONN:
+            if exc.errno not in DEAD_FUSE_ERRNOS:
                 raise
             p.values["not_connected"] = True
 
@@ -145,7 +147,7 @@ def fs_probe(mountpoint: str, probe_name: str | None) -> Callable[[Progress], No
             with open(path, encoding="utf-8") as f:
                 back = f.read()
         except OSError as exc:
-            if exc.errno == errno.ENOTCONN:
+            if exc.errno in DEAD_FUSE_ERRNOS:
                 raise
             p.values["write_error"] = f"{path}: {exc.strerror or exc}"
             return

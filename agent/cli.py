@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -92,6 +93,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from agent.status import collect_status, render_status_table
 
+    # What the probes would warn about is in the output itself; only errors go to stderr.
+    logging.getLogger("jfs_milvus").setLevel(logging.ERROR)
     status = collect_status(config)
     print(json.dumps(status, indent=2, sort_keys=False) if args.json else render_status_table(status))
     return EXIT_OK

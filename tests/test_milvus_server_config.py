@@ -90,7 +90,7 @@ def test_an_empty_base_still_gives_a_complete_config() -> None:
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "cluster: [1]\n", "cluster: {role: rw\n"])
 def test_a_broken_base_is_refused_with_the_path(text: str) -> None:
-    with pytest.raises(BaseConfigError, match="base.yaml"):
+    with pytest.raises(BaseConfigError, match=r"base\.yaml"):
         parse_base_config(text, "base.yaml")
 
 

@@ -23,6 +23,8 @@ from agent.config import AgentConfig, VolumeSettings
 from agent.gpu import GpuMonitor, GpuReport
 from agent.logsetup import LogContext
 from agent.milvus.container import (
+    MILVUS_HTTP_PORT,
+    MILVUS_PORT,
     ContainerSpec,
     ContainerStartError,
     ContainerState,
@@ -113,6 +115,7 @@ class Agent:
         self._last_logged: tuple[str, str] | None = None
         self._mounts = self._build_mounts(config)
         self._last_refusal: str | None = None
+        self._last_rw: Assignment | None = None
 
     # -- wiring ----------------------------------------------------------------------------------------
     @staticmethod
@@ -129,8 +132,7 @@ class Agent:
         if self.gpu is not None:
             self.gpu.start()
         for manager in self._mounts.values():
-            for action in manager.configure():
-                log.info("%s", action)
+            manager.configure()
 
     def stop(self) -> None:
         if self.gpu is not None:
@@ -144,8 +146,7 @@ class Agent:
             if config.juicefs != old.juicefs or config.node_name != old.node_name:
                 self._mounts = self._build_mounts(config)
                 for manager in self._mounts.values():
-                    for action in manager.configure():
-                        log.info("%s", action)
+                    manager.configure()
             if config.gpu != old.gpu:
                 if self.gpu is not None:
                     self.gpu.stop()
@@ -195,6 +196,17 @@ class Agent:
         self._remember_epoch(newest.epoch)
         return newest
 
+    def _writer_may_run(self, assignment: Assignment) -> bool:
+        """A rw container may run: under a valid rw lease, or, once demoted, until the last rw lease ends."""
+        now = time.monotonic()
+        if assignment.role == "rw":
+            self._last_rw = assignment
+            return assignment.lease_valid(now)
+        if self._last_rw is None:
+            # No rw lease known (e.g. the agent restarted): graceful only for a lease-free, manual source.
+            return assignment.lease_deadline is None
+        return self._last_rw.lease_valid(now)
+
     # -- observation -----------------------------------------------------------------------------------
     def _note_error(self, message: str) -> None:
         errors = self.snapshot.last_errors
@@ -216,8 +228,9 @@ class Agent:
             role=role,
             meta_uri=milvus.meta_uri,
             meta_password=password,
-            port=milvus.port,
-            http_port=milvus.http_port,
+            # Inside the container Milvus listens on its standard ports; the host ports are mapped onto them.
+            port=MILVUS_PORT,
+            http_port=MILVUS_HTTP_PORT,
             gpu_count=None if gpu_uuids is None or not milvus.set_gpu_devices else len(gpu_uuids),
         )
         return render_server_config(base, settings), None
@@ -239,6 +252,10 @@ class Agent:
     @property
     def config_file(self) -> str:
         return os.path.join(self.conf_dir, "server_config.yaml")
+
+    def _db_dir_exists(self, volume: VolumeSettings) -> bool:
+        # Only asked when the mount answered its bounded probes this cycle, so a hung mount is not touched.
+        return os.path.isdir(os.path.join(volume.mountpoint, self.config.milvus.db_subdir))
 
     def _spec(self, want: Want, gpus: tuple[str, ...] | None, volume: VolumeSettings) -> ContainerSpec:
         milvus = self.config.milvus
@@ -285,9 +302,7 @@ class Agent:
         if role != "none":
             text, render_error = self._rendered_config(role, gpu_report)
         sha = hashlib.sha256(text.encode()).hexdigest() if text else ""
-        want = Want(
-            role=role, epoch=assignment.epoch, lease_valid=assignment.lease_valid(time.monotonic()), config_sha256=sha
-        )
+        want = Want(role=role, epoch=assignment.epoch, lease_valid=self._writer_may_run(assignment), config_sha256=sha)
 
         containers: tuple[ContainerState, ...] = ()
         docker_error = None
@@ -316,11 +331,15 @@ class Agent:
             config_on_disk_sha256=hashlib.sha256(on_disk.encode()).hexdigest() if on_disk is not None else None,
             backoff_left_s=self.backoff.left(time.monotonic()),
             health_timeout_s=self.config.milvus.health_timeout_s,
+            db_dir_exists=volume is not None
+            and mount is not None
+            and mount.state in ("healthy", "degraded")
+            and self._db_dir_exists(volume),
         )
         if role != "none" and (render_error or volume is None):
             step = Step(Action.WAIT, f"cannot run Milvus: {render_error or 'milvus.volume names no JuiceFS volume'}")
             # A writer must still be fenced even when its config cannot be rendered.
-            fence = next_step(replace(want, lease_valid=want.lease_valid, config_sha256="-"), seen)
+            fence = next_step(replace(want, config_sha256="-"), seen)
             if fence.action in (Action.KILL, Action.STOP) and fence.container_id:
                 step = fence
         else:
@@ -377,8 +396,7 @@ class Agent:
                     self.backoff.restarts += 1
                     return replace(step, reason=f"{step.reason}; next start in {delay:.0f}s")
             elif step.action is Action.MOUNT and volume is not None and step.mount_mode in ("ro", "rw"):
-                for action in self._mounts[volume.name].ensure(step.mount_mode):  # type: ignore[arg-type]
-                    log.info("%s", action)
+                self._mounts[volume.name].ensure(step.mount_mode)  # type: ignore[arg-type]
             elif step.action is Action.WRITE_CONFIG and text is not None:
                 write_atomic(self.config_file, text, mode=0o600)
             elif step.action is Action.START and volume is not None:

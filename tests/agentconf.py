@@ -33,8 +33,8 @@ def juicefs_section(volume: JfsTestVolume) -> dict[str, Any]:
     }
 
 
-def write_agent_yaml(path: Path, node: str, address: str, volume: JfsTestVolume | None, **sections: Any) -> str:
-    data: dict[str, Any] = {"node": {"name": node, "address": address}}
+def write_agent_yaml(path: Path, node_name: str, address: str, volume: JfsTestVolume | None, **sections: Any) -> str:
+    data: dict[str, Any] = {"node": {"name": node_name, "address": address}}
     if volume is not None:
         data["juicefs"] = juicefs_section(volume)
     for key, value in sections.items():

@@ -56,7 +56,8 @@ RW = Want(role="rw", epoch=4, lease_valid=True, config_sha256=SHA)
         (RO, seen(docker_error="connection refused"), Action.WAIT, "Docker is unreachable"),
         (RO, seen(container(role=None)), Action.WAIT, "not started by jfs-milvus-agent"),
         (replace(RW, lease_valid=False), seen(container("rw"), mount_mode="rw"), Action.KILL, "lease is not valid"),
-        (RO, seen(container("rw"), mount_mode="rw"), Action.KILL, "now assigned ro"),
+        (replace(RO, lease_valid=False), seen(container("rw"), mount_mode="rw"), Action.KILL, "lease ran out"),
+        (RO, seen(container("rw"), mount_mode="rw"), Action.STOP, "stopping rw container to switch to ro"),
         (
             RO,
             seen(container("ro"), container("ro", status="running", id="x2", name="milvus-old")),
@@ -75,6 +76,8 @@ RW = Want(role="rw", epoch=4, lease_valid=True, config_sha256=SHA)
         (RW, seen(mount_mode="rw", mount_state="hung", mount_reasons=("hung since 3s",)), Action.WAIT, "hung"),
         (RO, seen(mount_state="failed", mount_reasons=("ENOTCONN",)), Action.MOUNT, "failed"),
         (RO, seen(config_on_disk_sha256=None), Action.WRITE_CONFIG, "server_config.yaml"),
+        (RO, seen(db_dir_exists=False), Action.WAIT, "waits for the writer"),
+        (RW, seen(mount_mode="rw", db_dir_exists=False, config_on_disk_sha256=None), Action.WRITE_CONFIG, "rw"),
         (RO, seen(backoff_left_s=4), Action.WAIT, "backoff"),
         (RW, seen(mount_mode="rw"), Action.START, "starting Milvus as rw at epoch 4"),
         (replace(RW, lease_valid=False), seen(mount_mode="rw"), Action.WAIT, "no valid lease"),

@@ -7,7 +7,7 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |---|-------------------------------------------------------------|---------------------------|
 | 1 | Docker cannot be reached                                    | wait (report the reason)  |
 | 2 | a container not ours holds the Milvus container name        | wait (never touch it)     |
-| 3 | a writer runs but its lease is not valid                    | kill it now (self-fence)  |
+| 3 | a writer runs but no valid lease covers it any more         | kill it now (self-fence)  |
 | 4 | more than one of our containers exists                      | stop the extra ones       |
 | 5 | our container has exited                                    | remove it (a crash counts)|
 | 6 | a container runs in the wrong role, or none is wanted       | stop it (graceful)        |
@@ -17,9 +17,10 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |10 | it runs and is healthy                                      | nothing (converged)       |
 |11 | none runs; the mount is not in the role's mode              | mount in the role's mode  |
 |12 | none runs; the mount is not healthy                         | wait (never start on it)  |
-|13 | none runs; server_config.yaml differs from the rendered one | write it                  |
-|14 | none runs; a restart backoff is pending                     | wait                      |
-|15 | none runs                                                   | start the container       |
+|13 | none runs; a reader finds no db directory on the volume     | wait for the writer       |
+|14 | none runs; server_config.yaml differs from the rendered one | write it                  |
+|15 | none runs; a restart backoff is pending                     | wait                      |
+|16 | none runs                                                   | start the container       |
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ class Step:
 
 @dataclass(frozen=True)
 class Want:
-    """What the node must run: role rw | ro | none (run no Milvus), the epoch, and for rw the lease."""
+    """What the node must run: role rw | ro | none (run no Milvus), the epoch, and whether a writer may run.
+
+    `lease_valid`: a rw container may run now. For a rw assignment, its lease is valid; after a demotion,
+    the last rw lease has not yet run out (a demoted writer is stopped gracefully within its lease and
+    killed once the lease is gone).
+    """
 
     role: str
     epoch: int
@@ -75,6 +81,7 @@ class Seen:
     config_on_disk_sha256: str | None
     backoff_left_s: float
     health_timeout_s: float
+    db_dir_exists: bool = True
 
 
 def _ours(seen: Seen) -> list[ContainerState]:
@@ -95,8 +102,10 @@ def next_step(want: Want, seen: Seen) -> Step:
     running = [c for c in ours if c.running]
 
     for c in running:
-        if c.role == "rw" and not (want.role == "rw" and want.lease_valid):
-            why = "its lease is not valid" if want.role == "rw" else f"this node is now assigned {want.role}"
+        if c.role == "rw" and not want.lease_valid:
+            why = (
+                "its lease is not valid" if want.role == "rw" else f"it is demoted to {want.role} and its lease ran out"
+            )
             return Step(Action.KILL, f"killing writer container {c.name} at once because {why}", c.id)
 
     if len(ours) > 1:
@@ -160,6 +169,8 @@ def next_step(want: Want, seen: Seen) -> Step:
             Action.WAIT,
             f"JuiceFS mount is {seen.mount_state}; not starting {want.role}: {'; '.join(seen.mount_reasons)}",
         )
+    if want.role == "ro" and not seen.db_dir_exists:
+        return Step(Action.WAIT, "no Milvus db directory on the volume yet: a reader waits for the writer to create it")
     if seen.config_on_disk_sha256 != want.config_sha256:
         return Step(Action.WRITE_CONFIG, f"writing server_config.yaml for role {want.role}")
     if seen.backoff_left_s > 0:

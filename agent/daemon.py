@@ -81,7 +81,8 @@ class NodeSnapshot:
     last_step: Step | None = None
     last_errors: list[str] = field(default_factory=list)
     observed_at: float = 0.0
-    loop_period_s: float = 0.0
+    loop_seconds: float = 0.0  # duration of the last cycle
+    loops: int = 0
     write_probe_ms: float | None = None
 
 
@@ -286,7 +287,8 @@ class Agent:
         started = time.monotonic()
         with self._lock:
             step = self._cycle()
-        self.snapshot.loop_period_s = time.monotonic() - started
+        self.snapshot.loop_seconds = time.monotonic() - started
+        self.snapshot.loops += 1
         return step
 
     def _cycle(self) -> Step:
@@ -493,4 +495,6 @@ class Agent:
             else {"action": snap.last_step.action.value, "reason": snap.last_step.reason},
             "last_errors": list(snap.last_errors),
             "observed_at": snap.observed_at,
+            "loop_seconds": snap.loop_seconds,
+            "loops": snap.loops,
         }

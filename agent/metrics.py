@@ -135,13 +135,18 @@ def render_metrics(status: dict[str, Any]) -> str:
         "counter",
         [({"node": node}, float(status.get("restarts", 0)))],
     )
-    if status.get("loop_period_s") is not None:
-        out += _family(
-            "jfs_milvus_agent_loop_seconds",
-            "Duration of the last agent loop.",
-            "gauge",
-            [({"node": node}, status["loop_period_s"])],
-        )
+    out += _family(
+        "jfs_milvus_agent_loop_seconds",
+        "Duration of the agent's last observe-decide-act cycle.",
+        "gauge",
+        [({"node": node}, float(status.get("loop_seconds", 0.0)))],
+    )
+    out += _family(
+        "jfs_milvus_agent_loops_total",
+        "Cycles the agent loop has run.",
+        "counter",
+        [({"node": node}, float(status.get("loops", 0)))],
+    )
     return "\n".join(out) + "\n"
 
 

@@ -38,9 +38,7 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
 
     agent.start()
     api = serve(agent, config)
-    metrics = MetricsServer(
-        config.address, config.metrics_port, lambda: {**agent.status(), "loop_period_s": agent.snapshot.loop_period_s}
-    )
+    metrics = MetricsServer(config.address, config.metrics_port, agent.status)
     metrics.start()
     log.info("agent %s started; metrics on http://%s:%d/metrics", config.node_name, config.address, metrics.port)
     notify("READY=1\nSTATUS=converging")

@@ -79,6 +79,7 @@ class AgentNode:
             "health_timeout_s": 15,
         }
         self.extra: dict[str, Any] = {}
+        self.channel_credentials: grpc.ChannelCredentials | None = None
         self.config_path = root / "agent.yaml"
         self.write_config()
 
@@ -165,7 +166,10 @@ class AgentNode:
         )
 
     def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(f"{self.address}:{self.agent_port}")
+        target = f"{self.address}:{self.agent_port}"
+        if self.channel_credentials is not None:
+            return grpc.secure_channel(target, self.channel_credentials)
+        return grpc.insecure_channel(target)
 
     def status(self) -> node_pb2.NodeObservation:
         with self.channel() as channel:

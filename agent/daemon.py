@@ -117,6 +117,8 @@ class Agent:
         self._mounts = self._build_mounts(config)
         self._last_refusal: str | None = None
         self._last_rw: Assignment | None = None
+        self._started: dict[str, float] = {}
+        self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
 
     # -- wiring ----------------------------------------------------------------------------------------
     @staticmethod
@@ -216,13 +218,12 @@ class Agent:
             del errors[:-10]
 
     def _rendered_config(self, role: str, gpu_report: GpuReport | None) -> tuple[str | None, str | None]:
-        """(server_config.yaml text, error)."""
+        """(server_config.yaml text, error); rendered again only when one of its inputs changed."""
         milvus = self.config.milvus
-        base_text = read_text(milvus.base_config)
+        base_text = read_text(milvus.base_config) or ""
         try:
-            base = parse_base_config(base_text or "", milvus.base_config)
             password = milvus.meta_password.load() if milvus.meta_password else None
-        except (BaseConfigError, SecretError) as exc:
+        except SecretError as exc:
             return None, str(exc)
         gpu_uuids = self._container_gpus(gpu_report)
         settings = RoleSettings(
@@ -234,7 +235,15 @@ class Agent:
             http_port=MILVUS_HTTP_PORT,
             gpu_count=None if gpu_uuids is None or not milvus.set_gpu_devices else len(gpu_uuids),
         )
-        return render_server_config(base, settings), None
+        key = (base_text, settings)
+        if self._render_cache is not None and self._render_cache[0] == key:
+            return self._render_cache[1], None
+        try:
+            text = render_server_config(parse_base_config(base_text, milvus.base_config), settings)
+        except BaseConfigError as exc:
+            return None, str(exc)
+        self._render_cache = (key, text)
+        return text, None
 
     def _container_gpus(self, report: GpuReport | None) -> tuple[str, ...] | None:
         """UUIDs of the GPUs to give the container: the configured ones that are not failed."""
@@ -253,6 +262,16 @@ class Agent:
     @property
     def config_file(self) -> str:
         return os.path.join(self.conf_dir, "server_config.yaml")
+
+    def _running_for(self, container: ContainerState) -> float:
+        """Seconds since the container started; asked of Docker once per container, then remembered."""
+        if self._started.get(container.id) is None:
+            try:
+                started = self.docker.started_at(container.id)
+            except DockerUnavailable:
+                return 0.0
+            self._started = {container.id: time.monotonic() - _started_seconds_ago(started)}
+        return time.monotonic() - self._started[container.id]
 
     def _db_dir_exists(self, volume: VolumeSettings) -> bool:
         # Only asked when the mount answered its bounded probes this cycle, so a hung mount is not touched.
@@ -317,7 +336,7 @@ class Agent:
         running_for = 0.0
         if running:
             health_error = check_milvus_health(self.config.address, self.config.milvus.http_port)
-            running_for = _started_seconds_ago(running[0].started_at)
+            running_for = self._running_for(running[0])
             if health_error is None:
                 self.backoff.healthy_for(running_for)
         on_disk = read_text(self.config_file)

@@ -14,11 +14,11 @@ from pathlib import Path
 import docker
 import grpc
 import pytest
+from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc
 
 from agent.api import listen_address
 from agent.config import AgentConfig, TlsSettings
 from agent.mishards.envfile import parse_env_values
-from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc
 from tests.plugin_agent import AgentNode, wait_until
 from tests.test_agent_daemon import prepared
 
@@ -245,7 +245,7 @@ def test_without_tls_the_api_listens_on_loopback_only() -> None:
     assert listen_address(config("10.0.0.11", ca="/c", cert="/c", key="/k")) == "10.0.0.11:19700"
 
 
-def test_metrics_use_dcgm_names_and_our_own(agent_node: Callable[..., AgentNode], fake_nvml, tmp_path: Path) -> None:  # noqa: ANN001
+def test_metrics_use_dcgm_names_and_our_own(agent_node: Callable[..., AgentNode], fake_nvml, tmp_path: Path) -> None:
     from tests.plugin_gpu import FakeXid, two_gpus
 
     gpus = two_gpus()
@@ -273,7 +273,7 @@ def test_metrics_use_dcgm_names_and_our_own(agent_node: Callable[..., AgentNode]
     assert 'DCGM_FI_DEV_XID_ERRORS{gpu="1"' in text and "} 79\n" in text
     assert f'jfs_milvus_role{{node="{node.name}",role="rw"}} 2' in text
     assert f'jfs_milvus_epoch{{node="{node.name}"}} 1' in text
-    assert f'jfs_milvus_gpu_health{{gpu="1",' in text and "} 2\n" in text
+    assert 'jfs_milvus_gpu_health{gpu="1",' in text and "} 2\n" in text
     assert "jfs_milvus_mount_healthy{" in text and "jfs_milvus_mount_write_probe_seconds{" in text
     assert f'jfs_milvus_container_running{{node="{node.name}",state="running"}} 1' in text
     assert "jfs_milvus_container_restarts_total{" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -94,24 +95,51 @@ class ContainerStartError(Exception):
 
 
 def _state_of(container: Any) -> ContainerState:
+    """From a full inspect (after a start)."""
     attrs = container.attrs
     state = attrs.get("State", {})
     labels = attrs.get("Config", {}).get("Labels") or {}
-    try:
-        epoch = int(labels.get(LABEL_EPOCH, "0"))
-    except ValueError:
-        epoch = 0
     return ContainerState(
         id=container.id[:12],
         name=container.name,
         image=attrs.get("Config", {}).get("Image", ""),
         status=state.get("Status", "unknown"),
         role=labels.get(LABEL_ROLE),
-        epoch=epoch,
+        epoch=_epoch_label(labels),
         config_sha256=labels.get(LABEL_CONFIG),
         exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
         started_at=state.get("StartedAt"),
         error=state.get("Error") or None,
+    )
+
+
+def _epoch_label(labels: dict[str, str]) -> int:
+    try:
+        return int(labels.get(LABEL_EPOCH, "0"))
+    except ValueError:
+        return 0
+
+
+_EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
+
+
+def state_from_summary(summary: dict[str, Any]) -> ContainerState:
+    """From one entry of Docker's container list (GET /containers/json): no inspect needed."""
+    labels = summary.get("Labels") or {}
+    names = summary.get("Names") or ["/"]
+    status_text = summary.get("Status") or ""
+    match = _EXIT_CODE.search(status_text)
+    return ContainerState(
+        id=str(summary.get("Id", ""))[:12],
+        name=names[0].lstrip("/"),
+        image=summary.get("Image", ""),
+        status=summary.get("State", "unknown"),
+        role=labels.get(LABEL_ROLE) if labels.get(LABEL_OWNER) == OWNER else None,
+        epoch=_epoch_label(labels),
+        config_sha256=labels.get(LABEL_CONFIG),
+        exit_code=int(match.group(1)) if match else None,
+        started_at=None,
+        error=None,
     )
 
 
@@ -168,14 +196,29 @@ class MilvusDocker:
             raise DockerUnavailable(f"Docker engine failed to {what}: {exc}") from exc
 
     def list_ours(self, name: str | None = None) -> list[ContainerState]:
-        """Our containers on this node, and any container holding `name` (so a stranger is noticed)."""
+        """Our containers on this node, and any container holding `name` (so a stranger is noticed).
+
+        One list request and no inspect: this runs every agent cycle.
+        """
         client = self._docker()
-        filters = {"label": [f"{LABEL_OWNER}={OWNER}", f"{LABEL_NODE}={self.node}"]}
-        found = {c.id: c for c in self._call("list containers", client.containers.list, all=True, filters=filters)}
-        if name:
-            for c in self._call("list containers", client.containers.list, all=True, filters={"name": f"^/{name}$"}):
-                found.setdefault(c.id, c)
-        return sorted((_state_of(c) for c in found.values()), key=lambda s: s.name)
+        summaries = self._call("list containers", client.api.containers, all=True)
+        found = []
+        for summary in summaries:
+            labels = summary.get("Labels") or {}
+            ours = labels.get(LABEL_OWNER) == OWNER and labels.get(LABEL_NODE) == self.node
+            named = name is not None and f"/{name}" in (summary.get("Names") or [])
+            if ours or named:
+                found.append(state_from_summary(summary))
+        return sorted(found, key=lambda s: s.name)
+
+    def started_at(self, container_id: str) -> str | None:
+        """When the container last started (Docker's RFC 3339 time), from an inspect."""
+        client = self._docker()
+        try:
+            attrs = self._call("inspect the container", client.api.inspect_container, container_id)
+        except docker.errors.NotFound:
+            return None
+        return attrs.get("State", {}).get("StartedAt")
 
     def start(self, spec: ContainerSpec) -> ContainerState:
         client = self._docker()

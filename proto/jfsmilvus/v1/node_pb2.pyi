@@ -148,7 +148,7 @@ class ContainerStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., healthy: _Optional[bool] = ..., restarts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +159,11 @@ class NodeObservation(_message.Message):
     HIGHEST_EPOCH_SEEN_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     LAST_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_PORT_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_HTTP_PORT_FIELD_NUMBER: _ClassVar[int]
+    WRITER_SEEN_HEALTHY_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    MISHARDS_WRITER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_LEFT_S_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     agent_version: str
@@ -169,7 +174,12 @@ class NodeObservation(_message.Message):
     highest_epoch_seen: int
     observed_at_unix: float
     last_errors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ...) -> None: ...
+    milvus_port: int
+    milvus_http_port: int
+    writer_seen_healthy_age_s: float
+    mishards_writer: str
+    lease_left_s: float
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ...) -> None: ...
 
 class DiscoveryConfig(_message.Message):
     __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")
@@ -184,17 +194,21 @@ class DiscoveryConfig(_message.Message):
     def __init__(self, writer_address: _Optional[str] = ..., writer_port: _Optional[int] = ..., hosts: _Optional[_Iterable[str]] = ..., discovery_port: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("role", "epoch", "lease_ms", "writer", "discovery", "reason")
+    __slots__ = ("role", "epoch", "lease_ms", "writer", "discovery", "reason", "writer_address", "writer_http_port")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     WRITER_FIELD_NUMBER: _ClassVar[int]
     DISCOVERY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    WRITER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WRITER_HTTP_PORT_FIELD_NUMBER: _ClassVar[int]
     role: Role
     epoch: int
     lease_ms: int
     writer: str
     discovery: DiscoveryConfig
     reason: str
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., lease_ms: _Optional[int] = ..., writer: _Optional[str] = ..., discovery: _Optional[_Union[DiscoveryConfig, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    writer_address: str
+    writer_http_port: int
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., lease_ms: _Optional[int] = ..., writer: _Optional[str] = ..., discovery: _Optional[_Union[DiscoveryConfig, _Mapping]] = ..., reason: _Optional[str] = ..., writer_address: _Optional[str] = ..., writer_http_port: _Optional[int] = ...) -> None: ...

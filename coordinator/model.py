@@ -1,0 +1,105 @@
+"""The coordinator's nouns: what is durable in MySQL, what a node reported, what a node is told.
+
+Shared by the pure decision core (`coordinator.core`), the MySQL store (`coordinator.store`) and the gRPC
+server. Times named `*_at` are on the coordinator's monotonic clock unless they end in `_unix`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+ROLES = ("rw", "ro", "none")
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A node as the cluster remembers it (MySQL table `nodes`)."""
+
+    name: str
+    address: str
+    priority: int = 1  # 0: never a writer; higher is preferred
+    maintenance: bool = False
+    maintenance_reason: str = ""
+    hosts_mishards: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """The durable cluster state (MySQL table `cluster`, one row). Changed only by conditional updates."""
+
+    name: str
+    writer: str | None
+    epoch: int
+    paused: bool = False
+    paused_reason: str = ""
+    leader: str | None = None
+    leader_term: int = 0
+
+
+@dataclass(frozen=True)
+class Durable:
+    cluster: ClusterRow
+    nodes: Mapping[str, NodeRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The latest observation a node sent, as the decision core needs it."""
+
+    node: str
+    address: str
+    received_at: float  # coordinator monotonic time the report arrived
+    role_running: str  # rw | ro | none (only when its container is healthy in that role)
+    container_role: str  # role label of the container that exists, running or not ("none" when absent)
+    highest_epoch: int
+    gpu_health: str  # healthy | degraded | failed | unavailable (no NVML: not a GPU fault by itself)
+    gpu_reasons: tuple[str, ...] = ()
+    mount_state: str = "unmounted"  # healthy | degraded | failed | unmounted | hung
+    mount_mode: str | None = None
+    mount_reasons: tuple[str, ...] = ()
+    write_probe_ms: float | None = None
+    milvus_port: int = 19530
+    milvus_http_port: int = 19121
+    hosts_mishards: bool = False
+    mishards_writer: str = ""  # WOSERVER now written in its Mishards env file
+    writer_seen_healthy_age_s: float | None = None  # witness of the writer's Milvus health, None: never
+    lease_left_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What Mishards must be told: WOSERVER and DISCOVERY_STATIC_HOSTS."""
+
+    writer_address: str
+    writer_port: int
+    hosts: tuple[str, ...]
+    discovery_port: int = 19530
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What one node is told in the answer to its report."""
+
+    node: str
+    role: str  # rw | ro | none
+    epoch: int
+    lease_ms: int  # > 0 only for the writer
+    writer: str | None
+    writer_address: str = ""
+    writer_http_port: int = 0
+    discovery: Discovery | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decision, for the `events` table and `coordinatorctl events`."""
+
+    kind: str  # failover | switchover | initial | promote-failed | paused | resumed | maintenance | ...
+    reason: str
+    node: str | None = None
+    epoch: int = 0
+    phases: tuple[tuple[str, float], ...] = ()  # (phase name, unix time)
+    at_unix: float = 0.0
+    id: int = 0

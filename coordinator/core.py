@@ -1,0 +1,814 @@
+"""The coordinator's decisions: one pure function of (durable state, memory, latest reports, now).
+
+`decide` returns what the leader must do this tick: at most one durable change of writer (committed to
+MySQL before any node hears of it), the assignment of every node, the Mishards discovery config, the events
+to record, and one sentence saying why the cluster is as it is. No I/O, no clock: every rule is here, in one
+place, and can be tested with a table or a simulation.
+
+A role change (initial pick, failover, switchover) is a `Transition` that moves through phases:
+
+| phase    | begins when                                    | the new writer is told |
+|----------|------------------------------------------------|------------------------|
+| decide   | the change is chosen; epoch+1 sent to MySQL    | nothing yet            |
+| fence    | the new epoch is committed                     | ro at the new epoch    |
+| promote  | old writer acked (stopped rw, saw new epoch),  | rw with a lease        |
+|          | or its lease + margin ran out since the commit |                        |
+| healthy  | the new writer reports rw, healthy             | rw                     |
+| mishards | every Mishards host wrote the new WOSERVER     | rw (transition done)   |
+
+Safety: a node is told rw only in the promote phase or later, and only after the fence. Any lease a former
+writer holds was granted before the commit (by this or an earlier leader, bounded by its leadership) or
+renewed from MySQL before the commit (the row then named it), so it ends by commit + lease; the margin
+covers clock-rate drift. A leader that takes over does not know what its predecessor was doing, so unless the
+durable writer is seen running rw already, it fences for a full lease from its own start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from coordinator.model import Assignment, Discovery, Durable, Event, NodeRecord, Report
+
+GPU_RANK = {"healthy": 0, "unavailable": 1, "degraded": 1}
+
+
+@dataclass(frozen=True)
+class Timing:
+    report_interval_s: float = 1.0
+    detect_after_s: float = 2.5  # writer reports missing this long: it is down (unless witnessed healthy)
+    lease_s: float = 3.0  # lease granted to the writer with each answer
+    fence_margin_s: float = 0.3  # added to the lease when fencing, for clock-rate drift
+    fault_grace_s: float = 2.0  # a writer fault (mount, GPU, probe) must last this long
+    container_grace_s: float = 10.0  # the agent restarts a crashed container itself within this
+    failover_window_s: float = 60.0  # at most one automatic failover per window
+    settle_s: float = 5.0  # a recovered reader rejoins Mishards after this long healthy
+    promote_timeout_s: float = 60.0  # the new writer must run rw healthy within this
+    startup_wait_s: float = 3.0  # a new leader waits this long for reports before a first pick
+    witness_fresh_s: float = 3.0  # a reader's view of the writer counts when this recent
+    write_probe_limit_ms: float = 2000.0
+    min_lease_s: float = 0.5  # below this much leadership left, grant no lease at all
+    include_writer_in_hosts: bool = False
+
+
+@dataclass(frozen=True)
+class Transition:
+    kind: str  # initial | failover | switchover | resume
+    old: str | None
+    new: str
+    epoch: int  # the epoch of the change (durable once committed)
+    reason: str
+    started_at: float
+    committed_at: float | None = None
+    promoted_at: float | None = None
+    phases: tuple[tuple[str, float], ...] = ()
+    forced: bool = False
+    automatic: bool = True
+
+    def phase(self) -> str:
+        return self.phases[-1][0] if self.phases else "decide"
+
+    def with_phase(self, name: str, now: float) -> Transition:
+        return replace(self, phases=(*self.phases, (name, now)))
+
+
+@dataclass(frozen=True)
+class Request:
+    """An operator's request, taken by the next decision."""
+
+    kind: str  # switchover | failover
+    to: str | None
+    reason: str
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the leader keeps between ticks and loses when it stops (all on its monotonic clock)."""
+
+    leader_since: float
+    settled: bool = False  # False until the new leader has waited startup_wait_s for reports
+    transition: Transition | None = None
+    last_auto_failover_at: float | None = None
+    healthy_since: Mapping[str, float] = field(default_factory=dict)
+    writer_fault_since: float | None = None
+    failed_candidates: Mapping[str, float] = field(default_factory=dict)
+    request: Request | None = None
+
+
+@dataclass(frozen=True)
+class ChangeWriter:
+    """The durable write the loop must commit first: epoch = expected_epoch + 1, writer = new_writer."""
+
+    new_writer: str
+    expected_epoch: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    memory: Memory
+    change_writer: ChangeWriter | None
+    assignments: Mapping[str, Assignment]
+    discovery: Discovery | None
+    events: tuple[Event, ...]
+    why: str
+
+
+# -- node judgements ----------------------------------------------------------------------------------
+def _fresh(report: Report | None, now: float, timing: Timing) -> bool:
+    return report is not None and now - report.received_at <= timing.detect_after_s
+
+
+def writer_faults(report: Report, timing: Timing) -> list[str]:
+    """What is wrong with a writer that reports (not counting a missing report)."""
+    faults = []
+    if report.mount_state in ("failed", "hung", "unmounted"):
+        why = "; ".join(report.mount_reasons)
+        faults.append(f"its JuiceFS mount is {report.mount_state}" + (f" ({why})" if why else ""))
+    elif report.write_probe_ms is not None and report.write_probe_ms > timing.write_probe_limit_ms:
+        faults.append(f"its write probe took {report.write_probe_ms:.0f} ms (limit {timing.write_probe_limit_ms:.0f})")
+    if report.gpu_health == "failed":
+        why = "; ".join(report.gpu_reasons)
+        faults.append("its GPU failed" + (f" ({why})" if why else ""))
+    return faults
+
+
+def reader_problems(
+    name: str, report: Report | None, record: NodeRecord | None, memory: Memory, now: float, timing: Timing
+) -> list[str]:
+    """Why `name` cannot be promoted now; empty when it can."""
+    problems = []
+    if record is not None and record.maintenance:
+        problems.append("in maintenance")
+    if record is not None and record.priority <= 0:
+        problems.append("priority 0")
+    if not _fresh(report, now, timing):
+        problems.append("not reporting")
+        return problems
+    assert report is not None
+    if report.mount_state != "healthy":
+        problems.append(f"mount {report.mount_state}")
+    if report.gpu_health == "failed":
+        problems.append("GPU failed")
+    if report.role_running != "ro":
+        problems.append("not running healthy as ro")
+    until = memory.failed_candidates.get(name)
+    if until is not None and until > now:
+        problems.append("its last promotion failed")
+    return problems
+
+
+def _rank(name: str, report: Report, record: NodeRecord | None) -> tuple[int, int, float, str]:
+    priority = record.priority if record is not None else 1
+    return (-priority, GPU_RANK.get(report.gpu_health, 2), -report.received_at, name)
+
+
+def choose_candidate(
+    durable: Durable,
+    memory: Memory,
+    reports: Mapping[str, Report],
+    now: float,
+    timing: Timing,
+    exclude: str | None,
+) -> tuple[str | None, dict[str, list[str]]]:
+    """The best node to promote and, for every other node, why not."""
+    names = sorted(set(reports) | set(durable.nodes))
+    blocked: dict[str, list[str]] = {}
+    eligible = []
+    for name in names:
+        if name == exclude:
+            continue
+        problems = reader_problems(name, reports.get(name), durable.nodes.get(name), memory, now, timing)
+        if problems:
+            blocked[name] = problems
+        else:
+            eligible.append(name)
+    if not eligible:
+        return None, blocked
+    best = min(eligible, key=lambda n: _rank(n, reports[n], durable.nodes.get(n)))
+    return best, blocked
+
+
+def _blocked_sentence(blocked: Mapping[str, list[str]]) -> str:
+    if not blocked:
+        return "no other node is known"
+    return "; ".join(f"{name} {', '.join(problems)}" for name, problems in sorted(blocked.items()))
+
+
+def initial_candidate(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
+) -> tuple[str | None, dict[str, list[str]]]:
+    """First start: the best healthy node (priority, then GPU health, then name); nobody runs Milvus yet."""
+    blocked: dict[str, list[str]] = {}
+    eligible = []
+    for name in sorted(set(reports) | set(durable.nodes)):
+        report, record = reports.get(name), durable.nodes.get(name)
+        problems = []
+        if record is not None and record.maintenance:
+            problems.append("in maintenance")
+        if record is not None and record.priority <= 0:
+            problems.append("priority 0")
+        if not _fresh(report, now, timing):
+            problems.append("not reporting")
+        elif report is not None:
+            if report.mount_state not in ("healthy", "unmounted"):
+                problems.append(f"mount {report.mount_state}")
+            if report.gpu_health == "failed":
+                problems.append("GPU failed")
+        if problems:
+            blocked[name] = problems
+        else:
+            eligible.append(name)
+    if not eligible:
+        return None, blocked
+    best = min(
+        eligible,
+        key=lambda n: (
+            -(durable.nodes[n].priority if n in durable.nodes else 1),
+            GPU_RANK.get(reports[n].gpu_health, 2),
+            n,
+        ),
+    )
+    return best, blocked
+
+
+# -- the decision ---------------------------------------------------------------------------------------
+def decide(
+    durable: Durable,
+    memory: Memory,
+    reports: Mapping[str, Report],
+    now: float,
+    timing: Timing,
+    leadership_left_s: float,
+    now_unix: float = 0.0,
+) -> Decision:
+    events: list[Event] = []
+    memory = _track_reader_health(durable, memory, reports, now, timing)
+    change: ChangeWriter | None = None
+    cluster = durable.cluster
+    why = ""
+
+    if not memory.settled:
+        if now - memory.leader_since < timing.startup_wait_s:
+            left = timing.startup_wait_s - (now - memory.leader_since)
+            why = f"New leader: listening to reports for {left:.1f}s more before deciding anything."
+            assignments = _assignments(durable, memory, reports, now, timing, leadership_left_s, None)
+            return Decision(memory, None, assignments, _discovery(durable, memory, reports, now, timing), (), why)
+        memory = settle(durable, memory, reports, now)
+
+    if memory.transition is not None:
+        memory, change, why, events = _advance(durable, memory, reports, now, timing, now_unix)
+    elif cluster.writer is None:
+        memory, change, why = _first_writer(durable, memory, reports, now, timing)
+    else:
+        memory, change, why, events = _watch_writer(durable, memory, reports, now, timing, now_unix)
+
+    assignments = _assignments(durable, memory, reports, now, timing, leadership_left_s, change)
+    discovery = _discovery(durable, memory, reports, now, timing)
+    return Decision(memory, change, assignments, discovery, tuple(events), why)
+
+
+def committed(memory: Memory, epoch: int, now: float) -> Memory:
+    """The loop committed the change of writer at `now`: the fence clock starts."""
+    t = memory.transition
+    if t is None or t.committed_at is not None:
+        return memory
+    return replace(memory, transition=replace(t, epoch=epoch, committed_at=now).with_phase("fence", now))
+
+
+def abandoned(memory: Memory) -> Memory:
+    """The durable change could not be committed (no longer leader, epoch moved): forget the transition."""
+    t = memory.transition
+    if t is not None and t.committed_at is None:
+        return replace(memory, transition=None)
+    return memory
+
+
+def settle(durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float) -> Memory:
+    """A new leader, having listened to reports, takes over. It does not know what its predecessor was doing,
+    so unless the durable writer already runs rw at the durable epoch, it fences for a full lease from the
+    start of its own leadership (every lease its predecessor granted ended before that)."""
+    memory = replace(memory, settled=True)
+    writer = durable.cluster.writer
+    if writer is None or memory.transition is not None:
+        return memory
+    report = reports.get(writer)
+    if report is not None and report.role_running == "rw" and report.highest_epoch == durable.cluster.epoch:
+        return memory
+    transition = Transition(
+        kind="resume",
+        old=None,
+        new=writer,
+        epoch=durable.cluster.epoch,
+        reason=f"a new leader resumes {writer}, the writer it found in MySQL, after a full lease",
+        started_at=memory.leader_since,
+        committed_at=memory.leader_since,
+        phases=(("fence", memory.leader_since),),
+        automatic=False,
+    )
+    return replace(memory, transition=transition)
+
+
+def _track_reader_health(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
+) -> Memory:
+    healthy: dict[str, float] = {}
+    for name, report in reports.items():
+        ok = (
+            _fresh(report, now, timing)
+            and report.role_running == "ro"
+            and report.mount_state in ("healthy", "degraded")
+            and report.gpu_health != "failed"
+        )
+        if ok:
+            healthy[name] = memory.healthy_since.get(name, now)
+    return replace(memory, healthy_since=healthy)
+
+
+def _first_writer(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
+) -> tuple[Memory, ChangeWriter | None, str]:
+    if durable.cluster.paused:
+        return (
+            memory,
+            None,
+            f"No writer yet and the cluster is paused ({durable.cluster.paused_reason or 'no reason given'}).",
+        )
+    waited = now - memory.leader_since
+    if waited < timing.startup_wait_s:
+        return memory, None, f"No writer yet: waiting {timing.startup_wait_s - waited:.1f}s more for nodes to report."
+    best, blocked = initial_candidate(durable, memory, reports, now, timing)
+    if best is None:
+        return memory, None, f"No writer yet and no node can be one: {_blocked_sentence(blocked)}."
+    t = Transition(
+        kind="initial",
+        old=None,
+        new=best,
+        epoch=durable.cluster.epoch + 1,
+        reason=f"first writer: {best} is the best healthy node",
+        started_at=now,
+        phases=(("decide", now),),
+    )
+    return (
+        replace(memory, transition=t),
+        ChangeWriter(best, durable.cluster.epoch),
+        f"Choosing {best} as the first writer.",
+    )
+
+
+def _watch_writer(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing, now_unix: float
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    cluster = durable.cluster
+    writer = cluster.writer
+    assert writer is not None
+    report = reports.get(writer)
+    record = durable.nodes.get(writer)
+
+    # 1. Operator requests and maintenance come first; they are allowed while paused.
+    if memory.request is not None:
+        return _start_requested(durable, replace(memory, request=None), memory.request, reports, now, timing, now_unix)
+    if record is not None and record.maintenance:
+        best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
+        if best is None:
+            return (
+                memory,
+                None,
+                f"Writer {writer} is in maintenance but no node can take over: {_blocked_sentence(blocked)}.",
+                [],
+            )
+        return _begin(
+            durable, memory, "switchover", writer, best, f"{writer} went into maintenance", now, automatic=False
+        )
+
+    # 2. Is the writer failing? Each kind of fault has its grace: missing reports are already past
+    #    detect_after_s; a mount, GPU or probe fault must last fault_grace_s; Milvus not running rw gets
+    #    container_grace_s, the time its agent needs to restart the container by itself.
+    faults: list[tuple[str, float]] = []
+    if report is None or not _fresh(report, now, timing):
+        if report is None and now - memory.leader_since < timing.detect_after_s:
+            return memory, None, f"Writer {writer} at epoch {cluster.epoch}: waiting for its first report.", []
+        age = "since this leader started" if report is None else f"for {now - report.received_at:.1f}s"
+        witnesses = sorted(
+            name
+            for name, r in reports.items()
+            if name != writer
+            and _fresh(r, now, timing)
+            and r.writer_seen_healthy_age_s is not None
+            and 0 <= r.writer_seen_healthy_age_s <= timing.witness_fresh_s
+        )
+        if witnesses:
+            memory = replace(memory, writer_fault_since=None)
+            return (
+                memory,
+                None,
+                (
+                    f"Writer {writer} has not reported {age} but {', '.join(witnesses)} see its Milvus healthy: "
+                    "it is cut off from the coordinator only; no failover."
+                ),
+                [],
+            )
+        faults.append((f"it has not reported {age}", 0.0))
+    else:
+        faults += [(fault, timing.fault_grace_s) for fault in writer_faults(report, timing)]
+        if report.role_running != "rw":
+            faults.append(("its Milvus is not running healthy as rw", timing.container_grace_s))
+
+    if not faults:
+        memory = replace(memory, writer_fault_since=None)
+        readers = len([n for n in memory.healthy_since if n != writer])
+        return (
+            memory,
+            None,
+            f"{writer} is the writer at epoch {cluster.epoch} and healthy; {readers} healthy readers.",
+            [],
+        )
+    since = memory.writer_fault_since if memory.writer_fault_since is not None else now
+    memory = replace(memory, writer_fault_since=since)
+    grace = min(g for _, g in faults)
+    if now - since < grace:
+        listed = "; ".join(f for f, _ in faults)
+        return (
+            memory,
+            None,
+            (
+                f"Writer {writer} looks unhealthy ({listed}); "
+                f"confirming for {grace - (now - since):.1f}s more before failing over."
+            ),
+            [],
+        )
+    faults = [(f, g) for f, g in faults if now - since >= g]
+
+    fault_text = "; ".join(f for f, _ in faults)
+    if cluster.paused:
+        return (
+            memory,
+            None,
+            f"No failover: writer {writer} is failing ({fault_text}) "
+            f"but the cluster is paused ({cluster.paused_reason or 'no reason given'}).",
+            [],
+        )
+    if memory.last_auto_failover_at is not None and now - memory.last_auto_failover_at < timing.failover_window_s:
+        ago = now - memory.last_auto_failover_at
+        return (
+            memory,
+            None,
+            (
+                f"No failover: writer {writer} is failing ({fault_text}) but the last automatic failover "
+                f"was {ago:.0f}s ago and at most one is allowed per {timing.failover_window_s:.0f}s."
+            ),
+            [],
+        )
+    best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
+    if best is None:
+        event = Event(
+            kind="no-candidate",
+            reason=f"writer {writer} is failing ({fault_text}); no candidate: {_blocked_sentence(blocked)}",
+            node=writer,
+            epoch=cluster.epoch,
+            at_unix=now_unix,
+        )
+        return (
+            memory,
+            None,
+            f"No failover: writer {writer} is failing ({fault_text}) "
+            f"but no node can take over: {_blocked_sentence(blocked)}.",
+            [event],
+        )
+    memory = replace(memory, last_auto_failover_at=now, writer_fault_since=None)
+    return _begin(durable, memory, "failover", writer, best, f"writer {writer} failed: {fault_text}", now)
+
+
+def _begin(
+    durable: Durable,
+    memory: Memory,
+    kind: str,
+    old: str | None,
+    new: str,
+    reason: str,
+    now: float,
+    automatic: bool = True,
+    forced: bool = False,
+) -> tuple[Memory, ChangeWriter, str, list[Event]]:
+    phases = (("detect", now), ("decide", now)) if kind == "failover" else (("decide", now),)
+    t = Transition(
+        kind=kind,
+        old=old,
+        new=new,
+        epoch=durable.cluster.epoch + 1,
+        reason=reason,
+        started_at=now,
+        phases=phases,
+        automatic=automatic,
+        forced=forced,
+    )
+    return (
+        replace(memory, transition=t),
+        ChangeWriter(new, durable.cluster.epoch),
+        f"{kind.capitalize()} from {old} to {new}: {reason}.",
+        [],
+    )
+
+
+def validate_request(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], request: Request, now: float, timing: Timing
+) -> str | None:
+    """Why an operator's switchover or failover must be refused now, or None."""
+    writer = durable.cluster.writer
+    if memory.transition is not None:
+        t = memory.transition
+        return f"a {t.kind} to {t.new} is in progress (phase {t.phase()})"
+    if request.to is not None and request.to not in reports and request.to not in durable.nodes:
+        return f"{request.to} is not a known node"
+    if request.to is not None and request.to == writer:
+        return f"{request.to} is already the writer"
+    if request.kind == "switchover":
+        if writer is None:
+            return "there is no writer to switch over from"
+        if request.to is not None:
+            problems = reader_problems(
+                request.to, reports.get(request.to), durable.nodes.get(request.to), memory, now, timing
+            )
+            if problems:
+                return f"{request.to} cannot be the writer: {', '.join(problems)}"
+        else:
+            best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
+            if best is None:
+                return f"no node can take over: {_blocked_sentence(blocked)}"
+    else:
+        if request.to is None:
+            return "a failover needs --to NODE"
+        record = durable.nodes.get(request.to)
+        if record is not None and record.maintenance:
+            return f"{request.to} is in maintenance"
+        report = reports.get(request.to)
+        if not _fresh(report, now, timing):
+            return f"{request.to} is not reporting"
+    return None
+
+
+def _start_requested(
+    durable: Durable,
+    memory: Memory,
+    request: Request,
+    reports: Mapping[str, Report],
+    now: float,
+    timing: Timing,
+    now_unix: float,
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    refusal = validate_request(durable, memory, reports, request, now, timing)
+    writer = durable.cluster.writer
+    if refusal:
+        event = Event(
+            kind="refused",
+            reason=f"{request.kind} refused: {refusal}",
+            node=request.to,
+            epoch=durable.cluster.epoch,
+            at_unix=now_unix,
+        )
+        return memory, None, f"{request.kind.capitalize()} refused: {refusal}.", [event]
+    target = request.to
+    if target is None:
+        target, _ = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
+        assert target is not None
+    reason = request.reason or f"operator asked for a {request.kind}"
+    return _begin(durable, memory, request.kind, writer, target, reason, now, automatic=False, forced=request.force)
+
+
+def _advance(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing, now_unix: float
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    t = memory.transition
+    assert t is not None
+    if t.committed_at is None:
+        return (
+            memory,
+            ChangeWriter(t.new, t.epoch - 1),
+            f"{t.kind.capitalize()} to {t.new}: committing epoch {t.epoch}.",
+            [],
+        )
+    new_report = reports.get(t.new)
+
+    if t.promoted_at is None:
+        fenced, how = _fence_state(t, reports, now, timing)
+        if not fenced:
+            return memory, None, f"{t.kind.capitalize()} to {t.new} at epoch {t.epoch}: fencing, {how}.", []
+        t = replace(t, promoted_at=now).with_phase("promote", now)
+        return (
+            replace(memory, transition=t),
+            None,
+            f"{t.kind.capitalize()} to {t.new} at epoch {t.epoch}: {how}; promoting.",
+            [],
+        )
+
+    if t.phase() == "promote":
+        if (
+            new_report is not None
+            and new_report.role_running == "rw"
+            and new_report.highest_epoch >= t.epoch
+            and new_report.received_at >= t.promoted_at
+        ):
+            t = t.with_phase("healthy", now)
+            memory = replace(memory, transition=t)
+        elif now - t.promoted_at > timing.promote_timeout_s:
+            return _promotion_failed(durable, memory, t, reports, now, timing, now_unix)
+        else:
+            return (
+                memory,
+                None,
+                f"{t.kind.capitalize()} to {t.new} at epoch {t.epoch}: waiting for it to run rw healthy.",
+                [],
+            )
+
+    hosts = [r for r in reports.values() if r.hosts_mishards and _fresh(r, now, timing)]
+    woserver = _woserver(durable, reports)
+    pending = [r.node for r in hosts if woserver and r.mishards_writer != woserver]
+    if pending and now - t.promoted_at <= timing.promote_timeout_s:
+        return (
+            memory,
+            None,
+            f"{t.kind.capitalize()} to {t.new}: waiting for Mishards on {', '.join(sorted(pending))} to follow.",
+            [],
+        )
+    t = t.with_phase("mishards", now)
+    done = Event(
+        kind=t.kind,
+        reason=t.reason + (" (forced: the old writer was not proven fenced)" if t.forced else ""),
+        node=t.new,
+        epoch=t.epoch,
+        phases=tuple((name, now_unix - (now - at)) for name, at in t.phases),
+        at_unix=now_unix,
+    )
+    return (
+        replace(memory, transition=None),
+        None,
+        f"{t.new} is the writer at epoch {t.epoch}; the {t.kind} is done.",
+        [done],
+    )
+
+
+def _fence_state(t: Transition, reports: Mapping[str, Report], now: float, timing: Timing) -> tuple[bool, str]:
+    """Is every other writer fenced? Acked by its report after the commit, or its lease ran out since."""
+    assert t.committed_at is not None
+    if t.forced:
+        return True, "forced by the operator without waiting for the old writer"
+    lease_end = t.committed_at + timing.lease_s + timing.fence_margin_s
+    if t.kind == "resume":
+        # Who the previous leader told rw is unknown (a silent node may be one): only time proves it.
+        if now >= lease_end:
+            return True, "a full lease has passed since this leader took over"
+        return False, f"a new leader waits {lease_end - now:.1f}s more, a full lease, before any node writes"
+    suspects = [
+        r
+        for name, r in reports.items()
+        if name != t.new and r.container_role == "rw" and r.received_at > t.committed_at - timing.detect_after_s
+    ]
+    if t.old is not None and t.old not in {r.node for r in suspects}:
+        old = reports.get(t.old)
+        if old is None or old.received_at <= t.committed_at or old.highest_epoch < t.epoch:
+            suspects.append(
+                old
+                or Report(
+                    node=t.old,
+                    address="",
+                    received_at=0,
+                    role_running="none",
+                    container_role="rw",
+                    highest_epoch=0,
+                    gpu_health="unavailable",
+                )
+            )
+    unacked = [
+        r.node
+        for r in suspects
+        if not (r.received_at > t.committed_at and r.highest_epoch >= t.epoch and r.container_role != "rw")
+    ]
+    if not unacked:
+        return True, "the old writer acknowledged its demotion" if t.old else "no other writer to fence"
+    if now >= lease_end:
+        return True, f"the lease of {', '.join(sorted(unacked))} ran out"
+    return False, f"waiting for {', '.join(sorted(unacked))} to stop or for its lease to end in {lease_end - now:.1f}s"
+
+
+def _promotion_failed(
+    durable: Durable,
+    memory: Memory,
+    t: Transition,
+    reports: Mapping[str, Report],
+    now: float,
+    timing: Timing,
+    now_unix: float,
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    failed = dict(memory.failed_candidates)
+    failed[t.new] = now + timing.failover_window_s
+    memory = replace(memory, transition=None, failed_candidates=failed)
+    event = Event(
+        kind="promote-failed",
+        reason=f"{t.new} did not run rw healthy within {timing.promote_timeout_s:.0f}s",
+        node=t.new,
+        epoch=t.epoch,
+        at_unix=now_unix,
+    )
+    best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=t.new)
+    if best is None:
+        return (
+            memory,
+            None,
+            f"Promotion of {t.new} failed and no other node can take over: {_blocked_sentence(blocked)}.",
+            [event],
+        )
+    memory, change, why, _ = _begin(durable, memory, "failover", t.new, best, f"promotion of {t.new} failed", now)
+    return memory, change, why, [event]
+
+
+# -- what each node is told -----------------------------------------------------------------------------
+def _woserver(durable: Durable, reports: Mapping[str, Report]) -> str:
+    writer = durable.cluster.writer
+    report = reports.get(writer) if writer else None
+    record = durable.nodes.get(writer) if writer else None
+    address = report.address if report else (record.address if record else "")
+    port = report.milvus_port if report else 19530
+    return f"tcp://{address}:{port}" if address else ""
+
+
+def _discovery(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
+) -> Discovery | None:
+    writer = durable.cluster.writer
+    if writer is None:
+        return None
+    wreport = reports.get(writer)
+    record = durable.nodes.get(writer)
+    address = wreport.address if wreport else (record.address if record else "")
+    if not address:
+        return None
+    hosts = [
+        reports[name].address
+        for name, since in sorted(memory.healthy_since.items())
+        if name != writer
+        and now - since >= timing.settle_s
+        and not (durable.nodes.get(name) and durable.nodes[name].maintenance)
+    ]
+    if timing.include_writer_in_hosts or not hosts:
+        hosts.insert(0, address)  # an empty list would stop Mishards; the writer can serve reads too
+    port = wreport.milvus_port if wreport else 19530
+    return Discovery(writer_address=address, writer_port=port, hosts=tuple(hosts), discovery_port=port)
+
+
+def _writer_may_hold_lease(durable: Durable, memory: Memory, report: Report | None) -> bool:
+    """The durable writer may be granted rw: once fenced and promoted, or (before this leader has settled)
+    when it already runs rw at the durable epoch, which means an earlier leader fenced and promoted it."""
+    t = memory.transition
+    if t is not None:
+        return t.new == durable.cluster.writer and t.promoted_at is not None
+    if memory.settled:
+        return True
+    return report is not None and report.role_running == "rw" and report.highest_epoch == durable.cluster.epoch
+
+
+def _assignments(
+    durable: Durable,
+    memory: Memory,
+    reports: Mapping[str, Report],
+    now: float,
+    timing: Timing,
+    leadership_left_s: float,
+    change: ChangeWriter | None,
+) -> dict[str, Assignment]:
+    cluster = durable.cluster
+    t = memory.transition
+    writer = cluster.writer
+    wreport = reports.get(writer) if writer else None
+    writer_address = wreport.address if wreport else ""
+    writer_http = wreport.milvus_http_port if wreport else 0
+    lease_s = min(timing.lease_s, leadership_left_s)
+    lease_ms = int(lease_s * 1000) if lease_s >= timing.min_lease_s else 0
+    out: dict[str, Assignment] = {}
+    for name in sorted(set(reports) | set(durable.nodes)):
+        record = durable.nodes.get(name)
+        base = Assignment(
+            node=name,
+            role="ro",
+            epoch=cluster.epoch,
+            lease_ms=0,
+            writer=writer,
+            writer_address=writer_address,
+            writer_http_port=writer_http,
+        )
+        if record is not None and record.maintenance and name != writer:
+            out[name] = replace(base, role="none", reason="in maintenance")
+        elif name == writer and change is None and _writer_may_hold_lease(durable, memory, reports.get(name)):
+            if lease_ms:
+                out[name] = replace(base, role="rw", lease_ms=lease_ms, reason=f"the writer at epoch {cluster.epoch}")
+            else:
+                out[name] = replace(base, role="rw", reason="the writer; no lease while this leader's own is short")
+        elif name == writer and t is None:
+            # Before this leader settles: still the writer, but no lease from us yet (lease_ms 0 renews nothing).
+            out[name] = replace(base, role="rw", reason="the writer; this new leader renews no lease until it settles")
+        elif name == writer:
+            out[name] = replace(base, reason=f"to be the writer once the old one is fenced (epoch {cluster.epoch})")
+        elif t is not None and name == t.old:
+            out[name] = replace(base, reason=f"demoted: {t.new} takes over at epoch {t.epoch}")
+        else:
+            out[name] = replace(base, reason=f"a reader at epoch {cluster.epoch}")
+    return out

@@ -1,0 +1,66 @@
+"""The coordinator's MySQL schema as numbered migrations, applied in order by `ClusterStore.migrate()`.
+
+MySQL commits DDL implicitly, so a migration interrupted half way is re-run from its first statement:
+every statement here must be safe to run twice (CREATE ... IF NOT EXISTS, ALTER guarded by the caller).
+Times are DATETIME(6) in UTC (the store sets the session time zone to +00:00).
+Append new migrations; never edit a released one.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """
+            CREATE TABLE IF NOT EXISTS cluster (
+                id TINYINT NOT NULL PRIMARY KEY,
+                name VARCHAR(64) NOT NULL,
+                writer VARCHAR(63) NULL,
+                epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,
+                paused BOOL NOT NULL DEFAULT 0,
+                paused_reason VARCHAR(255) NOT NULL DEFAULT '',
+                leader VARCHAR(255) NULL,
+                leader_address VARCHAR(255) NOT NULL DEFAULT '',
+                leader_term BIGINT UNSIGNED NOT NULL DEFAULT 0,
+                leader_until DATETIME(6) NULL,
+                updated_at DATETIME(6) NULL,
+                CONSTRAINT cluster_single_row CHECK (id = 1)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS nodes (
+                name VARCHAR(63) NOT NULL PRIMARY KEY,
+                address VARCHAR(64) NOT NULL DEFAULT '',
+                priority INT NOT NULL DEFAULT 1,
+                maintenance BOOL NOT NULL DEFAULT 0,
+                maintenance_reason VARCHAR(255) NOT NULL DEFAULT '',
+                hosts_mishards BOOL NOT NULL DEFAULT 0,
+                first_seen DATETIME(6) NULL,
+                last_seen DATETIME(6) NULL
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS events (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                at DATETIME(6) NOT NULL,
+                kind VARCHAR(32) NOT NULL,
+                node VARCHAR(63) NULL,
+                epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,
+                reason TEXT NOT NULL,
+                phases TEXT NOT NULL,
+                leader_term BIGINT UNSIGNED NOT NULL DEFAULT 0,
+                KEY events_kind (kind, id)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+            """,
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1][0]

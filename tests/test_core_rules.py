@@ -1,0 +1,282 @@
+"""The decision core, rule by rule (no I/O: durable state, memory and reports in; decision out)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from coordinator.core import ChangeWriter, Memory, Request, Timing, committed, decide, validate_request
+from coordinator.model import ClusterRow, Durable, NodeRecord, Report
+
+T = Timing()
+
+
+def rep(node: str, at: float, role: str = "ro", epoch: int = 1, **kw) -> Report:  # noqa: ANN003
+    base = dict(
+        node=node,
+        address=f"10.0.0.{ord(node[-1]) - ord('a') + 1}",
+        received_at=at,
+        role_running=role,
+        container_role=role,
+        highest_epoch=epoch,
+        gpu_health="healthy",
+        mount_state="healthy",
+        mount_mode=role if role in ("ro", "rw") else None,
+        milvus_port=19530,
+        milvus_http_port=19121,
+    )
+    base.update(kw)
+    return Report(**base)
+
+
+def durable(writer: str | None = "a", epoch: int = 1, paused: bool = False, **nodes: NodeRecord) -> Durable:
+    records = {n: NodeRecord(name=n, address=f"10.0.0.{i + 1}") for i, n in enumerate("abc")}
+    records.update(nodes)
+    return Durable(ClusterRow(name="c", writer=writer, epoch=epoch, paused=paused), records)
+
+
+def settled(now: float = 100.0, **kw) -> Memory:  # noqa: ANN003
+    return Memory(leader_since=0.0, settled=True, **kw)
+
+
+def healthy_cluster(now: float, epoch: int = 1) -> dict[str, Report]:
+    return {"a": rep("a", now, "rw", epoch), "b": rep("b", now, epoch=epoch), "c": rep("c", now, epoch=epoch)}
+
+
+# -- a new leader -------------------------------------------------------------------------------------
+def test_a_new_leader_decides_nothing_until_it_has_listened() -> None:
+    d = decide(durable(), Memory(leader_since=10.0), healthy_cluster(11.0), 11.0, T, leadership_left_s=5)
+    assert d.change_writer is None and "listening to reports" in d.why
+    assert d.assignments["a"].role == "rw" and d.assignments["a"].lease_ms == 3000  # it runs rw at epoch 1
+    assert d.assignments["b"].role == "ro"
+
+
+def test_a_new_leader_renews_no_lease_to_a_writer_not_yet_running() -> None:
+    reports = healthy_cluster(11.0)
+    reports["a"] = rep("a", 11.0, "none")
+    d = decide(durable(), Memory(leader_since=10.0), reports, 11.0, T, leadership_left_s=5)
+    assert d.assignments["a"].role == "rw" and d.assignments["a"].lease_ms == 0
+
+
+def test_after_listening_a_writer_not_running_rw_is_fenced_for_a_full_lease_from_takeover() -> None:
+    reports = {**healthy_cluster(13.1), "a": rep("a", 13.1, "none")}
+    d = decide(durable(), Memory(leader_since=10.0), reports, 13.1, T, leadership_left_s=5)
+    t = d.memory.transition
+    assert t is not None and t.kind == "resume" and t.committed_at == 10.0
+    assert d.assignments["a"].role == "ro"
+    later = decide(durable(), d.memory, {**healthy_cluster(13.2), "a": rep("a", 13.2, "none")}, 13.2, T, 5)
+    assert later.memory.transition is not None and later.memory.transition.promoted_at is None
+    done = decide(durable(), d.memory, reports, 10.0 + T.lease_s + T.fence_margin_s + 0.01, T, 5)
+    assert done.memory.transition is not None and done.memory.transition.promoted_at is not None
+    assert done.assignments["a"].role == "rw" and done.assignments["a"].lease_ms > 0
+
+
+def test_a_restarted_leader_keeps_a_healthy_writer_without_a_bump() -> None:
+    memory = Memory(leader_since=10.0)
+    d = decide(durable(), memory, healthy_cluster(13.5), 13.5, T, leadership_left_s=5)
+    assert d.change_writer is None and d.memory.transition is None and d.memory.settled
+    assert d.assignments["a"].role == "rw" and d.assignments["a"].epoch == 1
+
+
+# -- first writer ---------------------------------------------------------------------------------------
+def test_first_writer_by_priority_then_gpu_health_then_name() -> None:
+    reports = {n: rep(n, 100.0, "none", 0, mount_state="unmounted") for n in "abc"}
+    base = durable(writer=None, epoch=0)
+    assert decide(base, settled(), reports, 100.0, T, 5).change_writer == ChangeWriter("a", 0)
+    reports["a"] = replace(reports["a"], gpu_health="degraded")
+    assert decide(base, settled(), reports, 100.0, T, 5).change_writer == ChangeWriter("b", 0)
+    prio = durable(writer=None, epoch=0, c=NodeRecord("c", "10.0.0.3", priority=5))
+    assert decide(prio, settled(), reports, 100.0, T, 5).change_writer == ChangeWriter("c", 0)
+
+
+def test_no_first_writer_when_paused_or_nobody_fits() -> None:
+    reports = {n: rep(n, 100.0, "none", 0, gpu_health="failed") for n in "abc"}
+    d = decide(durable(writer=None, epoch=0), settled(), reports, 100.0, T, 5)
+    assert d.change_writer is None and "no node can be one" in d.why and "GPU failed" in d.why
+    d = decide(durable(writer=None, epoch=0, paused=True), settled(), healthy_cluster(100.0), 100.0, T, 5)
+    assert d.change_writer is None and "paused" in d.why
+
+
+# -- a healthy writer -----------------------------------------------------------------------------------
+def test_a_healthy_writer_gets_a_lease_no_longer_than_the_leaders_own() -> None:
+    d = decide(durable(), settled(), healthy_cluster(100.0), 100.0, T, leadership_left_s=1.2)
+    assert d.change_writer is None
+    assert d.assignments["a"].role == "rw" and d.assignments["a"].lease_ms == 1200
+    assert {d.assignments[n].role for n in "bc"} == {"ro"}
+    assert d.assignments["b"].writer_address == "10.0.0.1" and d.assignments["b"].writer_http_port == 19121
+    short = decide(durable(), settled(), healthy_cluster(100.0), 100.0, T, leadership_left_s=0.2)
+    assert short.assignments["a"].role == "rw" and short.assignments["a"].lease_ms == 0
+    assert "healthy" in d.why
+
+
+# -- writer failures ------------------------------------------------------------------------------------
+def test_missing_reports_fail_over_to_the_best_reader() -> None:
+    now = 100.0
+    reports = healthy_cluster(now)
+    reports["a"] = rep("a", now - T.detect_after_s - 0.1, "rw")
+    reports["c"] = rep("c", now - 0.5)  # older report than b: b is fresher
+    d = decide(durable(), settled(), reports, now, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+    t = d.memory.transition
+    assert t is not None and t.kind == "failover" and t.old == "a" and "has not reported" in t.reason
+
+
+def test_a_writer_cut_off_from_the_coordinator_only_is_not_failed_over() -> None:
+    now = 100.0
+    reports = healthy_cluster(now)
+    reports["a"] = rep("a", now - 10, "rw")
+    reports["b"] = rep("b", now, writer_seen_healthy_age_s=0.4)
+    d = decide(durable(), settled(), reports, now, T, 5)
+    assert d.change_writer is None and "cut off from the coordinator only" in d.why
+
+
+def test_mount_gpu_and_probe_faults_are_confirmed_before_failing_over() -> None:
+    for fault in (
+        {"mount_state": "hung", "mount_reasons": ("hung since 12:00",)},
+        {"gpu_health": "failed", "gpu_reasons": ("fatal XID 79",)},
+        {"write_probe_ms": 5000.0},
+    ):
+        reports = healthy_cluster(100.0)
+        reports["a"] = rep("a", 100.0, "rw", **fault)
+        first = decide(durable(), settled(), reports, 100.0, T, 5)
+        assert first.change_writer is None and "confirming" in first.why
+        reports = {n: replace(r, received_at=100.0 + T.fault_grace_s) for n, r in reports.items()}
+        second = decide(durable(), first.memory, reports, 100.0 + T.fault_grace_s, T, 5)
+        assert second.change_writer == ChangeWriter("b", 1), fault
+
+
+def test_a_crashed_writer_container_gets_time_for_a_local_restart() -> None:
+    reports = {**healthy_cluster(100.0), "a": rep("a", 100.0, "none", container_role="rw")}
+    d = decide(durable(), settled(), reports, 100.0, T, 5)
+    assert d.change_writer is None
+    later = {n: replace(r, received_at=100.0 + T.container_grace_s) for n, r in reports.items()}
+    d = decide(durable(), d.memory, later, 100.0 + T.container_grace_s, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+
+
+def test_paused_means_no_automatic_failover() -> None:
+    reports = {**healthy_cluster(100.0), "a": rep("a", 90.0, "rw")}
+    d = decide(durable(paused=True), settled(), reports, 100.0, T, 5)
+    assert d.change_writer is None and "paused" in d.why
+    assert d.assignments["b"].role == "ro"
+
+
+def test_one_automatic_failover_per_window() -> None:
+    reports = {**healthy_cluster(100.0), "a": rep("a", 90.0, "rw")}
+    d = decide(durable(), settled(last_auto_failover_at=80.0), reports, 100.0, T, 5)
+    assert d.change_writer is None and "at most one is allowed per 60s" in d.why
+
+
+def test_no_candidate_says_exactly_why() -> None:
+    reports = {
+        "a": rep("a", 90.0, "rw"),
+        "b": rep("b", 100.0, mount_state="failed"),
+        "c": rep("c", 100.0),
+    }
+    d = decide(durable(c=NodeRecord("c", "10.0.0.3", maintenance=True)), settled(), reports, 100.0, T, 5)
+    assert d.change_writer is None
+    assert "b mount failed" in d.why and "c in maintenance" in d.why
+    assert d.events and d.events[0].kind == "no-candidate"
+
+
+# -- a role change through its phases -------------------------------------------------------------------
+def test_failover_phases_fence_by_lease_then_promote_then_healthy_then_mishards() -> None:
+    now = 100.0
+    reports = {**healthy_cluster(now), "a": rep("a", 90.0, "rw")}
+    reports["c"] = rep("c", now, hosts_mishards=True, mishards_writer="tcp://10.0.0.1:19530")
+    d = decide(durable(), settled(), reports, now, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+    memory = committed(d.memory, 2, now + 0.01)
+    after = durable(writer="b", epoch=2)
+    d = decide(after, memory, reports, now + 0.1, T, 5)
+    assert d.assignments["b"].role == "ro" and d.assignments["a"].role == "ro"  # fenced first
+    assert "fencing" in d.why
+    end = now + 0.01 + T.lease_s + T.fence_margin_s
+    d = decide(after, d.memory, {**reports, "b": rep("b", end, epoch=2)}, end + 0.01, T, 5)
+    assert d.memory.transition is not None and d.memory.transition.phase() == "promote"
+    assert d.assignments["b"].role == "rw" and d.assignments["b"].lease_ms > 0
+    assert "lease of a ran out" in d.why
+    reports["b"] = rep("b", end + 1, "rw", 2)
+    reports["c"] = rep("c", end + 1, epoch=2, hosts_mishards=True, mishards_writer="tcp://10.0.0.1:19530")
+    d = decide(after, d.memory, reports, end + 1.1, T, 5)
+    assert d.memory.transition is not None and d.memory.transition.phase() == "healthy"
+    assert "Mishards on c" in d.why
+    reports["c"] = rep("c", end + 2, epoch=2, hosts_mishards=True, mishards_writer="tcp://10.0.0.2:19530")
+    d = decide(after, d.memory, reports, end + 2.1, T, 5)
+    assert d.memory.transition is None
+    (event,) = d.events
+    assert event.kind == "failover" and [p for p, _ in event.phases] == [
+        "detect",
+        "decide",
+        "fence",
+        "promote",
+        "healthy",
+        "mishards",
+    ]
+
+
+def test_an_acknowledged_demotion_ends_the_fence_at_once() -> None:
+    now = 100.0
+    memory = settled(request=Request("switchover", "b", "planned"))
+    d = decide(durable(), memory, healthy_cluster(now), now, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+    memory = committed(d.memory, 2, now)
+    after = durable(writer="b", epoch=2)
+    acked = {**healthy_cluster(now + 0.5, epoch=2), "a": rep("a", now + 0.5, "ro", 2)}
+    d = decide(after, memory, acked, now + 0.6, T, 5)
+    assert d.assignments["b"].role == "rw" and "acknowledged" in d.why
+
+
+def test_a_failed_promotion_moves_on_to_the_next_candidate() -> None:
+    now = 100.0
+    reports = {**healthy_cluster(now), "a": rep("a", 90.0, "rw")}
+    d = decide(durable(), settled(), reports, now, T, 5)
+    memory = committed(d.memory, 2, now)
+    after = durable(writer="b", epoch=2)
+    late = now + T.lease_s + 1
+    d = decide(after, memory, {**reports, "b": rep("b", late, epoch=2), "c": rep("c", late, epoch=2)}, late, T, 5)
+    assert d.assignments["b"].role == "rw"
+    hopeless = late + T.promote_timeout_s + 1
+    d = decide(after, d.memory, {"b": rep("b", hopeless, epoch=2), "c": rep("c", hopeless, epoch=2)}, hopeless, T, 5)
+    assert d.change_writer == ChangeWriter("c", 2)
+    assert d.events[0].kind == "promote-failed"
+    assert d.memory.failed_candidates["b"] > hopeless
+
+
+def test_maintenance_on_the_writer_switches_over_first() -> None:
+    d = decide(durable(a=NodeRecord("a", "10.0.0.1", maintenance=True)), settled(), healthy_cluster(100.0), 100.0, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+    assert d.memory.transition is not None and d.memory.transition.kind == "switchover"
+
+
+def test_operator_requests_are_validated() -> None:
+    reports = healthy_cluster(100.0)
+    reports["c"] = rep("c", 100.0, mount_state="failed")
+    check = lambda r: validate_request(durable(), settled(), reports, r, 100.0, T)  # noqa: E731
+    assert check(Request("switchover", "c", "x")) == "c cannot be the writer: mount failed"
+    assert check(Request("switchover", "a", "x")) == "a is already the writer"
+    assert check(Request("switchover", "zz", "x")) == "zz is not a known node"
+    assert check(Request("switchover", None, "x")) is None
+    assert check(Request("failover", None, "x")) == "a failover needs --to NODE"
+
+
+def test_a_forced_failover_skips_the_fence() -> None:
+    now = 100.0
+    reports = {**healthy_cluster(now), "a": rep("a", 90.0, "rw")}
+    d = decide(durable(paused=True), settled(request=Request("failover", "b", "", force=True)), reports, now, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+    memory = committed(d.memory, 2, now)
+    d = decide(durable("b", 2, paused=True), memory, reports, now + 0.1, T, 5)
+    assert d.assignments["b"].role == "rw" and "forced" in d.why
+
+
+# -- Mishards discovery ---------------------------------------------------------------------------------
+def test_readers_join_the_host_list_after_settling_and_leave_when_unhealthy() -> None:
+    memory = settled()
+    d = decide(durable(), memory, healthy_cluster(100.0), 100.0, T, 5)
+    assert d.discovery is not None and d.discovery.hosts == ("10.0.0.1",)  # nobody settled: the writer serves
+    assert d.discovery.writer_address == "10.0.0.1" and d.discovery.writer_port == 19530
+    d = decide(durable(), d.memory, healthy_cluster(100.0 + T.settle_s), 100.0 + T.settle_s, T, 5)
+    assert d.discovery is not None and d.discovery.hosts == ("10.0.0.2", "10.0.0.3")
+    reports = {**healthy_cluster(106.0), "c": rep("c", 106.0, mount_state="failed")}
+    d = decide(durable(), d.memory, reports, 106.0, T, 5)
+    assert d.discovery is not None and d.discovery.hosts == ("10.0.0.2",)

@@ -1,0 +1,360 @@
+"""The decision core in a simulated cluster, under random faults: never two writers, epochs only grow.
+
+The simulation plays every part the core does not: MySQL (the durable row, committed before anyone hears of
+it), the leader's lease (a restarted coordinator leads only when its predecessor's lease has run out),
+agents that follow the lease rule (measured from the moment they sent the report), renew it from MySQL when
+cut off from the coordinator, and Milvus containers whose rw life ends by their in-container lease watchdog
+at the latest. Hypothesis drives random sequences of node power-offs, agent kills, partitions, broken
+mounts, coordinator restarts and time, and checks after every step that no two rw intervals overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from coordinator.core import Memory, Timing, committed, decide
+from coordinator.model import ClusterRow, Durable, NodeRecord, Report
+
+TICK = 0.25
+LEADER_LEASE = 5.0
+WATCHDOG_POLL = 0.2
+START_DELAY = 1.0
+STOP_DELAY = 0.5
+NODES = ("a", "b", "c")
+TIMING = Timing(startup_wait_s=2.0, failover_window_s=10.0, promote_timeout_s=8.0, settle_s=1.0)
+
+
+@dataclass
+class Node:
+    name: str
+    power: bool = True
+    agent: bool = True
+    cut_coord: bool = False
+    cut_mysql: bool = False
+    cut_peers: bool = False
+    mount_ok: bool = True
+    highest_epoch: int = 0
+    role: str = "none"
+    epoch: int = 0
+    lease_deadline: float = -1.0
+    last_lease_s: float = 0.0
+    container: str | None = None  # role of the running container
+    starting: tuple[str, float] | None = None  # (role, when it will be up)
+    stopping_at: float | None = None
+    rw_since: float | None = None
+
+
+@dataclass
+class World:
+    now: float = 0.0
+    durable: Durable = field(
+        default_factory=lambda: Durable(
+            ClusterRow(name="sim", writer=None, epoch=0),
+            {n: NodeRecord(n, f"10.0.0.{i + 1}") for i, n in enumerate(NODES)},
+        )
+    )
+    coord_up: bool = True
+    leader_until: float = 0.0
+    renewals_fail_until: float = 0.0  # MySQL hiccup: the leader cannot renew its lease until then
+    memory: Memory | None = None
+    reports: dict[str, Report] = field(default_factory=dict)
+    assignments: dict = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=lambda: {n: Node(n) for n in NODES})
+    rw_intervals: list[tuple[str, float, float]] = field(default_factory=list)  # closed ones
+    epochs_seen: list[int] = field(default_factory=list)
+
+    # -- containers ---------------------------------------------------------------------------------------
+    def end_rw(self, node: Node, at: float) -> None:
+        if node.rw_since is not None:
+            self.rw_intervals.append((node.name, node.rw_since, at))
+            node.rw_since = None
+        node.container = None
+        node.stopping_at = None
+
+    def containers(self) -> None:
+        for node in self.nodes.values():
+            if node.container == "rw" and self.now >= node.lease_deadline + WATCHDOG_POLL:
+                self.end_rw(node, node.lease_deadline + WATCHDOG_POLL)  # the in-container watchdog
+            if node.stopping_at is not None and self.now >= node.stopping_at:
+                self.end_rw(node, node.stopping_at) if node.container == "rw" else self._stop(node)
+            if node.starting and self.now >= node.starting[1]:
+                role, _ = node.starting
+                node.starting = None
+                if role == "rw" and (self.now >= node.lease_deadline or not node.power):
+                    continue  # the wrapper refuses to start without a lease
+                node.container = role
+                if role == "rw":
+                    node.rw_since = self.now
+
+    def _stop(self, node: Node) -> None:
+        node.container = None
+        node.stopping_at = None
+
+    # -- the coordinator ----------------------------------------------------------------------------------
+    def coordinator(self) -> None:
+        if not self.coord_up:
+            return
+        if self.memory is not None and self.now >= self.leader_until:
+            self.memory = None  # its leadership ran out: it stops deciding and must win a new term
+        if self.memory is None:
+            if self.now < self.leader_until or self.now < self.renewals_fail_until:
+                return  # the old leader's lease in MySQL has not run out, or MySQL does not answer
+            self.memory = Memory(leader_since=self.now)
+            self.reports = {}
+        if self.now >= self.renewals_fail_until:
+            self.leader_until = self.now + LEADER_LEASE
+        left = self.leader_until - self.now - 0.1
+        d = decide(self.durable, self.memory, self.reports, self.now, TIMING, left)
+        memory = d.memory
+        if d.change_writer is not None:
+            c = self.durable.cluster
+            assert c.epoch == d.change_writer.expected_epoch
+            self.durable = replace(
+                self.durable, cluster=replace(c, epoch=c.epoch + 1, writer=d.change_writer.new_writer)
+            )
+            memory = committed(memory, c.epoch + 1, self.now)
+            d = decide(self.durable, memory, self.reports, self.now, TIMING, left)
+            assert d.change_writer is None
+            memory = d.memory
+        self.memory = memory
+        self.assignments = dict(d.assignments)
+        self.epochs_seen.append(self.durable.cluster.epoch)
+
+    # -- agents -------------------------------------------------------------------------------------------
+    def agents(self) -> None:
+        for node in self.nodes.values():
+            if not (node.power and node.agent):
+                continue
+            self._report(node)
+            self._converge(node)
+
+    def _observation(self, node: Node) -> Report:
+        writer = self.durable.cluster.writer
+        witness = None
+        w = self.nodes.get(writer) if writer else None
+        if w is not None and w is not node and w.container == "rw" and not (w.cut_peers or node.cut_peers):
+            witness = 0.1
+        running = node.container if node.container and node.stopping_at is None else "none"
+        return Report(
+            node=node.name,
+            address=f"10.0.0.{NODES.index(node.name) + 1}",
+            received_at=self.now,
+            role_running=running,
+            container_role=node.container or "none",
+            highest_epoch=node.highest_epoch,
+            gpu_health="healthy",
+            mount_state="healthy" if node.mount_ok else "failed",
+            writer_seen_healthy_age_s=witness,
+        )
+
+    def _report(self, node: Node) -> None:
+        sent = self.now
+        if not node.cut_coord and self.coord_up and self.memory is not None:
+            self.reports[node.name] = self._observation(node)
+            a = self.assignments.get(node.name)
+            if a is None or a.epoch < node.highest_epoch:
+                return
+            node.highest_epoch = a.epoch
+            node.role, node.epoch = a.role, a.epoch
+            if a.role == "rw" and a.lease_ms > 0:
+                node.lease_deadline = sent + a.lease_ms / 1000
+                node.last_lease_s = a.lease_ms / 1000
+            return
+        if node.role == "rw" and not node.cut_mysql:
+            c = self.durable.cluster  # a read-only SELECT of the cluster row
+            if c.writer == node.name and c.epoch == node.epoch:
+                node.lease_deadline = sent + node.last_lease_s
+
+    def _converge(self, node: Node) -> None:
+        lease_ok = self.now < node.lease_deadline
+        if node.container == "rw" and node.stopping_at is None:
+            if not lease_ok:
+                self.end_rw(node, self.now)
+            elif node.role != "rw":
+                node.stopping_at = min(self.now + STOP_DELAY, node.lease_deadline + WATCHDOG_POLL)
+            return
+        if node.container == "ro" and node.role != "ro" and node.stopping_at is None:
+            node.stopping_at = self.now + STOP_DELAY
+            return
+        if node.container is None and node.starting is None and node.mount_ok:
+            if node.role == "rw" and lease_ok:
+                node.starting = ("rw", self.now + START_DELAY)
+            elif node.role == "ro":
+                node.starting = ("ro", self.now + START_DELAY)
+
+    def step(self) -> None:
+        self.now = round(self.now + TICK, 6)
+        self.containers()
+        self.coordinator()
+        self.agents()
+
+    # -- the checker ----------------------------------------------------------------------------------------
+    def intervals(self) -> list[tuple[str, float, float]]:
+        open_ = [(n.name, n.rw_since, float("inf")) for n in self.nodes.values() if n.rw_since is not None]
+        return self.rw_intervals + open_
+
+    def overlaps(self) -> list[tuple]:
+        found = []
+        spans = sorted(self.intervals(), key=lambda s: s[1])
+        for i, a in enumerate(spans):
+            for b in spans[i + 1 :]:
+                if b[1] < a[2] and a[0] != b[0]:
+                    found.append((a, b))
+        return found
+
+
+class ClusterUnderFaults(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = World()
+
+    @initialize()
+    def a_running_cluster(self) -> None:
+        for _ in range(int(12 / TICK)):
+            self.world.step()
+
+    @rule(ticks=st.integers(min_value=1, max_value=80))
+    def time_passes(self, ticks: int) -> None:
+        for _ in range(ticks):
+            self.world.step()
+
+    @rule(name=st.sampled_from(NODES))
+    def power_off(self, name: str) -> None:
+        node = self.world.nodes[name]
+        if node.container == "rw":
+            self.world.end_rw(node, self.world.now)
+        node.power, node.container, node.starting, node.stopping_at = False, None, None, None
+        node.role, node.lease_deadline = "none", -1.0  # the agent forgets all but its epoch on disk
+
+    @rule(name=st.sampled_from(NODES))
+    def power_on(self, name: str) -> None:
+        node = self.world.nodes[name]
+        node.power = node.agent = True
+
+    @rule(name=st.sampled_from(NODES))
+    def kill_agent_leave_container(self, name: str) -> None:
+        self.world.nodes[name].agent = False
+
+    @rule(name=st.sampled_from(NODES))
+    def restart_agent(self, name: str) -> None:
+        node = self.world.nodes[name]
+        if node.power:
+            node.agent = True
+            node.lease_deadline = -1.0  # a restarted agent holds no lease (the watchdog file may)
+            node.role = "none"
+
+    @rule(name=st.sampled_from(NODES), coord=st.booleans(), mysql=st.booleans(), peers=st.booleans())
+    def partition(self, name: str, coord: bool, mysql: bool, peers: bool) -> None:
+        node = self.world.nodes[name]
+        node.cut_coord, node.cut_mysql, node.cut_peers = coord, mysql, peers
+
+    @rule(mysql=st.booleans(), peers=st.booleans())
+    def isolate_the_writer(self, mysql: bool, peers: bool) -> None:
+        writer = self.world.durable.cluster.writer
+        if writer is not None:
+            node = self.world.nodes[writer]
+            node.cut_coord, node.cut_mysql, node.cut_peers = True, not mysql, peers
+
+    @rule(name=st.sampled_from(NODES))
+    def heal(self, name: str) -> None:
+        node = self.world.nodes[name]
+        node.cut_coord = node.cut_mysql = node.cut_peers = False
+
+    @rule(name=st.sampled_from(NODES), ok=st.booleans())
+    def mount(self, name: str, ok: bool) -> None:
+        self.world.nodes[name].mount_ok = ok
+
+    @rule(seconds=st.floats(min_value=0.5, max_value=8.0))
+    def leader_cannot_renew(self, seconds: float) -> None:
+        self.world.renewals_fail_until = self.world.now + seconds
+
+    @rule()
+    def coordinator_crash(self) -> None:
+        self.world.coord_up = False
+        self.world.memory = None
+
+    @precondition(lambda self: not self.world.coord_up)
+    @rule()
+    def coordinator_start(self) -> None:
+        self.world.coord_up = True
+
+    @invariant()
+    def never_two_writers(self) -> None:
+        assert not self.world.overlaps(), self.world.overlaps()
+
+    @invariant()
+    def epochs_only_grow(self) -> None:
+        seen = self.world.epochs_seen
+        assert all(a <= b for a, b in zip(seen, seen[1:], strict=False))
+
+    def teardown(self) -> None:
+        # Heal everything: the cluster must come back to exactly one writer, the one MySQL names.
+        w = self.world
+        w.coord_up = True
+        for node in w.nodes.values():
+            node.power = node.agent = node.mount_ok = True
+            node.cut_coord = node.cut_mysql = node.cut_peers = False
+        for _ in range(int(120 / TICK)):
+            w.step()
+        assert not w.overlaps()
+        writers = [n.name for n in w.nodes.values() if n.container == "rw"]
+        assert writers == [w.durable.cluster.writer], (writers, w.durable.cluster, w.memory)
+
+
+TestClusterUnderFaults = ClusterUnderFaults.TestCase
+TestClusterUnderFaults.settings = settings(
+    max_examples=150, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def test_coordinator_restarts_never_demote_a_healthy_writer() -> None:
+    w = World()
+    for _ in range(int(15 / TICK)):
+        w.step()
+    writer = w.durable.cluster.writer
+    assert writer is not None and w.nodes[writer].container == "rw"
+    since = w.nodes[writer].rw_since
+    for _ in range(5):
+        w.coord_up, w.memory = False, None
+        for _ in range(int(2 / TICK)):
+            w.step()
+        w.coord_up = True
+        for _ in range(int(10 / TICK)):
+            w.step()
+    assert w.nodes[writer].rw_since == since, "the writer's rw run was interrupted"
+    assert w.durable.cluster.writer == writer and not w.overlaps()
+
+
+def test_a_writer_power_off_fails_over_and_the_old_one_is_fenced() -> None:
+    w = World()
+    for _ in range(int(15 / TICK)):
+        w.step()
+    old = w.durable.cluster.writer
+    assert old is not None
+    w.nodes[old].cut_coord = w.nodes[old].cut_peers = True  # alive, writing, unreachable but via MySQL
+    w.nodes[old].cut_mysql = True
+    for _ in range(int(20 / TICK)):
+        w.step()
+    new = w.durable.cluster.writer
+    assert new != old and w.nodes[new].container == "rw"
+    assert w.nodes[old].container is None
+    assert not w.overlaps()
+
+
+def test_a_writer_that_renews_from_mysql_until_the_bump_is_fenced_for_a_full_lease() -> None:
+    w = World()
+    for _ in range(int(15 / TICK)):
+        w.step()
+    old = w.durable.cluster.writer
+    assert old is not None
+    w.nodes[old].cut_coord = w.nodes[old].cut_peers = True  # cut off from all but MySQL: it keeps renewing
+    for _ in range(int(30 / TICK)):
+        w.step()
+    new = w.durable.cluster.writer
+    assert new != old and w.nodes[new].container == "rw"
+    assert w.nodes[old].container is None
+    assert not w.overlaps(), w.overlaps()

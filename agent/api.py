@@ -64,6 +64,11 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         highest_epoch_seen=status["highest_epoch_seen"],
         observed_at_unix=status["observed_at"],
         last_errors=status["last_errors"],
+        milvus_port=status.get("milvus_port", 0),
+        milvus_http_port=status.get("milvus_http_port", 0),
+        writer_seen_healthy_age_s=status.get("writer_seen_healthy_age_s", -1.0),
+        mishards_writer=status.get("mishards_writer", ""),
+        lease_left_s=status.get("lease_left_s", 0.0),
     )
     gpu = status.get("gpu")
     if gpu:
@@ -134,8 +139,8 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
     return obs
 
 
-def assignment_from_pb(request: agent_pb2.AssignRequest) -> Assignment:
-    a = request.assignment
+def assignment_from_wire(a: node_pb2.Assignment, source: str, default_reason: str) -> Assignment:
+    """The wire's Assignment as the agent's; the lease deadline is set by the agent, never taken from the wire."""
     discovery = None
     if a.HasField("discovery") and a.discovery.writer_address:
         discovery = MishardsDiscovery(
@@ -147,9 +152,21 @@ def assignment_from_pb(request: agent_pb2.AssignRequest) -> Assignment:
     return Assignment(
         role=PB_TO_ROLE.get(a.role, "none"),
         epoch=a.epoch,
-        source=f"Assign call from {request.coordinator or 'an API client'}",
-        reason=a.reason or "assigned over the agent API",
+        source=source,
+        reason=a.reason or default_reason,
         discovery=discovery,
+        writer=a.writer,
+        writer_address=a.writer_address,
+        writer_http_port=a.writer_http_port,
+        lease_ms=a.lease_ms,
+    )
+
+
+def assignment_from_pb(request: agent_pb2.AssignRequest) -> Assignment:
+    return assignment_from_wire(
+        request.assignment,
+        source=f"Assign call from {request.coordinator or 'an API client'}",
+        default_reason="assigned over the agent API",
     )
 
 

@@ -1,8 +1,9 @@
 """What this node has been told to be: role, epoch, and for Mishards hosts the discovery config.
 
-An assignment comes from the leading coordinator (issue 4), from an `Assign` call on the agent's API, or,
-for a node run by hand, from the local file `<state_dir>/assignment.json` that `jfs-milvus-agent assign`
-writes. Whatever its source, `judge_assignment` is the one rule that accepts or refuses it.
+An assignment comes from the leading coordinator (the answer to a report), from an `Assign` call on the agent's
+API, or, for a node run by hand, from the local file `<state_dir>/assignment.json` that `jfs-milvus-agent assign`
+writes. With coordinators configured the local file is ignored: the coordinator outranks it. Whatever its
+source, `judge_assignment` is the one rule that accepts or refuses it.
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ class Assignment:
     source: str
     reason: str = ""
     discovery: MishardsDiscovery | None = None
-    # Monotonic deadline of a writer's lease; None when the source grants no lease (a local, manual
-    # assignment: the operator holds the one-writer rule, as in the manual procedure this replaces).
+    # Deadline of a writer's lease on the lease clock (agent.lease.lease_now, CLOCK_BOOTTIME); None when the
+    # source grants no lease (a local, manual assignment: the operator holds the one-writer rule, as in the
+    # manual procedure this replaces).
     lease_deadline: float | None = None
+    writer: str = ""  # the node that holds rw at this epoch (coordinator assignments)
+    writer_address: str = ""  # where a reader witnesses the writer's health (GET /state)
+    writer_http_port: int = 0
+    lease_ms: int = 0
 
-    def lease_valid(self, now_monotonic: float) -> bool:
-        return self.lease_deadline is None or now_monotonic < self.lease_deadline
+    def lease_valid(self, now: float) -> bool:
+        return self.lease_deadline is None or now < self.lease_deadline
 
 
 UNASSIGNED = Assignment(role="none", epoch=0, source="none", reason="no assignment yet")

@@ -139,6 +139,13 @@ def cmd_assign(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config)
     if config is None:
         return EXIT_USAGE
+    if config.coordinators:
+        print(
+            "jfs-milvus-agent assign: refused: coordinators are configured, and their assignment outranks the "
+            "local file (the daemon ignores it); use coordinatorctl",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     discovery = None
     if args.mishards_writer or args.mishards_hosts:
         hosts = [h.strip() for h in (args.mishards_hosts or "").split(",") if h.strip()]

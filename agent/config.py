@@ -114,6 +114,25 @@ class MishardsSettings:
 
 
 @dataclass(frozen=True)
+class MysqlReadSettings:
+    """A READ-ONLY MySQL account with which a writer renews its lease from the cluster row."""
+
+    host: str
+    user: str
+    database: str
+    port: int = 3306
+    password: SecretRef | None = None
+    timeout_s: float = 0.5  # connect and read
+
+
+@dataclass(frozen=True)
+class CoordinationSettings:
+    report_interval_s: float = 1.0
+    report_timeout_s: float = 0.5
+    mysql: MysqlReadSettings | None = None
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     path: str | None
     node_name: str
@@ -129,6 +148,7 @@ class AgentConfig:
     juicefs: JuicefsSettings = field(default_factory=JuicefsSettings)
     milvus: MilvusSettings = field(default_factory=MilvusSettings)
     mishards: MishardsSettings = field(default_factory=MishardsSettings)
+    coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
 
 
 def find_executable(name: str) -> str | None:
@@ -234,6 +254,7 @@ def _read_top(top: Section) -> AgentConfig | None:
     juicefs = _read_juicefs(top.section("juicefs"))
     milvus = _read_milvus(top.section("milvus"), juicefs)
     mishards = _read_mishards(top.section("mishards"))
+    coordination = _read_coordination(top.section("coordination"))
     if node_name is None or address is None:
         return None
     return AgentConfig(
@@ -251,7 +272,28 @@ def _read_top(top: Section) -> AgentConfig | None:
         juicefs=juicefs,
         milvus=milvus,
         mishards=mishards,
+        coordination=coordination,
     )
+
+
+def _read_coordination(sec: Section) -> CoordinationSettings:
+    interval = sec.number("report_interval_s", 1.0, minimum=0.1, maximum=60)
+    timeout = sec.number("report_timeout_s", 0.5, minimum=0.05, maximum=60)
+    mysql = None
+    has_mysql = sec.has("mysql")
+    msec = sec.section("mysql")
+    if has_mysql:
+        mysql = MysqlReadSettings(
+            host=msec.string("host") or "",
+            port=msec.number("port", 3306, minimum=1, maximum=65535, integer=True),
+            user=msec.string("user") or "",
+            database=msec.string("database") or "",
+            password=_secret_ref(msec, "password", required=False),
+            timeout_s=msec.number("timeout_s", 0.5, minimum=0.05, maximum=10),
+        )
+    msec.finish()
+    sec.finish()
+    return CoordinationSettings(report_interval_s=interval, report_timeout_s=timeout, mysql=mysql)
 
 
 def _read_gpu(sec: Section) -> GpuSettings:

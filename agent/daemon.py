@@ -3,6 +3,16 @@
 Each cycle: read the assignment (refusing a stale epoch), observe GPUs, the JuiceFS mount and the Milvus
 container, ask the convergence table (`agent.milvus.converge`) for the one next step, carry it out, and log
 one line naming the step and its reason. Mishards' env file is kept in step on nodes that host Mishards.
+
+Where the assignment comes from:
+- with `coordinators` configured (coordinated mode), from the leading coordinator's answers to the reports
+  (`agent.coordination`, its own thread) and from `Assign` pushes; the local assignment file is ignored. A rw
+  assignment is only as good as this node's lease (`agent.lease`): the loop reads the lease at every cycle,
+  kills a rw container whose lease is gone, and starts rw only under the lease wrapper
+  (`agent.milvus.leasewatch`), which kills Milvus by itself should the agent die. Until the first answer after
+  a start, the node keeps the role its running container has (a writer only under the lease it left on disk);
+- without coordinators, from the local file (`jfs-milvus-agent assign`) and `Assign` pushes, with no lease:
+  the operator holds the one-writer rule, as in the manual procedure.
 """
 
 from __future__ import annotations
@@ -11,16 +21,22 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from jfsmilvus.v1 import coordinator_pb2
+
 from agent import __version__
+from agent.api import assignment_from_wire, observation_pb
 from agent.assignment import UNASSIGNED, Assignment, AssignmentError, LocalAssignmentFile, judge_assignment
 from agent.atomicfile import read_text, write_atomic
 from agent.config import AgentConfig, VolumeSettings
+from agent.coordination import LeaderAnswer
 from agent.gpu import GpuMonitor, GpuReport
+from agent.lease import Lease, granted, lease_now, renewed_by_row
 from agent.logsetup import LogContext
 from agent.milvus.container import (
     MILVUS_HTTP_PORT,
@@ -33,8 +49,27 @@ from agent.milvus.container import (
     check_milvus_health,
 )
 from agent.milvus.converge import Action, Seen, Step, Want, next_step
-from agent.milvus.server_config import BaseConfigError, RoleSettings, parse_base_config, render_server_config
-from agent.mishards.envfile import MishardsDiscovery, MishardsEnvError, owned_values, render_env_file
+from agent.milvus.leasewatch import (
+    LEASE_FILE_NAME,
+    LeaseFile,
+    install_wrapper,
+    read_lease_file,
+    write_lease_file,
+)
+from agent.milvus.server_config import (
+    CONTAINER_CONF_DIR,
+    BaseConfigError,
+    RoleSettings,
+    parse_base_config,
+    render_server_config,
+)
+from agent.mishards.envfile import (
+    MishardsDiscovery,
+    MishardsEnvError,
+    owned_values,
+    parse_env_values,
+    render_env_file,
+)
 from agent.mount import MountError, MountManager, MountStatus
 from agent.secrets import SecretError
 from agent.state import LocalState, load_state, save_state
@@ -43,6 +78,7 @@ log = logging.getLogger("jfs_milvus.agent")
 
 BACKOFF_MAX_S = 60.0
 HEALTHY_RESETS_BACKOFF_S = 60.0
+WITNESS_TIMEOUT_S = 0.5
 
 
 @dataclass
@@ -119,11 +155,70 @@ class Agent:
         self._last_rw: Assignment | None = None
         self._started: dict[str, float] = {}
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
+        # Coordinated mode: the latest coordinator answer or push lives in self.pushed; it, the lease and the
+        # epoch state are guarded by _assign_lock, which the reporter takes and a slow cycle never holds long.
+        self._assign_lock = threading.Lock()
+        self.lease: Lease | None = self._restore_lease()
+        if self.lease is not None:
+            # Kept (and renewable from MySQL) until a coordinator answers: an agent restart during a
+            # coordinator outage does not demote a healthy writer.
+            self.pushed = Assignment(
+                role="rw",
+                epoch=self.lease.epoch,
+                source=f"lease file {self.lease_file}",
+                reason="the writer lease a previous agent process left, until a coordinator answers",
+                writer=config.node_name,
+                lease_ms=self.lease.lease_ms,
+            )
+        self._renewal_note = ""
+        self._last_no_renewal: str | None = None
+        self._last_answer: tuple[str, int, str, int] | None = None
+        self._last_answer_refusal: str | None = None
+        self._local_file_ignored = False
+        self._witness: tuple[tuple[str, int], float | None] | None = None
+        self.mishards_writer = self._read_mishards_writer()
+
+    @property
+    def coordinated(self) -> bool:
+        return bool(self.config.coordinators)
 
     # -- wiring ----------------------------------------------------------------------------------------
     @staticmethod
     def _build_mounts(config: AgentConfig) -> dict[str, MountManager]:
         return {v.name: MountManager(v, config.juicefs, config.node_name) for v in config.juicefs.volumes}
+
+    @property
+    def lease_file(self) -> str:
+        return os.path.join(self.conf_dir, LEASE_FILE_NAME)
+
+    @property
+    def leasewatch_path(self) -> str:
+        return os.path.join(self.config.milvus.data_dir, "leasewatch")
+
+    def _restore_lease(self) -> Lease | None:
+        """The writer lease a previous agent process left on disk (same boot, same clock), if any."""
+        if not self.config.coordinators:
+            return None
+        found = read_lease_file(self.lease_file)
+        if found is None or found.epoch < self.state.highest_epoch:
+            return None
+        lease = Lease(found.epoch, found.lease_ms, found.deadline, renewed_by="lease file (agent restart)")
+        left = lease.left(lease_now())
+        log.info("found a writer lease for epoch %d on disk with %.1fs left (%s)", lease.epoch, left, self.lease_file)
+        return lease
+
+    def _save_lease(self) -> None:
+        """Write the lease for the wrapper; called with _assign_lock held, at every grant and renewal."""
+        if self.lease is None:
+            return
+        try:
+            write_lease_file(self.lease_file, LeaseFile(self.lease.deadline, self.lease.epoch, self.lease.lease_ms))
+        except OSError as exc:
+            # The wrapper then kills the writer at the old deadline: safe, and said here.
+            self._note_error(f"lease file {self.lease_file} not written: {exc}")
+            log.error(
+                "lease file %s not written (the rw container stops at the old deadline): %s", self.lease_file, exc
+            )
 
     @property
     def milvus_volume(self) -> VolumeSettings | None:
@@ -161,8 +256,11 @@ class Agent:
 
     # -- assignment ------------------------------------------------------------------------------------
     def push_assignment(self, assignment: Assignment) -> str | None:
-        """An assignment from the API; returns why it was refused, or None when taken."""
-        with self._lock:
+        """An assignment from the API; returns why it was refused, or None when taken.
+
+        In coordinated mode a pushed rw assignment carries no lease of its own: the writer starts once a
+        report's answer grants one (within a report interval), while a push that demotes acts at once."""
+        with self._assign_lock:
             refusal = judge_assignment(assignment, self.state.highest_epoch)
             if refusal is None:
                 self.pushed = assignment
@@ -176,7 +274,107 @@ class Agent:
             self.state = LocalState(highest_epoch=epoch)
             save_state(self.config.state_dir, self.state)
 
-    def current_assignment(self) -> Assignment:
+    # -- coordinator (called from the reporter thread) -----------------------------------------------------
+    def report_request(self) -> coordinator_pb2.ReportRequest:
+        return coordinator_pb2.ReportRequest(
+            observation=observation_pb(self.status()), hosts_mishards=self.config.mishards.enabled
+        )
+
+    def take_coordinator_answer(self, answer: LeaderAnswer) -> str | None:
+        """The leader's answer: the assignment, and for the writer its lease from the request's send time."""
+        assignment = assignment_from_wire(
+            answer.assignment, source=f"coordinator {answer.coordinator}", default_reason="assigned by the coordinator"
+        )
+        with self._assign_lock:
+            refusal = judge_assignment(assignment, self.state.highest_epoch)
+            if refusal is None and assignment.role == "rw" and assignment.writer not in ("", self.config.node_name):
+                refusal = f"it assigns rw to this node but names {assignment.writer} as the writer"
+            if refusal is None:
+                self.pushed = assignment
+                self._remember_epoch(assignment.epoch)
+                if assignment.role == "rw":
+                    self.lease = granted(
+                        assignment.epoch, assignment.lease_ms, answer.sent_at, f"coordinator {answer.coordinator}"
+                    )
+                    self._save_lease()
+                    self._renewal_note = ""
+                    self._last_no_renewal = None
+        if refusal is not None:
+            if refusal != self._last_answer_refusal:
+                log.warning(
+                    "refused the assignment %s at epoch %d from coordinator %s: %s",
+                    assignment.role,
+                    assignment.epoch,
+                    answer.coordinator,
+                    refusal,
+                )
+                self._last_answer_refusal = refusal
+            return refusal
+        self._last_answer_refusal = None
+        key = (assignment.role, assignment.epoch, assignment.writer, assignment.lease_ms)
+        if key != self._last_answer:
+            self._last_answer = key
+            lease = f" with a {assignment.lease_ms / 1000:.1f}s lease" if assignment.role == "rw" else ""
+            log.info(
+                "coordinator %s assigns %s at epoch %d%s: %s",
+                answer.coordinator,
+                assignment.role,
+                assignment.epoch,
+                lease,
+                assignment.reason,
+            )
+        return None
+
+    def lease_to_renew(self) -> bool:
+        """This node is assigned rw and holds a lease for that epoch (live or lapsed)."""
+        with self._assign_lock:
+            a = self.pushed
+            return a is not None and a.role == "rw" and self.lease is not None and self.lease.epoch == a.epoch
+
+    def renew_lease_from_row(self, writer: str | None, epoch: int, sent_at: float, silence_s: float) -> None:
+        with self._assign_lock:
+            previous = self.lease
+            renewed = renewed_by_row(self.lease, self.config.node_name, writer, epoch, sent_at)
+            if isinstance(renewed, Lease):
+                self.lease = renewed
+                self._save_lease()
+                self._renewal_note = ""
+                self._last_no_renewal = None
+        if not isinstance(renewed, Lease):
+            self.note_no_renewal(f"no coordinator answered for {silence_s:.1f}s and {renewed}")
+            return
+        if previous is None or previous.renewed_by != renewed.renewed_by:
+            log.info(
+                "renewed the writer lease for %.1fs from the MySQL cluster row (writer %s, epoch %d): "
+                "no coordinator answered for %.1fs",
+                renewed.lease_ms / 1000,
+                writer,
+                epoch,
+                silence_s,
+            )
+
+    def note_no_renewal(self, why: str) -> None:
+        """The lease was due for renewal and was not renewed: say why, once per kind of reason."""
+        self._renewal_note = why
+        kind = re.sub(r"\d+(\.\d+)?s", "Ns", why)
+        if kind != self._last_no_renewal:
+            self._last_no_renewal = kind
+            lease = self.lease
+            left = lease.left(lease_now()) if lease else 0.0
+            log.warning("writer lease not renewed (%.1fs left): %s", left, why)
+
+    def _lapse(self) -> str:
+        lease = self.lease
+        if lease is None:
+            return "holding no writer lease"
+        ago = lease_now() - lease.deadline
+        why = self._renewal_note or f"last renewed by {lease.renewed_by}"
+        return f"lease expired {max(0.0, ago):.1f}s ago ({why})"
+
+    # -- assignment ------------------------------------------------------------------------------------
+    def current_assignment(self, containers: tuple[ContainerState, ...] = ()) -> Assignment:
+        if self.coordinated:
+            return self._coordinated_assignment(containers)
         candidates: list[Assignment] = []
         try:
             local = self.local_assignment.read()
@@ -196,15 +394,46 @@ class Agent:
                 log.warning("refused assignment %s at epoch %d: %s", newest.role, newest.epoch, refusal)
                 self._last_refusal = refusal
             return replace(UNASSIGNED, epoch=self.state.highest_epoch, reason=refusal)
-        self._remember_epoch(newest.epoch)
+        with self._assign_lock:
+            self._remember_epoch(newest.epoch)
         return newest
+
+    def _coordinated_assignment(self, containers: tuple[ContainerState, ...]) -> Assignment:
+        """The coordinator's assignment, its rw lease read now; before any answer, the running container's role."""
+        if not self._local_file_ignored and os.path.exists(self.local_assignment.path):
+            log.warning(
+                "ignoring %s: coordinators are configured and their assignment outranks the local file",
+                self.local_assignment.path,
+            )
+            self._local_file_ignored = True
+        with self._assign_lock:
+            assignment = self.pushed
+            lease = self.lease
+            highest = self.state.highest_epoch
+        if assignment is None:
+            running = next((c for c in containers if c.running and c.role in ("rw", "ro")), None)
+            role = running.role if running is not None and running.role else "none"
+            assignment = Assignment(
+                role=role,
+                epoch=highest,
+                source="the running container, until a coordinator answers",
+                reason=f"keeping {role} until a coordinator answers",
+            )
+        if assignment.role == "rw":
+            # Only a lease for this very epoch counts; without one the deadline is already past.
+            deadline = lease.deadline if lease is not None and lease.epoch == assignment.epoch else 0.0
+            assignment = replace(assignment, lease_deadline=deadline)
+        return assignment
 
     def _writer_may_run(self, assignment: Assignment) -> bool:
         """A rw container may run: under a valid rw lease, or, once demoted, until the last rw lease ends."""
-        now = time.monotonic()
+        now = lease_now()
         if assignment.role == "rw":
             self._last_rw = assignment
             return assignment.lease_valid(now)
+        if self.coordinated:
+            lease = self.lease
+            return lease is not None and lease.valid(now)
         if self._last_rw is None:
             # No rw lease known (e.g. the agent restarted): graceful only for a lease-free, manual source.
             return assignment.lease_deadline is None
@@ -298,7 +527,10 @@ class Agent:
                 "JFS_MILVUS_NODE": self.config.node_name,
                 "JFS_MILVUS_EPOCH": str(want.epoch),
                 "JFS_MILVUS_ROLE": want.role,
+                "JFS_MILVUS_LEASE_FILE": f"{CONTAINER_CONF_DIR}/{LEASE_FILE_NAME}",
             },
+            # Under a coordinator a writer runs under the lease wrapper; readers need none.
+            leasewatch=self.leasewatch_path if want.role == "rw" and self.coordinated else None,
         )
 
     # -- the loop --------------------------------------------------------------------------------------
@@ -311,7 +543,14 @@ class Agent:
         return step
 
     def _cycle(self) -> Step:
-        assignment = self.current_assignment()
+        containers: tuple[ContainerState, ...] = ()
+        docker_error = None
+        try:
+            containers = tuple(self.docker.list_ours(self.config.milvus.container_name))
+        except DockerUnavailable as exc:
+            docker_error = str(exc)
+        assignment = self.current_assignment(containers)
+        self._witness_writer(assignment)
         self.log_context.epoch = max(assignment.epoch, self.state.highest_epoch)
         gpu_report = self.gpu.snapshot() if self.gpu is not None else None
         mounts = {name: m.observe() for name, m in self._mounts.items()}
@@ -325,12 +564,6 @@ class Agent:
         sha = hashlib.sha256(text.encode()).hexdigest() if text else ""
         want = Want(role=role, epoch=assignment.epoch, lease_valid=self._writer_may_run(assignment), config_sha256=sha)
 
-        containers: tuple[ContainerState, ...] = ()
-        docker_error = None
-        try:
-            containers = tuple(self.docker.list_ours(self.config.milvus.container_name))
-        except DockerUnavailable as exc:
-            docker_error = str(exc)
         running = [c for c in containers if c.running and c.role is not None]
         health_error = None
         running_for = 0.0
@@ -365,7 +598,13 @@ class Agent:
                 step = fence
         else:
             step = next_step(want, seen)
-        outcome = self._act(step, want, text, gpu_report, volume)
+        if self.coordinated and step.action is Action.KILL:
+            name = next((c.name for c in containers if c.id == step.container_id), "")
+            step = replace(step, reason=f"{self._lapse()}; killed the rw container {name}")
+        elif self.coordinated and step.action is Action.REMOVE and "lease lapsed" in step.reason:
+            step = replace(step, reason=f"{self._lapse()}; {step.reason}")
+        rw_running = any(c.running and c.role == "rw" for c in containers)
+        outcome = self._act(step, want, text, gpu_report, volume, rw_running)
 
         current = next((c for c in containers if c.running and c.role is not None), None)
         healthy = bool(current) and health_error is None and step.action is Action.NOTHING
@@ -399,13 +638,14 @@ class Agent:
         text: str | None,
         gpu_report: GpuReport | None,
         volume: VolumeSettings | None,
+        rw_running: bool = False,
     ) -> Step:
         now = time.monotonic()
         try:
             if step.action is Action.KILL and step.container_id:
                 self.docker.kill(step.container_id)
             elif step.action is Action.STOP and step.container_id:
-                self.docker.stop(step.container_id, self.config.milvus.stop_timeout_s)
+                self.docker.stop(step.container_id, self._stop_timeout(rw_running))
                 if step.counts_as_crash:
                     delay = self.backoff.crashed(now)
                     self.backoff.restarts += 1
@@ -424,6 +664,10 @@ class Agent:
                 spec = self._spec(want, self._container_gpus(gpu_report), volume)
                 if want.role == "rw":
                     os.makedirs(spec.db_dir, exist_ok=True)
+                if spec.leasewatch:
+                    install_wrapper(spec.leasewatch)
+                    with self._assign_lock:
+                        self._save_lease()
                 self.docker.start(spec)
         except (DockerUnavailable, ContainerStartError, MountError, OSError) as exc:
             message = f"{step.action.value} failed: {exc}"
@@ -433,6 +677,32 @@ class Agent:
                 message += f"; retrying in {delay:.0f}s"
             return Step(Action.WAIT, message)
         return step
+
+    def _stop_timeout(self, rw_running: bool) -> float:
+        """A graceful stop of a writer must end within its lease (the wrapper kills it at the deadline anyway)."""
+        timeout = self.config.milvus.stop_timeout_s
+        lease = self.lease
+        if self.coordinated and rw_running and lease is not None:
+            timeout = min(timeout, max(1.0, lease.left(lease_now())))
+        return timeout
+
+    # -- witness ---------------------------------------------------------------------------------------
+    def _witness_writer(self, assignment: Assignment) -> None:
+        """A reader named the writer's address probes its GET /state, at most once per cycle."""
+        if assignment.role == "rw" or not assignment.writer_address or not assignment.writer_http_port:
+            return
+        if assignment.writer == self.config.node_name:
+            return
+        target = (assignment.writer_address, assignment.writer_http_port)
+        if self._witness is None or self._witness[0] != target:
+            self._witness = (target, None)
+        if check_milvus_health(*target, timeout_s=WITNESS_TIMEOUT_S) is None:
+            self._witness = (target, time.monotonic())
+
+    def writer_seen_healthy_age_s(self) -> float:
+        if self._witness is None or self._witness[1] is None:
+            return -1.0
+        return time.monotonic() - self._witness[1]
 
     # -- Mishards --------------------------------------------------------------------------------------
     def _sync_mishards(self, assignment: Assignment) -> None:
@@ -455,6 +725,7 @@ class Agent:
         text = render_env_file(read_text(settings.env_file), values)
         changed = write_atomic(settings.env_file, text, mode=0o600)
         self._mishards_written = text
+        self.mishards_writer = values["WOSERVER"]
         if changed:
             hosts = ",".join(discovery.hosts)
             log.info(
@@ -466,6 +737,14 @@ class Agent:
             )
             self._restart_mishards()
         return changed
+
+    def _read_mishards_writer(self) -> str:
+        if not self.config.mishards.enabled:
+            return ""
+        try:
+            return parse_env_values(read_text(self.config.mishards.env_file) or "").get("WOSERVER", "")
+        except (OSError, MishardsEnvError, ValueError):
+            return ""
 
     def _restart_mishards(self) -> None:
         name = self.config.mishards.container_name
@@ -516,4 +795,9 @@ class Agent:
             "observed_at": snap.observed_at,
             "loop_seconds": snap.loop_seconds,
             "loops": snap.loops,
+            "milvus_port": self.config.milvus.port,
+            "milvus_http_port": self.config.milvus.http_port,
+            "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
+            "mishards_writer": self.mishards_writer,
+            "lease_left_s": self.lease.left(lease_now()) if self.lease is not None else 0.0,
         }

@@ -11,6 +11,7 @@ from typing import Any
 from agent.api import serve
 from agent.config import AgentConfig, load_agent_config
 from agent.configschema import ConfigError
+from agent.coordination import Reporter
 from agent.daemon import Agent
 from agent.logsetup import LogContext, configure_logging
 from agent.metrics import MetricsServer
@@ -37,6 +38,9 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
     signal.signal(signal.SIGHUP, on_hup)
 
     agent.start()
+    reporter = Reporter(agent, config) if config.coordinators else None
+    if reporter is not None:
+        reporter.start()
     api = serve(agent, config)
     metrics = MetricsServer(config.address, config.metrics_port, agent.status)
     metrics.start()
@@ -63,6 +67,8 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
         notify("STOPPING=1")
         log.info("stopping on signal; the Milvus container is left running as it is")
         api.stop(grace=2).wait(3)
+        if reporter is not None:
+            reporter.stop()
         metrics.stop()
         agent.stop()
     return 0
@@ -78,13 +84,18 @@ def _reload(agent: Agent) -> None:
     except ConfigError as exc:
         log.error("SIGHUP: new config refused, keeping the old one: %s", "; ".join(str(p) for p in exc.problems))
         return
-    if (new.node_name, new.address, new.agent_port, new.metrics_port, new.tls) != (
+    if (new.node_name, new.address, new.agent_port, new.metrics_port, new.tls, new.coordinators, new.coordination) != (
         agent.config.node_name,
         agent.config.address,
         agent.config.agent_port,
         agent.config.metrics_port,
         agent.config.tls,
+        agent.config.coordinators,
+        agent.config.coordination,
     ):
-        log.error("SIGHUP: node name, address, ports and TLS need a restart; new config refused, keeping the old one")
+        log.error(
+            "SIGHUP: node name, address, ports, TLS and coordination need a restart; new config refused, "
+            "keeping the old one"
+        )
         return
     agent.reload(new)

@@ -280,29 +280,24 @@ class ClusterStore:
                     return body(cur)
             except StoreError:
                 raise
-            except _STATEMENT_ERRORS as exc:
-                if isinstance(exc, pymysql.err.ProgrammingError) and exc.args and exc.args[0] in (
-                    _UNKNOWN_DATABASE,
-                    _NO_SUCH_TABLE,
-                ):
-                    self._drop()
-                    raise StoreError(
-                        f"{what}: {self.settings.where()} is not migrated: {_describe(exc, self.settings.password)}"
-                    ) from None
-                if self._conn is not None:
-                    with contextlib.suppress(Exception):
-                        self._conn.rollback()
-                raise StoreError(
-                    f"{what} failed on {self.settings.where()}: {_describe(exc, self.settings.password)}"
-                ) from None
             except (pymysql.err.Error, OSError) as exc:
+                detail = _describe(exc, self.settings.password)
+                code = exc.args[0] if isinstance(exc, pymysql.err.Error) and exc.args else None
+                if code in (_UNKNOWN_DATABASE, _NO_SUCH_TABLE):
+                    self._drop()
+                    raise StoreError(f"{what}: {self.settings.where()} is not migrated: {detail}") from None
+                if isinstance(exc, _STATEMENT_ERRORS):
+                    if self._conn is not None:  # the connection is sound; end any transaction the call began
+                        with contextlib.suppress(Exception):
+                            self._conn.rollback()
+                    raise StoreError(f"{what} failed on {self.settings.where()}: {detail}") from None
                 if self._conn is not None:
-                    LOG.warning("mysql connection to %s dropped after an error; reconnecting on the next call",
-                                self.settings.where())
+                    LOG.warning(
+                        "mysql connection to %s dropped after an error; reconnecting on the next call",
+                        self.settings.where(),
+                    )
                 self._drop()
-                raise StoreError(
-                    f"{what}: {self.settings.where()} unreachable or failed: {_describe(exc, self.settings.password)}"
-                ) from None
+                raise StoreError(f"{what}: {self.settings.where()} unreachable or failed: {detail}") from None
 
     def _leads_params(self, leadership: Leadership) -> tuple[str, str, int]:
         return (self.cluster_name, leadership.coordinator, leadership.term)

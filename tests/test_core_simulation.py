@@ -10,6 +10,7 @@ mounts, coordinator restarts and time, and checks after every step that no two r
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, settings
@@ -289,7 +290,7 @@ class ClusterUnderFaults(RuleBasedStateMachine):
     @invariant()
     def epochs_only_grow(self) -> None:
         seen = self.world.epochs_seen
-        assert all(a <= b for a, b in zip(seen, seen[1:], strict=False))
+        assert all(a <= b for a, b in itertools.pairwise(seen))
 
     def teardown(self) -> None:
         # Heal everything: the cluster must come back to exactly one writer, the one MySQL names.

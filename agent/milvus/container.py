@@ -20,6 +20,7 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest
 
+from agent.milvus.leasewatch import CONTAINER_LEASEWATCH, wrapped_command
 from agent.milvus.server_config import (
     CONTAINER_CONF_DIR,
     CONTAINER_DB_DIR,
@@ -32,6 +33,7 @@ LABEL_NODE = "io.jfs-milvus.node"
 LABEL_ROLE = "io.jfs-milvus.role"
 LABEL_EPOCH = "io.jfs-milvus.epoch"
 LABEL_CONFIG = "io.jfs-milvus.config-sha256"
+LABEL_LEASEWATCH = "io.jfs-milvus.leasewatch"
 OWNER = "jfs-milvus-agent"
 MILVUS_PORT = 19530
 MILVUS_HTTP_PORT = 19121
@@ -54,16 +56,22 @@ class ContainerSpec:
     wal_dir: str
     gpu_uuids: tuple[str, ...] | None  # None: no GPU request at all; () would mean "no GPU"
     environment: dict[str, str] = field(default_factory=dict)
+    # Host path of the lease wrapper script: when set, the container runs the image's command under it
+    # (agent.milvus.leasewatch) and kills itself when its lease lapses.
+    leasewatch: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
+        labels = {
             LABEL_OWNER: OWNER,
             LABEL_NODE: self.node,
             LABEL_ROLE: self.role,
             LABEL_EPOCH: str(self.epoch),
             LABEL_CONFIG: self.config_sha256,
         }
+        if self.leasewatch:
+            labels[LABEL_LEASEWATCH] = "1"
+        return labels
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,10 @@ class MilvusDocker:
         device_requests = None
         if spec.gpu_uuids:
             device_requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])]
+        wrapper: dict[str, Any] = {}
+        if spec.leasewatch:
+            volumes[spec.leasewatch] = {"bind": CONTAINER_LEASEWATCH, "mode": "ro"}
+            wrapper = {"entrypoint": ["/bin/sh", CONTAINER_LEASEWATCH], "command": self._image_command(spec)}
         try:
             container = client.containers.run(
                 spec.image,
@@ -247,6 +259,7 @@ class MilvusDocker:
                 volumes=volumes,
                 device_requests=device_requests,
                 restart_policy={"Name": "no"},
+                **wrapper,
             )
         except docker.errors.DockerException as exc:
             # A container that was created but could not start (port taken) is removed, not left behind.
@@ -257,6 +270,21 @@ class MilvusDocker:
             raise DockerUnavailable(f"Docker engine failed to start {spec.name}: {exc}") from exc
         container.reload()
         return _state_of(container)
+
+    def _image_command(self, spec: ContainerSpec) -> list[str]:
+        """The image's own entrypoint + cmd (docker image inspect), for the lease wrapper to run."""
+        client = self._docker()
+        try:
+            attrs = self._call("inspect the image", client.api.inspect_image, spec.image)
+        except docker.errors.NotFound as exc:
+            raise ContainerStartError(explain_start_error(exc, spec)) from exc
+        except docker.errors.APIError as exc:
+            raise ContainerStartError(explain_start_error(exc, spec)) from exc
+        config = attrs.get("Config") or {}
+        try:
+            return wrapped_command(config.get("Entrypoint"), config.get("Cmd"))
+        except ValueError as exc:
+            raise ContainerStartError(f"image {spec.image}: {exc}") from exc
 
     def stop(self, container_id: str, timeout_s: float) -> None:
         """Stop gracefully (SIGTERM, then SIGKILL after `timeout_s`) and remove the container."""

@@ -9,7 +9,8 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 | 2 | a container not ours holds the Milvus container name        | wait (never touch it)     |
 | 3 | a writer runs but no valid lease covers it any more         | kill it now (self-fence)  |
 | 4 | more than one of our containers exists                      | stop the extra ones       |
-| 5 | our container has exited                                    | remove it (a crash counts)|
+| 5 | our container has exited                                    | remove it (a crash counts;|
+|   |                                                             | a lease self-fence doesn't)|
 | 6 | a container runs in the wrong role, or none is wanted       | stop it (graceful)        |
 | 7 | it runs with an outdated config                             | stop it (restart)         |
 | 8 | it runs and is not healthy past the health timeout          | stop it (restart, backoff)|
@@ -29,6 +30,7 @@ import enum
 from dataclasses import dataclass
 
 from agent.milvus.container import ContainerState
+from agent.milvus.leasewatch import LEASE_EXPIRED_EXIT
 
 
 class Action(enum.Enum):
@@ -115,6 +117,13 @@ def next_step(want: Want, seen: Seen) -> Step:
 
     current = ours[0] if ours else None
     if current is not None and not current.running:
+        if current.role == "rw" and current.exit_code == LEASE_EXPIRED_EXIT:
+            return Step(
+                Action.REMOVE,
+                f"removing container {current.name}: its lease wrapper killed it when the lease lapsed "
+                f"(exit code {LEASE_EXPIRED_EXIT})",
+                current.id,
+            )
         crashed = current.status in ("exited", "dead") and current.exit_code not in (0, None)
         detail = f"exit code {current.exit_code}" if current.exit_code is not None else current.status
         return Step(

@@ -1,7 +1,7 @@
 """Prometheus text for the agent: GPU metrics under dcgm-exporter's names and labels, and our own.
 
-`render_metrics(status)` is pure (status dict in, exposition text out); `MetricsServer` serves it on
-`/metrics` over HTTP.
+`render_metrics(status)` is pure (status dict in, exposition text out); `MetricsServer` serves any such
+text on `/metrics` over HTTP (the coordinator uses it too).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _labels(labels: dict[str, object]) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 
-def _family(name: str, help_: str, kind: str, samples: Iterable[tuple[dict[str, object], float]]) -> list[str]:
+def family(name: str, help_: str, kind: str, samples: Iterable[tuple[dict[str, object], float]]) -> list[str]:
     rows = [f"{name}{_labels(labels) if labels else ''} {value:g}" for labels, value in samples]
     return [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *rows] if rows else []
 
@@ -57,8 +57,8 @@ def render_metrics(status: dict[str, Any]) -> str:
                 value = g["memory_total_bytes"] - (g.get("memory_used_bytes") or 0)
             if value is not None:
                 samples.append((labels, float(value) * scale))
-        out += _family(name, help_, kind, samples)
-    out += _family(
+        out += family(name, help_, kind, samples)
+    out += family(
         "DCGM_FI_DEV_XID_ERRORS",
         "Value of the last XID error encountered.",
         "gauge",
@@ -68,39 +68,39 @@ def render_metrics(status: dict[str, Any]) -> str:
             if g.get("xids")
         ],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_gpu_health",
         "GPU health as the agent judges it: 0 healthy, 1 degraded, 2 failed.",
         "gauge",
         [(labels, float(HEALTH_VALUES.get(g.get("health", "failed"), 2))) for g, labels in base_labels],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_nvml_available",
         "1 when NVML answered on this node.",
         "gauge",
         [({"Hostname": node}, 1.0 if gpu.get("available") else 0.0)],
     )
     assignment = status.get("assignment") or {}
-    out += _family(
+    out += family(
         "jfs_milvus_role",
         "Role running now, as labels and value (0 none, 1 ro, 2 rw).",
         "gauge",
         [({"node": node, "role": status.get("role_running", "none")}, ROLE_VALUES.get(status.get("role_running"), 0))],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_role_assigned",
         "Role assigned (0 none, 1 ro, 2 rw).",
         "gauge",
         [({"node": node, "role": assignment.get("role", "none")}, ROLE_VALUES.get(assignment.get("role"), 0))],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_epoch",
         "Highest epoch this agent has seen.",
         "gauge",
         [({"node": node}, status.get("highest_epoch_seen", 0))],
     )
     mounts = status.get("mounts") or []
-    out += _family(
+    out += family(
         "jfs_milvus_mount_healthy",
         "1 when the JuiceFS mount is healthy or degraded (usable).",
         "gauge",
@@ -112,7 +112,7 @@ def render_metrics(status: dict[str, Any]) -> str:
             for m in mounts
         ],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_mount_write_probe_seconds",
         "Latency of the last write + fsync + read-back probe on a read-write mount.",
         "gauge",
@@ -123,25 +123,25 @@ def render_metrics(status: dict[str, Any]) -> str:
         ],
     )
     container = status.get("container") or {}
-    out += _family(
+    out += family(
         "jfs_milvus_container_running",
         "1 when the Milvus container runs and answers its health check.",
         "gauge",
         [({"node": node, "state": container.get("state", "absent")}, 1.0 if container.get("healthy") else 0.0)],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_container_restarts_total",
         "Milvus container restarts after a crash or a failed health check.",
         "counter",
         [({"node": node}, float(status.get("restarts", 0)))],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_agent_loop_seconds",
         "Duration of the agent's last observe-decide-act cycle.",
         "gauge",
         [({"node": node}, float(status.get("loop_seconds", 0.0)))],
     )
-    out += _family(
+    out += family(
         "jfs_milvus_agent_loops_total",
         "Cycles the agent loop has run.",
         "counter",
@@ -153,20 +153,20 @@ def render_metrics(status: dict[str, Any]) -> str:
 class MetricsServer:
     """`GET /metrics` on (address, port), in a daemon thread."""
 
-    def __init__(self, address: str, port: int, status: Callable[[], dict[str, Any]]):
-        handler = self._handler(status)
+    def __init__(self, address: str, port: int, render: Callable[[], str]):
+        handler = self._handler(render)
         self.httpd = ThreadingHTTPServer((address, port), handler)
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
 
     @staticmethod
-    def _handler(status: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+    def _handler(render: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] != "/metrics":
                     self.send_error(404, "only /metrics is served here")
                     return
-                body = render_metrics(status()).encode()
+                body = render().encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))

@@ -14,7 +14,7 @@ from agent.configschema import ConfigError
 from agent.coordination import Reporter
 from agent.daemon import Agent
 from agent.logsetup import LogContext, configure_logging
-from agent.metrics import MetricsServer
+from agent.metrics import MetricsServer, render_metrics
 from agent.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("jfs_milvus.agent")
@@ -42,7 +42,7 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
     if reporter is not None:
         reporter.start()
     api = serve(agent, config)
-    metrics = MetricsServer(config.address, config.metrics_port, agent.status)
+    metrics = MetricsServer(config.address, config.metrics_port, lambda: render_metrics(agent.status()))
     metrics.start()
     log.info("agent %s started; metrics on http://%s:%d/metrics", config.node_name, config.address, metrics.port)
     notify("READY=1\nSTATUS=converging")

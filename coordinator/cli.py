@@ -1,10 +1,13 @@
-"""jfs-milvus-coordinator: the daemon's command line (the daemon itself arrives with issue 4)."""
+"""jfs-milvus-coordinator: run the coordinator, check its config, make TLS certificates."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from agent.configschema import ConfigError
 from coordinator import __version__
+from coordinator.config import DEFAULT_CONFIG_PATH, config_path, load_coordinator_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -12,16 +15,74 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jfs-milvus-coordinator",
         description=(
             "Assigns the rw and ro roles to the Milvus nodes of a jfs-milvus cluster, fails over to a healthy "
-            "reader when the writer fails, and writes the Mishards discovery config. Not yet runnable in this "
-            "version: only --help and --version work."
+            "reader when the writer fails, and keeps Mishards pointed at the writer and the healthy readers."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="run the coordinator daemon",
+        epilog=f"example: jfs-milvus-coordinator run --config {DEFAULT_CONFIG_PATH}",
+    )
+    run.add_argument("--config", metavar="FILE", help=f"coordinator config (default: {DEFAULT_CONFIG_PATH})")
+    check = sub.add_parser(
+        "check-config",
+        help="validate the config; exit 0, or 2 with one line per problem",
+        epilog="example: jfs-milvus-coordinator check-config /etc/jfs-milvus/coordinator.yaml",
+    )
+    check.add_argument("file", nargs="?", metavar="FILE")
+    certs = sub.add_parser(
+        "make-certs",
+        help="make a CA and certificates for mutual TLS",
+        description="Make DIR/ca.pem (once) and DIR/NAME.pem + NAME.key for each NAME[=ADDRESS,...]; keys are 0600.",
+        epilog="example: jfs-milvus-coordinator make-certs /etc/jfs-milvus/tls coord-1=10.0.0.5 "
+        "gpu-node-1=10.0.0.11 operator",
+    )
+    certs.add_argument("directory")
+    certs.add_argument("names", nargs="+", metavar="NAME[=ADDRESS,...]")
+    certs.add_argument("--days", type=int, default=825)
+    certs.add_argument("--force", action="store_true", help="make certificates again even if they exist")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    if args.command in ("run", "check-config"):
+        path = config_path(args.config if args.command == "run" else args.file)
+        try:
+            config = load_coordinator_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 2
+        if args.command == "check-config":
+            print(f"{path}: OK (cluster {config.cluster}, coordinator {config.coordinator_id} on {config.listen})")
+            return 0
+        from coordinator.runner import run_coordinator
+
+        return run_coordinator(config)
+    if args.command == "make-certs":
+        from coordinator.certs import CertError, make_certs
+
+        names = {}
+        for item in args.names:
+            name, _, addresses = item.partition("=")
+            names[name] = [a for a in addresses.split(",") if a]
+        try:
+            made = make_certs(args.directory, names, days=args.days, force=args.force)
+        except CertError as exc:
+            print(f"jfs-milvus-coordinator make-certs: {exc}", file=sys.stderr)
+            return 1
+        for path in made:
+            print(f"made {path}")
+        if not made:
+            print("nothing to make: every certificate exists (use --force to make them again)")
+        return 0
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

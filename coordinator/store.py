@@ -186,7 +186,9 @@ def read_writer_row(settings: MysqlSettings, cluster_name: str | None = None) ->
             cur.execute("SELECT writer, epoch, name FROM cluster WHERE id = 1")
             row = cur.fetchone()
     except (pymysql.err.Error, OSError) as exc:
-        raise StoreError(f"reading the cluster row from {settings.where()}: {_describe(exc, settings.password)}") from None
+        raise StoreError(
+            f"reading the cluster row from {settings.where()}: {_describe(exc, settings.password)}"
+        ) from None
     finally:
         if conn is not None:
             _close_quietly(conn)
@@ -304,9 +306,7 @@ class ClusterStore:
 
     def _not_leader_or_ok(self, cur: Any, leadership: Leadership) -> tuple[Any, ...]:
         """After a conditional write matched nothing: raise NotLeader if we do not lead, else return the row."""
-        cur.execute(
-            "SELECT leader, leader_term, leader_until > NOW(6), epoch, writer FROM cluster WHERE id = 1"
-        )
+        cur.execute("SELECT leader, leader_term, leader_until > NOW(6), epoch, writer FROM cluster WHERE id = 1")
         row = cur.fetchone()
         if row is None:
             raise StoreError(f"{self.settings.where()} has no cluster row")
@@ -364,7 +364,9 @@ class ClusterStore:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS {quoted_database} CHARACTER SET utf8mb4")
         conn.select_db(self.settings.database)
         cur.execute(SCHEMA_VERSION_TABLE)
-        cur.execute("INSERT INTO schema_version (version) SELECT 0 FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM schema_version)")
+        cur.execute(
+            "INSERT INTO schema_version (version) SELECT 0 FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM schema_version)"
+        )
         cur.execute("SELECT MAX(version) FROM schema_version")
         version = int(cur.fetchone()[0] or 0)
         if version > LATEST_VERSION:
@@ -454,9 +456,7 @@ class ClusterStore:
         """End our lease now (clean shutdown) so another coordinator need not wait it out; False if not ours."""
 
         def body(cur: Any) -> bool:
-            cur.execute(
-                f"UPDATE cluster SET leader_until = NOW(6) WHERE {_LEADS}", self._leads_params(leadership)
-            )
+            cur.execute(f"UPDATE cluster SET leader_until = NOW(6) WHERE {_LEADS}", self._leads_params(leadership))
             return bool(cur.rowcount == 1)
 
         return self._call("release", body)
@@ -617,7 +617,9 @@ class ClusterStore:
 
         self._call("upsert_node", body)
 
-    def _update_node(self, what: str, leadership: Leadership, name: str, assignments: str, values: tuple[Any, ...]) -> None:
+    def _update_node(
+        self, what: str, leadership: Leadership, name: str, assignments: str, values: tuple[Any, ...]
+    ) -> None:
         def body(cur: Any) -> None:
             cur.execute(
                 f"UPDATE nodes, cluster SET {assignments} WHERE nodes.name = %s AND {_LEADS}",

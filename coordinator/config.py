@@ -1,0 +1,198 @@
+"""The coordinator's configuration: /etc/jfs-milvus/coordinator.yaml, validated at load.
+
+Same conventions as the agent's: every problem names the file, key, bad value and what is allowed; secrets
+come from `*_file` (mode 0600/0400) or `*_env`, never from the YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+import yaml
+
+from agent.config import TlsSettings
+from agent.configschema import (
+    NAME_ALLOWED,
+    NAME_PATTERN,
+    ConfigError,
+    ConfigProblem,
+    Section,
+    check_host_port,
+)
+from agent.secrets import SecretRef, secret_file_problem
+from coordinator.core import Timing
+
+DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/coordinator.yaml"
+CONFIG_ENV = "JFS_MILVUS_COORDINATOR_CONFIG"
+
+
+@dataclass(frozen=True)
+class MysqlRef:
+    host: str
+    port: int
+    user: str
+    database: str
+    password: SecretRef | None
+    connect_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    redis_url: str | None = None  # redis://host:port/db, no password
+    password: SecretRef | None = None
+    channel: str = "jfs-milvus:writer"
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    path: str | None
+    cluster: str
+    coordinator_id: str
+    listen: str  # HOST:PORT for the gRPC API
+    advertise: str  # HOST:PORT agents and coordinatorctl use to reach this coordinator
+    metrics_port: int
+    mysql: MysqlRef
+    leader_lease_s: float = 5.0
+    tick_s: float = 0.2
+    log_level: str = "info"
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    timing: Timing = field(default_factory=Timing)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+
+
+def load_coordinator_config(path: str) -> CoordinatorConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, "(file)", path, f"cannot be read: {exc.strerror}")]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigProblem(path, "(file)", "(YAML)", f"is not valid YAML: {exc}")]) from exc
+    problems: list[ConfigProblem] = []
+    top = Section(path, "", data, problems)
+    config = _read(top)
+    top.finish()
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def _secret(sec: Section, stem: str) -> SecretRef | None:
+    file_ = sec.path_(f"{stem}_file", None)
+    env = sec.string(f"{stem}_env", None, pattern=r"[A-Za-z_][A-Za-z0-9_]*", allowed="an environment variable name")
+    if file_ and env:
+        sec.problem(f"{stem}_env", env, f"give either {stem}_file or {stem}_env, not both")
+    if file_:
+        problem = secret_file_problem(file_)
+        if problem:
+            sec.problem(f"{stem}_file", file_, f"the secret file {problem}")
+        return SecretRef(file=file_)
+    return SecretRef(env=env) if env else None
+
+
+def _read(top: Section) -> CoordinatorConfig | None:
+    cluster = top.string("cluster", pattern=NAME_PATTERN, allowed=NAME_ALLOWED)
+    log_level = top.choice("log_level", ("debug", "info", "warning", "error"), "info")
+    me = top.section("coordinator")
+    coordinator_id = me.string("id", socket.gethostname().split(".")[0].lower() or "coordinator")
+    listen = me.string("listen", "0.0.0.0:19800", check=check_host_port)
+    advertise = me.string("advertise", None, check=check_host_port)
+    metrics_port = me.number("metrics_port", 19801, minimum=1, maximum=65535, integer=True)
+    leader_lease_s = me.number("leader_lease_s", 5.0, minimum=1, maximum=120)
+    tick_s = me.number("tick_s", 0.2, minimum=0.05, maximum=5)
+    me.finish()
+
+    db = top.section("mysql", required=True)
+    mysql = MysqlRef(
+        host=db.string("host", "127.0.0.1"),
+        port=db.number("port", 3306, minimum=1, maximum=65535, integer=True),
+        user=db.string("user", "jfs_milvus"),
+        database=db.string("database", "jfs_milvus", pattern=r"[A-Za-z0-9_]{1,64}", allowed="letters, digits, '_'"),
+        password=_secret(db, "password"),
+        connect_timeout_s=db.number("connect_timeout_s", 2.0, minimum=0.1, maximum=60),
+    )
+    db.finish()
+
+    tls_sec = top.section("tls")
+    tls = TlsSettings(
+        ca=tls_sec.path_("ca", None),
+        cert=tls_sec.path_("cert", None),
+        key=tls_sec.path_("key", None),
+        allow_insecure_remote=tls_sec.boolean("allow_insecure_remote", False),
+    )
+    if [k for k in ("ca", "cert", "key") if getattr(tls, k)] not in ([], ["ca", "cert", "key"]):
+        tls_sec.problem(
+            "", {k: getattr(tls, k) for k in ("ca", "cert", "key")}, "set all three of ca, cert and key, or none"
+        )
+    tls_sec.finish()
+
+    t = top.section("timing")
+    d = Timing()
+    timing = Timing(
+        report_interval_s=t.number("report_interval_s", d.report_interval_s, minimum=0.1, maximum=60),
+        detect_after_s=t.number("detect_after_s", d.detect_after_s, minimum=0.2, maximum=600),
+        lease_s=t.number("lease_s", d.lease_s, minimum=0.5, maximum=600),
+        fence_margin_s=t.number("fence_margin_s", d.fence_margin_s, minimum=0, maximum=60),
+        fault_grace_s=t.number("fault_grace_s", d.fault_grace_s, minimum=0, maximum=600),
+        container_grace_s=t.number("container_grace_s", d.container_grace_s, minimum=0, maximum=3600),
+        failover_window_s=t.number("failover_window_s", d.failover_window_s, minimum=0, maximum=86400),
+        settle_s=t.number("settle_s", d.settle_s, minimum=0, maximum=3600),
+        promote_timeout_s=t.number("promote_timeout_s", d.promote_timeout_s, minimum=1, maximum=3600),
+        startup_wait_s=t.number("startup_wait_s", d.startup_wait_s, minimum=0, maximum=600),
+        witness_fresh_s=t.number("witness_fresh_s", d.witness_fresh_s, minimum=0.1, maximum=600),
+        write_probe_limit_ms=t.number("write_probe_limit_ms", d.write_probe_limit_ms, minimum=1),
+        include_writer_in_hosts=t.boolean("include_writer_in_hosts", d.include_writer_in_hosts),
+    )
+    if timing.detect_after_s <= timing.report_interval_s:
+        t.problem(
+            "detect_after_s",
+            timing.detect_after_s,
+            "must be longer than report_interval_s (one late report is no failure)",
+        )
+    if timing.lease_s <= timing.report_interval_s:
+        t.problem("lease_s", timing.lease_s, "must be longer than report_interval_s, or every writer fences itself")
+    if leader_lease_s is not None and timing.lease_s > leader_lease_s:
+        me.problem(
+            "leader_lease_s",
+            leader_lease_s,
+            "must be at least timing.lease_s (a node lease never outlives the leader's)",
+        )
+    t.finish()
+
+    pub = top.section("publish")
+    publish = PublishSettings(
+        redis_url=pub.string(
+            "redis_url", None, pattern=r"rediss?://[^@\s]+", allowed="redis://HOST:PORT/DB without a password"
+        ),
+        password=_secret(pub, "password"),
+        channel=pub.string("channel", "jfs-milvus:writer"),
+    )
+    pub.finish()
+
+    if cluster is None or listen is None:
+        return None
+    host, _, port = listen.rpartition(":")
+    return CoordinatorConfig(
+        path=top.file,
+        cluster=cluster,
+        coordinator_id=coordinator_id,
+        listen=listen,
+        advertise=advertise or (listen if host not in ("0.0.0.0", "") else f"{socket.gethostname()}:{port}"),
+        metrics_port=metrics_port,
+        mysql=mysql,
+        leader_lease_s=leader_lease_s,
+        tick_s=tick_s,
+        log_level=log_level,
+        tls=tls,
+        timing=timing,
+        publish=publish,
+    )
+
+
+def config_path(explicit: str | None) -> str:
+    return explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH

@@ -1,0 +1,388 @@
+"""The coordinator's loop: lead (or follow), decide, commit, publish; each tick ends in one sentence.
+
+Every `tick_s`: renew or win the leadership row in MySQL; as leader, load the durable state, run the pure
+`decide` on the latest reports, commit a change of writer to MySQL before anything else (while report
+answers are held, so no node hears of the new epoch, or gets a lease, from a stale decision), then publish
+the assignments that the Report handler answers with, record events, and announce a new writer on Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from coordinator.config import CoordinatorConfig
+from coordinator.core import (
+    Decision,
+    Memory,
+    Request,
+    Transition,
+    abandoned,
+    committed,
+    decide,
+    validate_request,
+)
+from coordinator.model import Assignment, Discovery, Durable, Event, Report
+from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
+
+log = logging.getLogger("jfs_milvus.coordinator")
+
+PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120)
+
+
+def mysql_settings(config: CoordinatorConfig) -> MysqlSettings:
+    ref = config.mysql
+    return MysqlSettings(
+        host=ref.host,
+        port=ref.port,
+        user=ref.user,
+        database=ref.database,
+        password=ref.password.load() if ref.password else None,
+        connect_timeout_s=ref.connect_timeout_s,
+    )
+
+
+@dataclass
+class Counters:
+    failovers: int = 0
+    switchovers: int = 0
+    phase_seconds: dict[str, list[float]] = field(default_factory=dict)
+    decide_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the Report handler answers with, from the last committed decision."""
+
+    durable: Durable | None = None
+    assignments: dict[str, Assignment] = field(default_factory=dict)
+    discovery: Discovery | None = None
+    why: str = "this coordinator does not lead"
+    transition: Transition | None = None
+
+
+class Coordinator:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        store: ClusterStore | None = None,
+        publish: Callable[[dict[str, object]], None] | None = None,
+    ):
+        self.config = config
+        self.store = store or ClusterStore(mysql_settings(config), config.cluster)
+        self.publish_writer_change = publish
+        self.leadership: Leadership | None = None
+        self.memory: Memory | None = None
+        self.reports: dict[str, Report] = {}
+        self.published = Published()
+        self.counters = Counters()
+        self.leader_seen: tuple[str | None, str] = (None, "")
+        self.last_error: str | None = None
+        # Held while a change of writer is committed and until its assignments are published.
+        self.answer_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._last_why = ""
+        self._transition_events: dict[int, int] = {}  # transition epoch -> event id
+        self._phases_recorded: dict[int, int] = {}
+        self._last_renew = 0.0
+        self.pending_request: Request | None = None  # an operator's request, taken by the next tick
+
+    # -- leadership ---------------------------------------------------------------------------------------
+    def _lead(self, now: float) -> bool:
+        renew_every = self.config.leader_lease_s / 4
+        if self.leadership is not None and now - self._last_renew < renew_every and self.leadership.valid(now):
+            return True
+        try:
+            got = self.store.acquire_or_renew(
+                self.config.coordinator_id, self.config.advertise, self.config.leader_lease_s, self.leadership
+            )
+        except StoreError as exc:
+            self._error(f"cannot reach MySQL to renew leadership: {exc}")
+            got = self.leadership if self.leadership is not None and self.leadership.valid(time.monotonic()) else None
+        else:
+            self._last_renew = now
+        if got is None and self.leadership is not None:
+            log.warning(
+                "lost leadership (term %d): another coordinator leads or MySQL is unreachable", self.leadership.term
+            )
+            self._step_down()
+        elif got is not None and (self.leadership is None or got.term != self.leadership.term):
+            log.info("leading the cluster %s at term %d", self.config.cluster, got.term)
+            with self._state_lock:
+                self.reports = {}
+            self.memory = Memory(leader_since=time.monotonic())
+            self._transition_events = {}
+        self.leadership = got
+        if got is None:
+            self._follow()
+        return got is not None
+
+    def _step_down(self) -> None:
+        with self.answer_lock:
+            self.leadership = None
+            self.memory = None
+            self.published = Published()
+
+    def _follow(self) -> None:
+        try:
+            leader, address, _term, left = self.store.leader_info()
+        except StoreError as exc:
+            self._error(f"cannot read who leads: {exc}")
+            return
+        self.leader_seen = (leader if left > 0 else None, address if left > 0 else "")
+
+    def _error(self, message: str) -> None:
+        if message != self.last_error:
+            log.error("%s", message)
+        self.last_error = message
+
+    # -- the tick -----------------------------------------------------------------------------------------
+    def tick(self) -> str:
+        now = time.monotonic()
+        if not self._lead(now):
+            return "following"
+        assert self.leadership is not None and self.memory is not None
+        try:
+            durable = self.store.load()
+            durable = self._register_nodes(durable)
+        except NotLeader:
+            self._step_down()
+            return "lost leadership"
+        except StoreError as exc:
+            self._error(f"cannot load the cluster state: {exc}")
+            return "MySQL unreachable"
+        with self._state_lock:
+            reports = dict(self.reports)
+            if self.pending_request is not None:
+                self.memory = replace(self.memory, request=self.pending_request)
+                self.pending_request = None
+        started = time.perf_counter()
+        now = time.monotonic()
+        decision = decide(
+            durable, self.memory, reports, now, self.config.timing, self.leadership.left_s(now), time.time()
+        )
+        self._measure(time.perf_counter() - started)
+        if decision.change_writer is not None:
+            with self.answer_lock:
+                result = self._commit(durable, decision, reports)
+                if result is None:
+                    return "lost leadership"
+                durable, decision = result
+                self._publish(durable, decision)
+        else:
+            with self.answer_lock:
+                self._publish(durable, decision)
+        self._record(decision)
+        if decision.why != self._last_why:
+            log.info("%s", decision.why)
+            self._last_why = decision.why
+        return decision.why
+
+    def _commit(
+        self, durable: Durable, decision: Decision, reports: dict[str, Report]
+    ) -> tuple[Durable, Decision] | None:
+        """Write epoch+1 and the new writer to MySQL, then decide again on the committed state."""
+        assert self.leadership is not None and decision.change_writer is not None
+        change = decision.change_writer
+        try:
+            epoch = self.store.change_writer(self.leadership, change.expected_epoch, change.new_writer)
+        except StoreError as exc:
+            self.memory = abandoned(decision.memory)
+            log.error("could not commit the new writer %s: %s", change.new_writer, exc)
+            if isinstance(exc, NotLeader):
+                self._step_down()
+            return None
+        now = time.monotonic()
+        old = durable.cluster.writer
+        memory = committed(decision.memory, epoch, now)
+        durable = replace(durable, cluster=replace(durable.cluster, writer=change.new_writer, epoch=epoch))
+        t = memory.transition
+        log.info(
+            "committed epoch %d: writer %s -> %s (%s)",
+            epoch,
+            old,
+            change.new_writer,
+            t.reason if t else "no transition",
+        )
+        if t is not None and t.kind == "failover":
+            self.counters.failovers += 1
+        elif t is not None and t.kind == "switchover":
+            self.counters.switchovers += 1
+        self._announce(durable, old, change.new_writer, epoch, reports)
+        again = decide(durable, memory, reports, now, self.config.timing, self.leadership.left_s(now), time.time())
+        if again.change_writer is not None:  # cannot happen: the transition is committed now
+            log.error("decision asked for a second change of writer in one tick; holding it")
+            again = replace(again, change_writer=None)
+        return durable, again
+
+    def _publish(self, durable: Durable, decision: Decision) -> None:
+        self.memory = decision.memory
+        self.published = Published(
+            durable=durable,
+            assignments=dict(decision.assignments),
+            discovery=decision.discovery,
+            why=decision.why,
+            transition=decision.memory.transition,
+        )
+
+    def _register_nodes(self, durable: Durable) -> Durable:
+        """Nodes seen in reports but not in MySQL (or with a new address) are written there."""
+        assert self.leadership is not None
+        with self._state_lock:
+            seen = {n: (r.address, r.hosts_mishards) for n, r in self.reports.items()}
+        changed = False
+        for name, (address, hosts) in seen.items():
+            record = durable.nodes.get(name)
+            if record is None or record.address != address or record.hosts_mishards != hosts:
+                self.store.upsert_node(self.leadership, name, address, hosts)
+                log.info("registered node %s at %s%s", name, address, " (hosts Mishards)" if hosts else "")
+                changed = True
+        return self.store.load() if changed else durable
+
+    def _measure(self, seconds: float) -> None:
+        samples = self.counters.decide_seconds
+        samples.append(seconds)
+        del samples[:-1000]
+
+    # -- events ------------------------------------------------------------------------------------------
+    def _record(self, decision: Decision) -> None:
+        assert self.leadership is not None
+        try:
+            for event in decision.events:
+                existing = (
+                    self._transition_events.pop(event.epoch, None)
+                    if event.kind in ("failover", "switchover", "initial", "resume")
+                    else None
+                )
+                if existing is not None:
+                    self.store.update_event(self.leadership, existing, event.phases, event.reason)
+                else:
+                    self.store.add_event(self.leadership, event)
+                if event.phases:
+                    self._count_phases(event)
+                log.info("event %s: %s", event.kind, event.reason)
+            t = decision.memory.transition
+            if t is not None and t.committed_at is not None:
+                phases = tuple((name, time.time() - (time.monotonic() - at)) for name, at in t.phases)
+                event = Event(
+                    kind=t.kind, reason=t.reason, node=t.new, epoch=t.epoch, phases=phases, at_unix=time.time()
+                )
+                if t.epoch not in self._transition_events:
+                    self._transition_events[t.epoch] = self.store.add_event(self.leadership, event)
+                    self._phases_recorded[t.epoch] = len(phases)
+                elif self._phases_recorded.get(t.epoch) != len(phases):
+                    self.store.update_event(self.leadership, self._transition_events[t.epoch], phases, t.reason)
+                    self._phases_recorded[t.epoch] = len(phases)
+        except NotLeader:
+            self._step_down()
+        except StoreError as exc:
+            self._error(f"could not record events: {exc}")
+
+    def _count_phases(self, event: Event) -> None:
+        for (name, at), (_, before) in zip(event.phases[1:], event.phases, strict=False):
+            self.counters.phase_seconds.setdefault(name, []).append(max(0.0, at - before))
+
+    # -- announcing a new writer ------------------------------------------------------------------------------
+    def _announce(self, durable: Durable, old: str | None, new: str, epoch: int, reports: dict[str, Report]) -> None:
+        if self.publish_writer_change is None:
+            return
+        report = reports.get(new)
+        record = durable.nodes.get(new)
+        address = report.address if report else (record.address if record else "")
+        port = report.milvus_port if report else 19530
+        message: dict[str, object] = {
+            "event": "switch-writer",
+            "cluster": self.config.cluster,
+            "old": old,
+            "new": new,
+            "epoch": epoch,
+            "address": f"{address}:{port}",
+            "at": time.time(),
+        }
+        try:
+            self.publish_writer_change(message)
+        except Exception as exc:  # a broken announcement never stops a failover
+            self._error(f"could not announce the new writer on Redis: {exc}")
+
+    # -- the Report handler -------------------------------------------------------------------------------
+    def receive(self, report: Report) -> tuple[bool, Assignment | None]:
+        """Record a node's report; (leading, its assignment with a lease measured from now)."""
+        with self.answer_lock:
+            leadership = self.leadership
+            if leadership is None or self.memory is None:
+                return False, None
+            with self._state_lock:
+                self.reports[report.node] = report
+            assignment = self.published.assignments.get(report.node)
+            if assignment is None:
+                return True, None
+            if assignment.lease_ms > 0:
+                left = leadership.left_s(time.monotonic())
+                lease_ms = int(min(assignment.lease_ms / 1000, left) * 1000)
+                if lease_ms < self.config.timing.min_lease_s * 1000:
+                    lease_ms = 0
+                assignment = replace(assignment, lease_ms=lease_ms)
+            return True, assignment
+
+    # -- operator actions ---------------------------------------------------------------------------------
+    def request(self, request: Request) -> str | None:
+        """Queue a switchover or failover for the next tick; the refusal, or None."""
+        with self.answer_lock:
+            if self.memory is None or self.published.durable is None:
+                return "this coordinator does not lead"
+            with self._state_lock:
+                reports = dict(self.reports)
+            refusal = validate_request(
+                self.published.durable, self.memory, reports, request, time.monotonic(), self.config.timing
+            )
+            if refusal is None:
+                with self._state_lock:
+                    self.pending_request = request
+        return refusal
+
+    def set_paused(self, paused: bool, reason: str) -> None:
+        self._leader_action(lambda lead: self.store.set_paused(lead, paused, reason))
+        self._log_event("paused" if paused else "resumed", reason or ("paused" if paused else "resumed"))
+
+    def set_maintenance(self, node: str, on: bool, reason: str) -> None:
+        self._leader_action(lambda lead: self.store.set_maintenance(lead, node, on, reason))
+        self._log_event("maintenance", f"{node} maintenance {'on' if on else 'off'}: {reason}", node)
+
+    def set_priority(self, node: str, priority: int) -> None:
+        self._leader_action(lambda lead: self.store.set_priority(lead, node, priority))
+        self._log_event("priority", f"{node} priority set to {priority}", node)
+
+    def _leader_action(self, action: Callable[[Leadership], None]) -> None:
+        leadership = self.leadership
+        if leadership is None:
+            raise NotLeader("this coordinator does not lead")
+        action(leadership)
+
+    def _log_event(self, kind: str, reason: str, node: str | None = None) -> None:
+        leadership = self.leadership
+        epoch = self.published.durable.cluster.epoch if self.published.durable else 0
+        if leadership is not None:
+            self.store.add_event(
+                leadership, Event(kind=kind, reason=reason, node=node, epoch=epoch, at_unix=time.time())
+            )
+        log.info("%s: %s", kind, reason)
+
+    def snapshot_reports(self) -> dict[str, Report]:
+        with self._state_lock:
+            return dict(self.reports)
+
+
+def redis_publisher(url: str, password: str | None, channel: str) -> Callable[[dict[str, object]], None]:
+    """PUBLISH each writer change as JSON on `channel`, as Sentinel's +switch-master announces a new master."""
+    import redis
+
+    client = redis.Redis.from_url(url, password=password, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    def publish(message: dict[str, object]) -> None:
+        client.publish(channel, json.dumps(message, sort_keys=True))
+
+    return publish

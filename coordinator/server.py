@@ -1,0 +1,337 @@
+"""CoordinatorService over gRPC: agents report here; coordinatorctl asks and acts here.
+
+A follower answers reports with who leads (leader_address) so agents go there; status and events are
+served by any coordinator from MySQL; actions need the leader and say so when asked of a follower.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import replace
+
+import grpc
+from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
+
+from agent.config import TlsSettings
+from coordinator.config import CoordinatorConfig
+from coordinator.core import Request
+from coordinator.daemon import Coordinator
+from coordinator.model import Assignment, Event, Report
+from coordinator.store import StoreError
+
+log = logging.getLogger("jfs_milvus.coordinator.api")
+
+ROLE_PB = {"rw": node_pb2.ROLE_RW, "ro": node_pb2.ROLE_RO, "none": node_pb2.ROLE_STOPPED}
+PB_ROLE = {node_pb2.ROLE_RW: "rw", node_pb2.ROLE_RO: "ro"}
+HEALTH_NAME = {
+    node_pb2.HEALTH_HEALTHY: "healthy",
+    node_pb2.HEALTH_DEGRADED: "degraded",
+    node_pb2.HEALTH_FAILED: "failed",
+}
+HEALTH_PB = {"healthy": node_pb2.HEALTH_HEALTHY, "degraded": node_pb2.HEALTH_DEGRADED, "failed": node_pb2.HEALTH_FAILED}
+MOUNT_RANK = {"healthy": 0, "degraded": 1, "unmounted": 2, "failed": 3, "hung": 4}
+
+
+def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -> Report:
+    obs = request.observation
+    gpu_health = "unavailable"
+    gpu_reasons: list[str] = []
+    if obs.gpus.available:
+        worst = max((g.health for g in obs.gpus.gpus), default=node_pb2.HEALTH_HEALTHY)
+        gpu_health = HEALTH_NAME.get(worst, "failed")
+        gpu_reasons = [
+            f"GPU {g.index}: {r}" for g in obs.gpus.gpus for r in g.reasons if g.health == node_pb2.HEALTH_FAILED
+        ]
+    mount = max(obs.mounts, key=lambda m: MOUNT_RANK.get(m.state, 3), default=None)
+    container_role = "none"
+    if obs.HasField("container") and obs.container.state == "running":
+        container_role = PB_ROLE.get(obs.container.role, "none")
+    return Report(
+        node=obs.node,
+        address=obs.address,
+        received_at=received_at,
+        role_running=PB_ROLE.get(obs.role_running, "none"),
+        container_role=container_role,
+        highest_epoch=obs.highest_epoch_seen,
+        gpu_health=gpu_health,
+        gpu_reasons=tuple(gpu_reasons),
+        mount_state=mount.state if mount is not None else "unmounted",
+        mount_mode=(None if mount is None or not mount.mounted else ("ro" if mount.read_only else "rw")),
+        mount_reasons=tuple(mount.reasons) if mount is not None else (),
+        write_probe_ms=(mount.write_probe_ms or None) if mount is not None else None,
+        milvus_port=obs.milvus_port or 19530,
+        milvus_http_port=obs.milvus_http_port or 19121,
+        hosts_mishards=request.hosts_mishards,
+        mishards_writer=obs.mishards_writer,
+        writer_seen_healthy_age_s=obs.writer_seen_healthy_age_s if obs.writer_seen_healthy_age_s >= 0 else None,
+        lease_left_s=obs.lease_left_s,
+    )
+
+
+def assignment_pb(a: Assignment) -> node_pb2.Assignment:
+    out = node_pb2.Assignment(
+        role=ROLE_PB[a.role],
+        epoch=a.epoch,
+        lease_ms=a.lease_ms,
+        writer=a.writer or "",
+        reason=a.reason,
+        writer_address=a.writer_address,
+        writer_http_port=a.writer_http_port,
+    )
+    if a.discovery is not None:
+        out.discovery.CopyFrom(
+            node_pb2.DiscoveryConfig(
+                writer_address=a.discovery.writer_address,
+                writer_port=a.discovery.writer_port,
+                hosts=list(a.discovery.hosts),
+                discovery_port=a.discovery.discovery_port,
+            )
+        )
+    return out
+
+
+def event_pb(e: Event) -> coordinator_pb2.Event:
+    return coordinator_pb2.Event(
+        id=e.id,
+        at_unix=e.at_unix,
+        kind=e.kind,
+        node=e.node or "",
+        epoch=e.epoch,
+        reason=e.reason,
+        phases=[coordinator_pb2.Phase(name=n, at_unix=t) for n, t in e.phases],
+    )
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    def __init__(self, coordinator: Coordinator):
+        self.c = coordinator
+
+    def _not_leader(self) -> coordinator_pb2.ReportResponse:
+        leader, address = self.c.leader_seen
+        return coordinator_pb2.ReportResponse(leader=False, leader_address=address if leader else "")
+
+    def Report(
+        self, request: coordinator_pb2.ReportRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ReportResponse:
+        report = report_from_pb(request, time.monotonic())
+        if not report.node:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the observation names no node")
+        leading, assignment = self.c.receive(report)
+        if not leading:
+            return self._not_leader()
+        answer = coordinator_pb2.ReportResponse(leader=True)
+        if assignment is not None:
+            if assignment.discovery is not None and not report.hosts_mishards:
+                assignment = replace(assignment, discovery=None)
+            answer.assignment.CopyFrom(assignment_pb(assignment))
+        return answer
+
+    def GetClusterStatus(
+        self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ClusterStatus:
+        return cluster_status(self.c)
+
+    def _progress(self, request: Request, context: grpc.ServicerContext) -> Iterator[coordinator_pb2.Progress]:
+        refusal = self.c.request(request)
+        if refusal:
+            yield coordinator_pb2.Progress(phase="refused", message=refusal, at_unix=time.time(), done=True, ok=False)
+            return
+        timing = self.c.config.timing
+        deadline = time.monotonic() + timing.lease_s + timing.promote_timeout_s + 10
+        sent = 0
+        seen_transition = False
+        while context.is_active() and time.monotonic() < deadline:
+            published = self.c.published
+            t = published.transition
+            if t is not None:
+                seen_transition = True
+                for name, at in t.phases[sent:]:
+                    wall = time.time() - (time.monotonic() - at)
+                    yield coordinator_pb2.Progress(phase=name, message=f"{t.kind} to {t.new}: {name}", at_unix=wall)
+                sent = len(t.phases)
+            elif seen_transition or (published.durable and published.durable.cluster.writer == request.to):
+                writer = published.durable.cluster.writer if published.durable else None
+                ok = request.to is None or writer == request.to
+                message = (
+                    f"{writer} is the writer at epoch {published.durable.cluster.epoch}" if published.durable else ""
+                )
+                if not ok:
+                    message = f"the {request.kind} did not complete: {published.why}"
+                yield coordinator_pb2.Progress(phase="done", message=message, at_unix=time.time(), done=True, ok=ok)
+                return
+            elif (
+                self.c.pending_request is None
+                and self.c.memory is not None
+                and self.c.memory.request is None
+                and "refused" in published.why
+            ):
+                # The request was taken but refused by the decision (the cluster changed meanwhile).
+                yield coordinator_pb2.Progress(phase="refused", message=published.why, at_unix=time.time(), done=True)
+                return
+            time.sleep(0.05)
+        yield coordinator_pb2.Progress(
+            phase="timeout", message=self.c.published.why, at_unix=time.time(), done=True, ok=False
+        )
+
+    def Switchover(
+        self, request: coordinator_pb2.SwitchoverRequest, context: grpc.ServicerContext
+    ) -> Iterator[coordinator_pb2.Progress]:
+        yield from self._progress(Request("switchover", request.to or None, request.reason), context)
+
+    def Failover(
+        self, request: coordinator_pb2.FailoverRequest, context: grpc.ServicerContext
+    ) -> Iterator[coordinator_pb2.Progress]:
+        yield from self._progress(Request("failover", request.to or None, request.reason, request.force), context)
+
+    def _act(self, context: grpc.ServicerContext, action) -> coordinator_pb2.ClusterStatus:
+        try:
+            action()
+        except StoreError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return cluster_status(self.c)
+
+    def SetPaused(
+        self, request: coordinator_pb2.SetPausedRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ClusterStatus:
+        return self._act(context, lambda: self.c.set_paused(request.paused, request.reason))
+
+    def SetMaintenance(
+        self, request: coordinator_pb2.SetMaintenanceRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ClusterStatus:
+        return self._act(context, lambda: self.c.set_maintenance(request.node, request.on, request.reason))
+
+    def SetPriority(
+        self, request: coordinator_pb2.SetPriorityRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ClusterStatus:
+        return self._act(context, lambda: self.c.set_priority(request.node, request.priority))
+
+    def ListEvents(
+        self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[coordinator_pb2.Event]:
+        kinds = ("initial", "failover", "switchover", "resume") if request.role_changes_only else None
+        try:
+            events = self.c.store.events(limit=request.limit or 50, kinds=kinds)
+        except StoreError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        last = 0
+        for e in events:
+            last = max(last, e.id)
+            yield event_pb(e)
+        while request.follow and context.is_active():
+            time.sleep(0.5)
+            try:
+                for e in self.c.store.events(limit=1000, kinds=kinds, after_id=last):
+                    last = max(last, e.id)
+                    yield event_pb(e)
+            except StoreError:
+                continue
+
+    def Why(self, request: coordinator_pb2.WhyRequest, context: grpc.ServicerContext) -> coordinator_pb2.WhyResponse:
+        return coordinator_pb2.WhyResponse(sentence=why(self.c))
+
+
+def why(c: Coordinator) -> str:
+    if c.leadership is None:
+        leader, address = c.leader_seen
+        return (
+            f"This coordinator follows; {leader} at {address} leads." if leader else "No coordinator leads right now."
+        )
+    return c.published.why
+
+
+def cluster_status(c: Coordinator) -> coordinator_pb2.ClusterStatus:
+    published = c.published
+    durable = published.durable
+    if durable is None:
+        try:
+            durable = c.store.load()
+        except StoreError as exc:
+            return coordinator_pb2.ClusterStatus(cluster=c.config.cluster, why=f"MySQL unreachable: {exc}")
+    leader, address = (c.config.coordinator_id, c.config.advertise) if c.leadership else c.leader_seen
+    out = coordinator_pb2.ClusterStatus(
+        cluster=durable.cluster.name,
+        writer=durable.cluster.writer or "",
+        epoch=durable.cluster.epoch,
+        leader=f"{leader} ({address})" if leader else "",
+        leader_term=c.leadership.term if c.leadership else durable.cluster.leader_term,
+        paused=durable.cluster.paused,
+        paused_reason=durable.cluster.paused_reason,
+        why=why(c),
+    )
+    if published.discovery is not None:
+        d = published.discovery
+        out.discovery.CopyFrom(
+            node_pb2.DiscoveryConfig(
+                writer_address=d.writer_address,
+                writer_port=d.writer_port,
+                hosts=list(d.hosts),
+                discovery_port=d.discovery_port,
+            )
+        )
+    reports = c.snapshot_reports()
+    now = time.monotonic()
+    for name in sorted(set(durable.nodes) | set(reports)):
+        record = durable.nodes.get(name)
+        report = reports.get(name)
+        assignment = published.assignments.get(name)
+        out.nodes.add(
+            name=name,
+            address=(report.address if report else (record.address if record else "")),
+            role_assigned=ROLE_PB[assignment.role] if assignment else node_pb2.ROLE_UNSPECIFIED,
+            role_running=ROLE_PB[report.role_running] if report else node_pb2.ROLE_UNSPECIFIED,
+            epoch=report.highest_epoch if report else 0,
+            gpu_health=HEALTH_PB.get(report.gpu_health, node_pb2.HEALTH_UNSPECIFIED) if report else 0,
+            mount_health=HEALTH_PB.get(report.mount_state, node_pb2.HEALTH_FAILED) if report else 0,
+            container_state=_container_state(report),
+            seconds_since_report=(now - report.received_at) if report else -1,
+            priority=record.priority if record else 1,
+            maintenance=record.maintenance if record else False,
+            maintenance_reason=record.maintenance_reason if record else "",
+        )
+    return out
+
+
+def _container_state(report: Report | None) -> str:
+    if report is None:
+        return "unknown"
+    if report.role_running != "none":
+        return f"{report.role_running} healthy"
+    if report.container_role != "none":
+        return f"{report.container_role} not healthy"
+    return "none"
+
+
+def listen_host(host: str, tls: TlsSettings) -> str:
+    """Without TLS, only a loopback address, unless the operator allows insecure remote access."""
+    if tls.enabled or tls.allow_insecure_remote:
+        return host
+    try:
+        if host not in ("0.0.0.0", "") and ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    return "127.0.0.1"
+
+
+def serve(coordinator: Coordinator, config: CoordinatorConfig) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="coord-api"))
+    coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(coordinator), server)
+    host, _, port = config.listen.rpartition(":")
+    address = f"{listen_host(host, config.tls)}:{port}"
+    if config.tls.enabled:
+        from agent.api import server_credentials
+
+        bound = server.add_secure_port(address, server_credentials(config.tls))
+        mode = "mutual TLS"
+    else:
+        bound = server.add_insecure_port(address)
+        mode = "plaintext" + ("" if config.tls.allow_insecure_remote else ", loopback only")
+    if bound == 0:
+        raise OSError(f"cannot listen on {address} for the coordinator API (address in use?)")
+    server.start()
+    log.info("coordinator API listening on %s (%s)", address, mode)
+    return server

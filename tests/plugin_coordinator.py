@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc
+
 from tests.plugin_agent import free_port, wait_until
 from tests.plugin_mysql import MysqlDatabase
 

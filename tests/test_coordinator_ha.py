@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator.store import ClusterStore
-from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_mysql import MysqlDatabase

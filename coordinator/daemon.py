@@ -191,10 +191,12 @@ class Coordinator:
         try:
             epoch = self.store.change_writer(self.leadership, change.expected_epoch, change.new_writer)
         except StoreError as exc:
+            # The write may or may not have committed (a broken connection hides the outcome). Stepping down
+            # is the safe answer either way: the next term starts by fencing for a full lease unless the
+            # writer MySQL names is already running rw.
             self.memory = abandoned(decision.memory)
-            log.error("could not commit the new writer %s: %s", change.new_writer, exc)
-            if isinstance(exc, NotLeader):
-                self._step_down()
+            log.error("could not commit the new writer %s, stepping down: %s", change.new_writer, exc)
+            self._step_down()
             return None
         now = time.monotonic()
         old = durable.cluster.writer

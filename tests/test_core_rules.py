@@ -10,7 +10,7 @@ from coordinator.model import ClusterRow, Durable, NodeRecord, Report
 T = Timing()
 
 
-def rep(node: str, at: float, role: str = "ro", epoch: int = 1, **kw) -> Report:  # noqa: ANN003
+def rep(node: str, at: float, role: str = "ro", epoch: int = 1, **kw) -> Report:
     base = dict(
         node=node,
         address=f"10.0.0.{ord(node[-1]) - ord('a') + 1}",
@@ -34,7 +34,7 @@ def durable(writer: str | None = "a", epoch: int = 1, paused: bool = False, **no
     return Durable(ClusterRow(name="c", writer=writer, epoch=epoch, paused=paused), records)
 
 
-def settled(now: float = 100.0, **kw) -> Memory:  # noqa: ANN003
+def settled(now: float = 100.0, **kw) -> Memory:
     return Memory(leader_since=0.0, settled=True, **kw)
 
 

@@ -1,0 +1,212 @@
+"""Reporting to the coordinator, from a thread of its own, and renewing a writer's lease from MySQL meanwhile.
+
+Every `coordination.report_interval_s` the reporter sends the node's full observation (`Report`) to the
+coordinator that last answered as leader (at first: the first in `coordinators`). An answer with leader=False
+and a leader_address sends the same report there at once; one that does not come within
+`coordination.report_timeout_s` moves on to the next coordinator. The leader's answer is the node's assignment
+and, for the writer, its lease, measured from the lease-clock reading taken just before that RPC was sent.
+
+When no coordinator has answered for one report interval and this node holds a rw lease, the reporter reads
+the MySQL cluster row with the read-only account (`coordination.mysql`) and renews the lease when the row
+still names this node at the lease's epoch (agent.lease). The loop thread never waits for any of this, and this
+thread never waits for the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
+
+from agent.config import AgentConfig, MysqlReadSettings, TlsSettings
+from agent.lease import lease_now
+from agent.writerrow import WriterRowError, read_writer_row
+
+log = logging.getLogger("jfs_milvus.agent.coordination")
+
+
+@dataclass(frozen=True)
+class LeaderAnswer:
+    coordinator: str
+    assignment: node_pb2.Assignment
+    sent_at: float  # lease clock, read just before the RPC that got this answer
+
+
+class ReportingAgent(Protocol):
+    def report_request(self) -> coordinator_pb2.ReportRequest: ...
+
+    def take_coordinator_answer(self, answer: LeaderAnswer) -> str | None: ...
+
+    def lease_to_renew(self) -> bool: ...
+
+    def renew_lease_from_row(self, writer: str | None, epoch: int, sent_at: float, silence_s: float) -> None: ...
+
+    def note_no_renewal(self, why: str) -> None: ...
+
+
+def channel_credentials(tls: TlsSettings) -> grpc.ChannelCredentials | None:
+    """Mutual TLS with the agent's own certificate when TLS files are configured; None: plaintext."""
+    if not tls.enabled:
+        return None
+
+    def read(path: str | None) -> bytes:
+        assert path is not None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(tls.ca), private_key=read(tls.key), certificate_chain=read(tls.cert)
+    )
+
+
+class CoordinatorLink:
+    """Channels to the coordinators; remembers the one that leads."""
+
+    def __init__(self, addresses: tuple[str, ...], tls: TlsSettings, timeout_s: float):
+        self.addresses = list(addresses)
+        self.timeout_s = timeout_s
+        self.credentials = channel_credentials(tls)
+        self.leader: str | None = None
+        self._channels: dict[str, grpc.Channel] = {}
+        # A coordinator that comes back is found within about a second, not after gRPC's default backoff.
+        self._options = [
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
+        self._last_problem: str | None = None
+
+    def _stub(self, address: str) -> coordinator_pb2_grpc.CoordinatorServiceStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            if self.credentials is not None:
+                channel = grpc.secure_channel(address, self.credentials, options=self._options)
+            else:
+                channel = grpc.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+        return coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def _order(self) -> list[str]:
+        first = self.leader or (self.addresses[0] if self.addresses else None)
+        rest = [a for a in self.addresses if a != first]
+        return ([first] if first else []) + rest
+
+    def report(self, request: coordinator_pb2.ReportRequest) -> LeaderAnswer | None:
+        """Send the report until a leader answers (each coordinator at most once); None when none did."""
+        queue = self._order()
+        tried: set[str] = set()
+        problems: list[str] = []
+        while queue:
+            address = queue.pop(0)
+            if address in tried:
+                continue
+            tried.add(address)
+            sent_at = lease_now()
+            try:
+                response = self._stub(address).Report(request, timeout=self.timeout_s)
+            except grpc.RpcError as exc:
+                code = exc.code() if isinstance(exc, grpc.Call) else None
+                late = code == grpc.StatusCode.DEADLINE_EXCEEDED
+                detail = f"no answer within {self.timeout_s:.1f}s" if late else (code.name if code else str(exc))
+                problems.append(f"{address}: {detail}")
+                continue
+            if response.leader:
+                if address != self.leader:
+                    log.info(
+                        "reporting to coordinator %s: it leads%s",
+                        address,
+                        f" ({'; '.join(problems)})" if problems else "",
+                    )
+                self.leader = address
+                self._last_problem = None
+                return LeaderAnswer(address, response.assignment, sent_at)
+            if response.leader_address and response.leader_address not in tried:
+                log.info("coordinator %s does not lead; going to the leader %s", address, response.leader_address)
+                problems.append(f"{address}: not the leader")
+                queue.insert(0, response.leader_address)
+                continue
+            problems.append(f"{address}: not the leader and knows no leader")
+        self.leader = None
+        problem = "; ".join(problems) or "no coordinator is configured"
+        if problem != self._last_problem:
+            log.warning("no coordinator answered as leader: %s", problem)
+            self._last_problem = problem
+        return None
+
+
+class Reporter:
+    """The reporting thread."""
+
+    def __init__(self, agent: ReportingAgent, config: AgentConfig):
+        settings = config.coordination
+        self.agent = agent
+        self.interval_s = settings.report_interval_s
+        self.mysql: MysqlReadSettings | None = settings.mysql
+        self.link = CoordinatorLink(config.coordinators, config.tls, settings.report_timeout_s)
+        self.last_answer_at = lease_now()
+        if agent.lease_to_renew():
+            # A lease left by the previous agent process: nobody has renewed it since, so try MySQL at once.
+            self.last_answer_at -= self.interval_s
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reporter", daemon=True)
+
+    def start(self) -> None:
+        log.info(
+            "reporting every %.1fs to coordinators %s (%s)",
+            self.interval_s,
+            ", ".join(self.link.addresses),
+            "mutual TLS" if self.link.credentials is not None else "plaintext",
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.link.close()
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.report_once()
+            except Exception:  # the reporter must survive anything one round throws
+                log.exception("report round failed; continuing")
+            next_at += self.interval_s
+            now = time.monotonic()
+            if next_at < now:  # a slow round: start the next one now, do not try to catch up
+                next_at = now
+            self._stop.wait(next_at - now)
+
+    def report_once(self) -> None:
+        self.rounds += 1
+        answer = self.link.report(self.agent.report_request())
+        if answer is not None:
+            self.last_answer_at = answer.sent_at
+            self.agent.take_coordinator_answer(answer)
+            return
+        silence = lease_now() - self.last_answer_at
+        if silence < self.interval_s or not self.agent.lease_to_renew():
+            return
+        if self.mysql is None:
+            self.agent.note_no_renewal(
+                f"no coordinator answered for {silence:.1f}s and no MySQL is configured to renew the lease"
+            )
+            return
+        sent_at = lease_now()
+        try:
+            writer, epoch = read_writer_row(self.mysql)
+        except WriterRowError as exc:
+            self.agent.note_no_renewal(f"no coordinator answered for {silence:.1f}s and the MySQL read failed: {exc}")
+            return
+        self.agent.renew_lease_from_row(writer, epoch, sent_at, silence)

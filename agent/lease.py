@@ -1,0 +1,63 @@
+"""A writer's lease on this node: the one rule for when it starts, how it is renewed, and when it ends.
+
+Pure, apart from `lease_now()` which reads the clock. The lease clock is CLOCK_BOOTTIME (seconds): monotonic
+like time.monotonic(), but it keeps counting while the machine is suspended, so a node that sleeps wakes up
+with its lease already gone (CLOCK_MONOTONIC would resume where it stopped and hand a stale writer extra time).
+It is also the clock of /proc/uptime inside the container, so the self-fencing wrapper reads the same deadline.
+
+The rule:
+- a coordinator's answer that assigns rw at epoch E with `lease_ms` grants the lease
+  [sent_at, sent_at + lease_ms), where `sent_at` is the lease clock read just before the RPC was sent;
+  the coordinator received the request later, so this lease always ends before the coordinator's view of it;
+- a read of the MySQL cluster row sent at `sent_at` that still names this node as writer at epoch E renews it
+  to sent_at + (the last lease_ms granted for E): a promotion writes the row first and then waits out a
+  whole lease, so the row read before that write proves nobody else may write yet;
+- anything else renews nothing; a newer grant replaces the deadline (it may shorten it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+def lease_now() -> float:
+    """The lease clock: CLOCK_BOOTTIME in seconds."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+@dataclass(frozen=True)
+class Lease:
+    epoch: int
+    lease_ms: int  # the length the coordinator last granted for this epoch
+    deadline: float  # on the lease clock
+    renewed_by: str  # "coordinator HOST:PORT" | "MySQL cluster row" | "lease file (agent restart)"
+
+    def valid(self, now: float) -> bool:
+        return now < self.deadline
+
+    def left(self, now: float) -> float:
+        return max(0.0, self.deadline - now)
+
+
+def granted(epoch: int, lease_ms: int, sent_at: float, coordinator: str) -> Lease:
+    """The lease a coordinator's rw answer grants, measured from when this node sent the request."""
+    return Lease(epoch=epoch, lease_ms=lease_ms, deadline=sent_at + lease_ms / 1000.0, renewed_by=coordinator)
+
+
+def renewed_by_row(
+    lease: Lease | None, node: str, row_writer: str | None, row_epoch: int, sent_at: float
+) -> Lease | str:
+    """The lease renewed by a cluster row read sent at `sent_at`, or why it is not renewed."""
+    if lease is None:
+        return "this node holds no writer lease to renew"
+    if row_writer != node:
+        return f"the MySQL cluster row names writer {row_writer or 'none'}, not this node"
+    if row_epoch != lease.epoch:
+        return f"the MySQL cluster row is at epoch {row_epoch}, this node's lease is for epoch {lease.epoch}"
+    return Lease(
+        epoch=lease.epoch,
+        lease_ms=lease.lease_ms,
+        deadline=sent_at + lease.lease_ms / 1000.0,
+        renewed_by="MySQL cluster row",
+    )

@@ -519,7 +519,6 @@ def main() -> int:
     parser.add_argument("--rpc-timeout", type=float, default=2.0, help="Report deadline (s)")
     parser.add_argument("--sample-interval", type=float, default=0.25, help="/metrics sampling period (s)")
     parser.add_argument("--keep-logs", metavar="DIR", help="copy each coordinator's log into DIR")
-    parser.add_argument("--hold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.nodes.split(",") if s.strip()]
 

@@ -51,7 +51,9 @@ class Counters:
     failovers: int = 0
     switchovers: int = 0
     phase_seconds: dict[str, list[float]] = field(default_factory=dict)
-    decide_seconds: list[float] = field(default_factory=list)
+    decide_seconds: list[float] = field(default_factory=list)  # the last 1000 decisions
+    decide_count: int = 0
+    decide_total_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ class Coordinator:
         return self.store.load() if changed else durable
 
     def _measure(self, seconds: float) -> None:
+        self.counters.decide_count += 1
+        self.counters.decide_total_s += seconds
         samples = self.counters.decide_seconds
         samples.append(seconds)
         del samples[:-1000]

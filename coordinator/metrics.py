@@ -83,4 +83,12 @@ def render_coordinator_metrics(c: Coordinator) -> str:
         out += family(
             "jfs_milvus_decide_seconds", "Duration of the last decision.", "gauge", [({"cluster": cluster}, decide[-1])]
         )
+        name = "jfs_milvus_decide_duration_seconds"
+        recent = sorted(decide)
+        out += [f"# HELP {name} Duration of a decision (quantiles over the last {len(recent)}).", f"# TYPE {name} summary"]
+        for q in (0.5, 0.99):
+            value = recent[min(len(recent) - 1, int(q * len(recent)))]
+            out.append(f'{name}{{cluster="{cluster}",quantile="{q:g}"}} {value:g}')
+        out.append(f'{name}_sum{{cluster="{cluster}"}} {c.counters.decide_total_s:g}')
+        out.append(f'{name}_count{{cluster="{cluster}"}} {c.counters.decide_count}')
     return "\n".join(out) + "\n"

@@ -19,4 +19,4 @@ def test_every_package_directory_is_listed() -> None:
                 continue
             relative = init.parent.relative_to(root).parts
             found.add(".".join((name, *relative)))
-    assert found == listed, f"missing from pyproject: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"
+    assert found == listed, f"missing: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"

@@ -201,8 +201,7 @@ async def _run_agents(conn: Any, address: str, indices: list[int], n_total: int,
         while not stop.is_set():
             delay = slot - time.monotonic()
             if delay > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await asyncio.sleep(delay)
                 if stop.is_set():
                     return
             began = time.monotonic()
@@ -234,7 +233,7 @@ async def _run_agents(conn: Any, address: str, indices: list[int], n_total: int,
     message = await loop.run_in_executor(None, conn.recv)
     _, t0, t1 = message
     stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout_s + 2)
     for c in channels:
         await c.close()
     in_window = [lat for s, lat in zip(sent_at, latency, strict=True) if t0 <= s < t1]
@@ -365,7 +364,10 @@ def run_size(
     start_at = time.monotonic() + 0.5
     for _, parent in workers:
         parent.send(("start", start_at))
-    progress(f"N={n}: {n} agents reporting at 1 Hz from {procs} load-generator process(es); waiting for a writer")
+    progress(
+        f"N={n}: {n} agents reporting at 1 Hz from {procs} load-generator process(es) "
+        f"(pids {' '.join(str(p.pid) for p, _ in workers)}; coordinator pid {cpid}); waiting for a writer"
+    )
 
     settle_deadline = time.monotonic() + args.settle_timeout
     why = ""
@@ -422,9 +424,7 @@ def run_size(
     running_rw = sorted(name for name, role in running.items() if role == "rw")
     told_rw = sorted(name for name, role in told.items() if role == "rw")
     assigned_rw = sorted(row.name for row in status.nodes if row.role_assigned == node_pb2.ROLE_RW)
-    one_writer = (
-        len(running_rw) == 1 and running_rw == told_rw == assigned_rw and status.writer == running_rw[0]
-    )
+    one_writer = len(running_rw) == 1 and running_rw == told_rw == assigned_rw and status.writer == running_rw[0]
 
     decide_gauge = sorted(s * 1000 for s in metrics.samples)
     summary0 = metric_values(text0, "jfs_milvus_decide_duration_seconds_count")
@@ -507,6 +507,10 @@ def _end_process(p: Any) -> None:
         p.join(5)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", default="10,100,1000", help="comma-separated sizes (default 10,100,1000)")
@@ -529,7 +533,7 @@ def main() -> int:
         progress("mariadbd is not installed")
         return 2
     # SIGTERM ends the run through the same cleanup as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     results = []
     tmp = tempfile.mkdtemp(prefix="jfs-milvus-coordscale-")
     with contextlib.ExitStack() as cleanup:

@@ -125,9 +125,13 @@ class Coordinator:
 
     def _step_down(self) -> None:
         with self.answer_lock:
-            self.leadership = None
-            self.memory = None
-            self.published = Published()
+            self._step_down_locked()
+
+    def _step_down_locked(self) -> None:
+        """Step down with answer_lock already held (threading.Lock is not reentrant)."""
+        self.leadership = None
+        self.memory = None
+        self.published = Published()
 
     def _follow(self) -> None:
         try:
@@ -148,9 +152,13 @@ class Coordinator:
         if not self._lead(now):
             return "following"
         assert self.leadership is not None and self.memory is not None
+        # One snapshot of the reports serves registration and the decision, so that every node the decision
+        # can name (e.g. as the new writer) is in the nodes table the commit checks against.
+        with self._state_lock:
+            reports = dict(self.reports)
         try:
             durable = self.store.load()
-            durable = self._register_nodes(durable)
+            durable = self._register_nodes(durable, reports)
         except NotLeader:
             self._step_down()
             return "lost leadership"
@@ -158,7 +166,6 @@ class Coordinator:
             self._error(f"cannot load the cluster state: {exc}")
             return "MySQL unreachable"
         with self._state_lock:
-            reports = dict(self.reports)
             if self.pending_request is not None:
                 self.memory = replace(self.memory, request=self.pending_request)
                 self.pending_request = None
@@ -198,7 +205,7 @@ class Coordinator:
             # writer MySQL names is already running rw.
             self.memory = abandoned(decision.memory)
             log.error("could not commit the new writer %s, stepping down: %s", change.new_writer, exc)
-            self._step_down()
+            self._step_down_locked()  # tick() holds answer_lock around the commit
             return None
         now = time.monotonic()
         old = durable.cluster.writer
@@ -233,13 +240,11 @@ class Coordinator:
             transition=decision.memory.transition,
         )
 
-    def _register_nodes(self, durable: Durable) -> Durable:
+    def _register_nodes(self, durable: Durable, reports: dict[str, Report]) -> Durable:
         """Nodes seen in reports but not in MySQL (or with a new address) are written there."""
         assert self.leadership is not None
-        with self._state_lock:
-            seen = {n: (r.address, r.hosts_mishards) for n, r in self.reports.items()}
         changed = False
-        for name, (address, hosts) in seen.items():
+        for name, (address, hosts) in ((n, (r.address, r.hosts_mishards)) for n, r in reports.items()):
             record = durable.nodes.get(name)
             if record is None or record.address != address or record.hosts_mishards != hosts:
                 self.store.upsert_node(self.leadership, name, address, hosts)

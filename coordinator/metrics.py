@@ -85,7 +85,7 @@ def render_coordinator_metrics(c: Coordinator) -> str:
         )
         name = "jfs_milvus_decide_duration_seconds"
         recent = sorted(decide)
-        out += [f"# HELP {name} Duration of a decision (quantiles over the last {len(recent)}).", f"# TYPE {name} summary"]
+        out += [f"# HELP {name} Duration of a decision (quantiles over the last 1000).", f"# TYPE {name} summary"]
         for q in (0.5, 0.99):
             value = recent[min(len(recent) - 1, int(q * len(recent)))]
             out.append(f'{name}{{cluster="{cluster}",quantile="{q:g}"}} {value:g}')

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.plugin_agent",
     "tests.plugin_mysql",
     "tests.plugin_coordinator",
+    "tests.plugin_cluster",
 ]

@@ -80,6 +80,8 @@ class AgentNode:
         }
         self.extra: dict[str, Any] = {}
         self.channel_credentials: grpc.ChannelCredentials | None = None
+        self.nvml_config: Path = root / "fake-nvml.conf"
+        self.launcher: list[str] = []  # a command prefix (e.g. to start the agent in a cgroup)
         self.config_path = root / "agent.yaml"
         self.write_config()
 
@@ -107,7 +109,7 @@ class AgentNode:
         assert self.process is None or self.process.poll() is not None, "agent already running"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config_path)],
+            [*self.launcher, sys.executable, "-m", "agent.cli", "run", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -204,6 +206,8 @@ class AgentNode:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
+        except (urllib.error.URLError, OSError):
+            return 0, {}
 
     def write(self, write_id: str) -> tuple[int, dict[str, Any]]:
         return self.http("POST", "/write", {"id": write_id, "payload": {"v": write_id}})

@@ -1,0 +1,114 @@
+"""A real cluster on this machine (coordinator, MariaDB, JuiceFS, 3 agents, stand-in Milvus): failures of the
+writer, with a client writing all along and a checker proving one writer at a time and nothing lost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from jfsmilvus.v1 import coordinator_pb2, node_pb2
+
+from tests.plugin_agent import wait_until
+from tests.plugin_cluster import LocalCluster, WriteClient
+from tests.plugin_gpu import FakeXid, two_gpus
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def running_cluster(local_cluster: Callable[..., LocalCluster], **options: object) -> tuple[LocalCluster, WriteClient]:
+    cluster = local_cluster(3, **options)
+    cluster.start()
+    cluster.wait_for_writer(90)
+    for node in cluster.readers():
+        node.wait_role("ro", timeout=60)
+    client = WriteClient(cluster).start()
+    wait_until(lambda: len(client.acknowledged) > 5, 20, "writes acknowledged")
+    return cluster, client
+
+
+def test_the_cluster_comes_up_with_one_writer_and_readers(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster, client = running_cluster(local_cluster)
+    want = [node_pb2.ROLE_RO, node_pb2.ROLE_RO, node_pb2.ROLE_RW]
+
+    def seen_as_wanted() -> node_pb2.NodeObservation | None:
+        s = cluster.status()
+        return s if sorted(n.role_running for n in s.nodes) == want else None
+
+    status = wait_until(seen_as_wanted, 10, "the coordinator to see one writer and two readers")
+    assert status.epoch == 1 and "healthy" in status.why
+    client.stop()
+    cluster.check_history(client.acknowledged)
+
+
+def test_writer_cut_off_from_the_coordinator_only_keeps_writing(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster, client = running_cluster(local_cluster)
+    writer = cluster.wait_for_writer()
+    cluster.cut_from_coordinator(writer)
+    cut_at = time.monotonic()
+    time.sleep(12)
+    assert cluster.writer() == writer.name and cluster.status().epoch == 1
+    assert "cut off from the coordinator only" in cluster.coordinator.why()
+    assert client.acked_after(cut_at + 8) > 20, "the writer stopped writing while MySQL renewed its lease"
+    cluster.heal()
+    client.stop()
+    cluster.check_history(client.acknowledged)
+
+
+def test_writer_cut_off_from_everything_fences_itself_and_a_reader_takes_over(
+    local_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster, client = running_cluster(local_cluster)
+    old = cluster.wait_for_writer()
+    cluster.cut_from_coordinator(old)
+    cluster.cut_from_mysql(old)
+    cluster.cut_from_peers(old)
+    new = cluster.wait_for_writer(60, other_than=old.name)
+    assert cluster.status().epoch == 2
+    assert "lease expired" in old.log() or "lease" in old.log()
+    wait_until(lambda: client.acked_after(time.monotonic() - 1) > 0, 20, "writes on the new writer")
+    cluster.heal()
+    old.wait_role("ro", timeout=60)  # the old writer rejoins as a reader
+    client.stop()
+    intervals = cluster.check_history(client.acknowledged)
+    assert {i.node for i in intervals} >= {old.name, new.name}
+
+
+def test_writer_agent_killed_fails_over_once_its_container_fences_itself(
+    local_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster, client = running_cluster(local_cluster)
+    old = cluster.wait_for_writer()
+    old.kill()  # kill -9: its container keeps running until its lease file runs out
+    cluster.wait_for_writer(60, other_than=old.name)
+    assert not [c for c in old.containers() if c.status == "running"]
+    client.stop()
+    cluster.check_history(client.acknowledged)
+
+
+def test_writer_container_killed_is_restarted_in_place(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster, client = running_cluster(local_cluster)
+    writer = cluster.wait_for_writer()
+    (container,) = [c for c in writer.containers() if c.status == "running"]
+    container.kill()
+    killed_at = time.monotonic()
+    again = cluster.wait_for_writer(60)
+    assert again.name == writer.name and cluster.status().epoch == 1  # the agent restarted it, no failover
+    wait_until(lambda: client.acked_after(killed_at) > 0, 20, "writes after the restart")
+    client.stop()
+    cluster.check_history(client.acknowledged)
+
+
+def test_writer_gpu_failure_fails_over(local_cluster: Callable[..., LocalCluster], fake_nvml_lib_dir: Path) -> None:
+    cluster, client = running_cluster(local_cluster, nvml_lib=fake_nvml_lib_dir)
+    old = cluster.wait_for_writer()
+    gpus = two_gpus()
+    gpus.xids.append(FakeXid(seq=1, gpu=0, xid=79))
+    old.nvml_config.write_text(gpus.render())  # the GPU falls off the bus (fatal XID 79)
+    new = cluster.wait_for_writer(60, other_than=old.name)
+    events = cluster.coordinator.stub().ListEvents(coordinator_pb2.ListEventsRequest(limit=10), timeout=5)
+    failover = [e for e in events if e.kind == "failover"]
+    assert failover and "GPU failed" in failover[-1].reason and failover[-1].node == new.name
+    client.stop()
+    cluster.check_history(client.acknowledged)

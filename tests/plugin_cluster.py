@@ -8,6 +8,7 @@ stand-in's write log let tests prove that no two writers overlapped and nothing 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -214,10 +215,8 @@ class LocalCluster:
         self.coordinator.kill()
         for node in self.nodes.values():
             node.cleanup()
-            try:
+            with contextlib.suppress(OSError):
                 node.cgroup.rmdir()
-            except OSError:
-                pass
 
     # -- the checker ----------------------------------------------------------------------------------------
     def db_dir(self) -> Path:

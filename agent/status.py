@@ -90,7 +90,7 @@ def render_status_table(status: dict[str, Any]) -> str:
         for m in status["mounts"]:
             meta = m.get("meta_engine") or {}
             meta_text = "-"
-            if meta.get("checked"):
+            if meta.get("reachable") is not None:
                 meta_text = f"ok {meta['latency_ms']:.1f}ms" if meta.get("reachable") else f"DOWN: {meta.get('error')}"
             probe = m.get("write_probe_ms")
             rows.append(

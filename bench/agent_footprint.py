@@ -60,7 +60,7 @@ def main() -> int:
 
     binary = require_fuse_mounts_or_exit()
     image = ensure_standin_image()
-    lib_dir = build_fake_nvml().parent
+    lib_dir = build_fake_nvml()
     with tempfile.TemporaryDirectory(prefix="jfs-milvus-bench-") as tmp:
         root = Path(tmp)
         redis = RedisServer(root / "redis")

@@ -63,6 +63,7 @@ def test_gpus_and_a_real_mount(fake_nvml: FakeNvml, jfs_volume: JfsTestVolume, t
     assert table.returncode == 0, table.stderr
     assert gpus.gpus[0].uuid in table.stdout and "failed" in table.stdout
     assert jfs_volume.mountpoint in table.stdout and "healthy" in table.stdout
+    assert " ok " in table.stdout  # the metadata engine answered
 
 
 def test_an_unmounted_volume_and_a_bad_config(fake_nvml: FakeNvml, jfs_volume: JfsTestVolume, tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         last_errors=status["last_errors"],
         milvus_port=status.get("milvus_port", 0),
         milvus_http_port=status.get("milvus_http_port", 0),
+        agent_port=status.get("agent_port", 0),
         writer_seen_healthy_age_s=status.get("writer_seen_healthy_age_s", -1.0),
         mishards_writer=status.get("mishards_writer", ""),
         lease_left_s=status.get("lease_left_s", 0.0),

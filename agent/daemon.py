@@ -797,6 +797,7 @@ class Agent:
             "loops": snap.loops,
             "milvus_port": self.config.milvus.port,
             "milvus_http_port": self.config.milvus.http_port,
+            "agent_port": self.config.agent_port,
             "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
             "mishards_writer": self.mishards_writer,
             "lease_left_s": self.lease.left(lease_now()) if self.lease is not None else 0.0,

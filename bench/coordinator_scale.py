@@ -391,13 +391,16 @@ def run_size(
     loadgen_pids = [p.pid for p, _ in workers if p.pid is not None]
     mariadb_pids = [server.proc.pid] if server.proc is not None else []
     t0 = time.monotonic()
-    cpu0 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids)
+    cpu0 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids), cpu_seconds([os.getpid()])
+    host0 = psutil.cpu_times()
     metrics.start()
     rss.start()
     progress(f"N={n}: measuring for {args.seconds:.0f}s")
     time.sleep(args.seconds)
     t1 = time.monotonic()
-    cpu1 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids)
+    cpu1 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids), cpu_seconds([os.getpid()])
+    host1 = psutil.cpu_times()
+    load_average = os.getloadavg()[0]
     metrics.halt.set()
     rss.halt.set()
     text1 = scrape(coordinator.metrics_port)
@@ -448,6 +451,8 @@ def run_size(
             if q:
                 decide[f"summary_q{q.group(1)}_ms"] = round(value * 1000, 3)
 
+    host_busy = sum(host1) - sum(host0) - (host1.idle - host0.idle) - (host1.iowait - host0.iowait)
+    ours = sum(b - a for a, b in zip(cpu0, cpu1, strict=True))
     rss_mib = [b / 2**20 for b in rss.rss] or [psutil.Process(cpid).memory_info().rss / 2**20]
     out = {
         "nodes": n,
@@ -478,6 +483,12 @@ def run_size(
             "slots_skipped": sum(r["skipped"] for r in results),
         },
         "mariadb_cpu_pct": round((cpu1[2] - cpu0[2]) / wall * 100, 1),
+        # Everything else on the host in the window (other work on a shared machine skews the figures).
+        "host": {
+            "busy_pct": round(host_busy / wall * 100, 1),
+            "others_cpu_pct": round(max(0.0, host_busy - ours) / wall * 100, 1),
+            "load_average_1m": round(load_average, 2),
+        },
     }
     progress(
         f"N={n}: p50 {out['report_latency_ms']['p50']} ms, p99 {out['report_latency_ms']['p99']} ms, "

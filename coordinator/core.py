@@ -263,9 +263,23 @@ def decide(
     else:
         memory, change, why, events = _watch_writer(durable, memory, reports, now, timing, now_unix)
 
-    assignments = _assignments(durable, memory, reports, now, timing, leadership_left_s, change)
     discovery = _discovery(durable, memory, reports, now, timing)
+    assignments = _with_discovery(
+        _assignments(durable, memory, reports, now, timing, leadership_left_s, change), discovery, durable, reports
+    )
     return Decision(memory, change, assignments, discovery, tuple(events), why)
+
+
+def _with_discovery(
+    assignments: dict[str, Assignment], discovery: Discovery | None, durable: Durable, reports: Mapping[str, Report]
+) -> dict[str, Assignment]:
+    """Nodes that host Mishards are also told where Mishards must send requests."""
+    if discovery is None:
+        return assignments
+    hosts = {n for n, r in reports.items() if r.hosts_mishards} | {
+        n for n, r in durable.nodes.items() if r.hosts_mishards
+    }
+    return {n: (replace(a, discovery=discovery) if n in hosts else a) for n, a in assignments.items()}
 
 
 def committed(memory: Memory, epoch: int, now: float) -> Memory:
@@ -783,32 +797,26 @@ def _assignments(
     writer_http = wreport.milvus_http_port if wreport else 0
     lease_s = min(timing.lease_s, leadership_left_s)
     lease_ms = int(lease_s * 1000) if lease_s >= timing.min_lease_s else 0
+    epoch = cluster.epoch
+    reader_reason = f"a reader at epoch {epoch}"
     out: dict[str, Assignment] = {}
+    # One Assignment built per node, without dataclasses.replace (this runs for every node on every tick).
     for name in sorted(set(reports) | set(durable.nodes)):
         record = durable.nodes.get(name)
-        base = Assignment(
-            node=name,
-            role="ro",
-            epoch=cluster.epoch,
-            lease_ms=0,
-            writer=writer,
-            writer_address=writer_address,
-            writer_http_port=writer_http,
-        )
+        role, lease, reason = "ro", 0, reader_reason
         if record is not None and record.maintenance and name != writer:
-            out[name] = replace(base, role="none", reason="in maintenance")
+            role, reason = "none", "in maintenance"
         elif name == writer and change is None and _writer_may_hold_lease(durable, memory, reports.get(name)):
             if lease_ms:
-                out[name] = replace(base, role="rw", lease_ms=lease_ms, reason=f"the writer at epoch {cluster.epoch}")
+                role, lease, reason = "rw", lease_ms, f"the writer at epoch {epoch}"
             else:
-                out[name] = replace(base, role="rw", reason="the writer; no lease while this leader's own is short")
+                role, reason = "rw", "the writer; no lease while this leader's own is short"
         elif name == writer and t is None:
             # Before this leader settles: still the writer, but no lease from us yet (lease_ms 0 renews nothing).
-            out[name] = replace(base, role="rw", reason="the writer; this new leader renews no lease until it settles")
+            role, reason = "rw", "the writer; this new leader renews no lease until it settles"
         elif name == writer:
-            out[name] = replace(base, reason=f"to be the writer once the old one is fenced (epoch {cluster.epoch})")
+            reason = f"to be the writer once the old one is fenced (epoch {epoch})"
         elif t is not None and name == t.old:
-            out[name] = replace(base, reason=f"demoted: {t.new} takes over at epoch {t.epoch}")
-        else:
-            out[name] = replace(base, reason=f"a reader at epoch {cluster.epoch}")
+            reason = f"demoted: {t.new} takes over at epoch {t.epoch}"
+        out[name] = Assignment(name, role, epoch, lease, writer, writer_address, writer_http, None, reason)
     return out

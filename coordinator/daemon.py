@@ -31,7 +31,11 @@ from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader
 
 log = logging.getLogger("jfs_milvus.coordinator")
 
+ROLE_CHANGES = ("initial", "failover", "switchover", "resume")
 PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120)
+# While it leads, only this coordinator writes the cluster row and the nodes table, and it drops its copy after
+# each write; the copy is reloaded at least this often anyway, to see edits made by hand in MySQL.
+DURABLE_REFRESH_S = 1.0
 
 
 def mysql_settings(config: CoordinatorConfig) -> MysqlSettings:
@@ -73,10 +77,12 @@ class Coordinator:
         config: CoordinatorConfig,
         store: ClusterStore | None = None,
         publish: Callable[[dict[str, object]], None] | None = None,
+        push: Callable[[Report | None, Assignment, int], None] | None = None,
     ):
         self.config = config
         self.store = store or ClusterStore(mysql_settings(config), config.cluster)
         self.publish_writer_change = publish
+        self.push = push
         self.leadership: Leadership | None = None
         self.memory: Memory | None = None
         self.reports: dict[str, Report] = {}
@@ -91,7 +97,11 @@ class Coordinator:
         self._transition_events: dict[int, int] = {}  # transition epoch -> event id
         self._phases_recorded: dict[int, int] = {}
         self._last_renew = 0.0
+        # The durable state as last loaded: (state, generation it was loaded at, monotonic time of the load).
+        self._durable: tuple[Durable, int, float] | None = None
+        self._durable_generation = 0  # bumped after every write that may change it
         self.pending_request: Request | None = None  # an operator's request, taken by the next tick
+        self.last_completed: Event | None = None  # the last role change that finished, with all its phases
 
     # -- leadership ---------------------------------------------------------------------------------------
     def _lead(self, now: float) -> bool:
@@ -118,6 +128,7 @@ class Coordinator:
                 self.reports = {}
             self.memory = Memory(leader_since=time.monotonic())
             self._transition_events = {}
+            self._invalidate_durable()
         self.leadership = got
         if got is None:
             self._follow()
@@ -157,7 +168,7 @@ class Coordinator:
         with self._state_lock:
             reports = dict(self.reports)
         try:
-            durable = self.store.load()
+            durable = self._load_durable(now)
             durable = self._register_nodes(durable, reports)
         except NotLeader:
             self._step_down()
@@ -200,6 +211,7 @@ class Coordinator:
         try:
             epoch = self.store.change_writer(self.leadership, change.expected_epoch, change.new_writer)
         except StoreError as exc:
+            self._invalidate_durable()
             # The write may or may not have committed (a broken connection hides the outcome). Stepping down
             # is the safe answer either way: the next term starts by fencing for a full lease unless the
             # writer MySQL names is already running rw.
@@ -207,6 +219,7 @@ class Coordinator:
             log.error("could not commit the new writer %s, stepping down: %s", change.new_writer, exc)
             self._step_down_locked()  # tick() holds answer_lock around the commit
             return None
+        self._invalidate_durable()  # the next tick reads the committed row back
         now = time.monotonic()
         old = durable.cluster.writer
         memory = committed(decision.memory, epoch, now)
@@ -228,10 +241,17 @@ class Coordinator:
         if again.change_writer is not None:  # cannot happen: the transition is committed now
             log.error("decision asked for a second change of writer in one tick; holding it")
             again = replace(again, change_writer=None)
+        if old is not None and old in again.assignments and self.push is not None:
+            # Tell the old writer at once rather than at its next report: a planned switchover then waits
+            # for one report, not two. Fencing never depends on this message arriving.
+            self.push(reports.get(old), again.assignments[old], self.leadership.term)
         return durable, again
 
     def _publish(self, durable: Durable, decision: Decision) -> None:
         self.memory = decision.memory
+        for event in decision.events:
+            if event.kind in ROLE_CHANGES:
+                self.last_completed = event
         self.published = Published(
             durable=durable,
             assignments=dict(decision.assignments),
@@ -240,6 +260,21 @@ class Coordinator:
             transition=decision.memory.transition,
         )
 
+    def _invalidate_durable(self) -> None:
+        self._durable_generation += 1
+
+    def _load_durable(self, now: float) -> Durable:
+        """The durable state: the copy from an earlier tick unless something was written since, or it is older
+        than DURABLE_REFRESH_S (reading and converting every node row on every tick costs a 1000-node cluster
+        tens of milliseconds of CPU per tick, held against the Report handlers)."""
+        generation = self._durable_generation
+        cached = self._durable
+        if cached is not None and cached[1] == generation and now - cached[2] < DURABLE_REFRESH_S:
+            return cached[0]
+        durable = self.store.load()
+        self._durable = (durable, generation, now)
+        return durable
+
     def _register_nodes(self, durable: Durable, reports: dict[str, Report]) -> Durable:
         """Nodes seen in reports but not in MySQL (or with a new address) are written there."""
         assert self.leadership is not None
@@ -247,10 +282,11 @@ class Coordinator:
         for name, (address, hosts) in ((n, (r.address, r.hosts_mishards)) for n, r in reports.items()):
             record = durable.nodes.get(name)
             if record is None or record.address != address or record.hosts_mishards != hosts:
+                self._invalidate_durable()
                 self.store.upsert_node(self.leadership, name, address, hosts)
                 log.info("registered node %s at %s%s", name, address, " (hosts Mishards)" if hosts else "")
                 changed = True
-        return self.store.load() if changed else durable
+        return self._load_durable(time.monotonic()) if changed else durable
 
     def _measure(self, seconds: float) -> None:
         self.counters.decide_count += 1
@@ -371,7 +407,10 @@ class Coordinator:
         leadership = self.leadership
         if leadership is None:
             raise NotLeader("this coordinator does not lead")
-        action(leadership)
+        try:
+            action(leadership)
+        finally:
+            self._invalidate_durable()  # after the write (even a failed one: its outcome is unknown)
 
     def _log_event(self, kind: str, reason: str, node: str | None = None) -> None:
         leadership = self.leadership

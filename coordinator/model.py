@@ -65,6 +65,7 @@ class Report:
     mishards_writer: str = ""  # WOSERVER now written in its Mishards env file
     writer_seen_healthy_age_s: float | None = None  # witness of the writer's Milvus health, None: never
     lease_left_s: float = 0.0
+    agent_port: int = 0  # the agent's API, for assignments pushed at once
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from agent.sdnotify import notify, watchdog_interval_s
 from coordinator.config import CoordinatorConfig
 from coordinator.daemon import Coordinator, redis_publisher
 from coordinator.metrics import render_coordinator_metrics
+from coordinator.push import AssignmentPusher
 from coordinator.server import listen_host, serve
 from coordinator.store import StoreError
 
@@ -26,7 +27,7 @@ def run_coordinator(config: CoordinatorConfig) -> int:
     if config.publish.redis_url:
         password = config.publish.password.load().reveal() if config.publish.password else None
         publish = redis_publisher(config.publish.redis_url, password, config.publish.channel)
-    coordinator = Coordinator(config, publish=publish)
+    coordinator = Coordinator(config, publish=publish, push=AssignmentPusher(config.coordinator_id, config.tls))
     while True:
         try:
             version = coordinator.store.migrate()

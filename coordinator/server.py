@@ -41,11 +41,11 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
     gpu_health = "unavailable"
     gpu_reasons: list[str] = []
     if obs.gpus.available:
-        worst = max((g.health for g in obs.gpus.gpus), default=node_pb2.HEALTH_HEALTHY)
+        gpus = obs.gpus.gpus
+        worst = max([g.health for g in gpus]) if gpus else node_pb2.HEALTH_HEALTHY
         gpu_health = HEALTH_NAME.get(worst, "failed")
-        gpu_reasons = [
-            f"GPU {g.index}: {r}" for g in obs.gpus.gpus for r in g.reasons if g.health == node_pb2.HEALTH_FAILED
-        ]
+        if worst == node_pb2.HEALTH_FAILED:  # reasons of failed GPUs only: none to collect otherwise
+            gpu_reasons = [f"GPU {g.index}: {r}" for g in gpus if g.health == node_pb2.HEALTH_FAILED for r in g.reasons]
     mount = max(obs.mounts, key=lambda m: MOUNT_RANK.get(m.state, 3), default=None)
     container_role = "none"
     if obs.HasField("container") and obs.container.state == "running":
@@ -69,6 +69,7 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
         mishards_writer=obs.mishards_writer,
         writer_seen_healthy_age_s=obs.writer_seen_healthy_age_s if obs.writer_seen_healthy_age_s >= 0 else None,
         lease_left_s=obs.lease_left_s,
+        agent_port=obs.agent_port,
     )
 
 
@@ -154,6 +155,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                     yield coordinator_pb2.Progress(phase=name, message=f"{t.kind} to {t.new}: {name}", at_unix=wall)
                 sent = len(t.phases)
             elif seen_transition or (published.durable and published.durable.cluster.writer == request.to):
+                finished = self.c.last_completed
+                if (finished is not None and finished.node == request.to) or (finished is not None and request.to is None):
+                    for name, wall in finished.phases[sent:]:
+                        yield coordinator_pb2.Progress(
+                            phase=name, message=f"{finished.kind} to {finished.node}: {name}", at_unix=wall
+                        )
                 writer = published.durable.cluster.writer if published.durable else None
                 ok = request.to is None or writer == request.to
                 message = (

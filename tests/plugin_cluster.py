@@ -294,9 +294,18 @@ def local_cluster(
 ) -> Iterator[Callable[..., LocalCluster]]:
     made: list[LocalCluster] = []
 
-    def make(size: int = 3, nvml_lib: Path | None = None, **timing: Any) -> LocalCluster:
+    def make(size: int = 3, nvml_lib: Path | None = None, publish: bool = False, **timing: Any) -> LocalCluster:
         volume = make_volume(probe_timeout_s=2.0)
         coordinator = coordinator_factory(**timing)
+        if publish:
+            password = tmp_path / "publish-redis-password"
+            password.write_text((volume.redis.password or "") + "\n")
+            password.chmod(0o600)
+            coordinator.data["publish"] = {
+                "redis_url": f"redis://127.0.0.1:{volume.redis.port}/0",
+                "password_file": str(password),
+                "channel": "jfs-milvus:writer",
+            }
         root = tmp_path / f"cluster{len(made)}"
         root.mkdir()
         cluster = LocalCluster(root, volume, mysql_db, standin_image, coordinator, size, nvml_lib)

@@ -3,11 +3,14 @@ writer, with a client writing all along and a checker proving one writer at a ti
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
 from tests.plugin_agent import wait_until
@@ -112,3 +115,73 @@ def test_writer_gpu_failure_fails_over(local_cluster: Callable[..., LocalCluster
     assert failover and "GPU failed" in failover[-1].reason and failover[-1].node == new.name
     client.stop()
     cluster.check_history(client.acknowledged)
+
+
+def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
+    local_cluster: Callable[..., LocalCluster], tmp_path: Path
+) -> None:
+    cluster = local_cluster(3, publish=True)
+    host = next(iter(cluster.nodes.values()))
+    env_file = tmp_path / "mishards.env"
+    db_password = tmp_path / "mishards-db-password"
+    db_password.write_text("pw\n")
+    db_password.chmod(0o600)
+    host.write_config(
+        mishards={
+            "enabled": True,
+            "env_file": str(env_file),
+            "container_name": f"mishards-{host.name}",
+            "database_uri": "mysql+pymysql://root@127.0.0.1:3306/milvus",
+            "database_password_file": str(db_password),
+        }
+    )
+    cluster.start()
+    old = cluster.wait_for_writer(90)
+    for node in cluster.readers():
+        node.wait_role("ro", timeout=60)
+    client = WriteClient(cluster).start()
+    wait_until(
+        lambda: (
+            f"WOSERVER='tcp://{old.address}:{old.milvus_port}'" in (env_file.read_text() if env_file.exists() else "")
+        ),
+        30,
+        "Mishards env naming the writer",
+    )
+    subscriber = redis.Redis(
+        host="127.0.0.1", port=host.volume.redis.port, password=host.volume.redis.password
+    ).pubsub()
+    subscriber.subscribe("jfs-milvus:writer")
+    target = next(n for n in cluster.readers())
+    began = time.monotonic()
+    phases = [
+        p.phase
+        for p in cluster.coordinator.stub().Switchover(
+            coordinator_pb2.SwitchoverRequest(to=target.name, reason="test"), timeout=90
+        )
+    ]
+    took = time.monotonic() - began
+    assert phases[-1] == "done", phases
+    assert {"decide", "fence", "promote", "healthy"} <= set(phases), phases
+    assert cluster.writer() == target.name and cluster.status().epoch == 2
+    cluster.wait_for_writer(30)
+    wait_until(
+        lambda: f"WOSERVER='tcp://{target.address}:{target.milvus_port}'" in env_file.read_text(),
+        30,
+        "Mishards env following",
+    )
+    message = wait_until(
+        lambda: subscriber.get_message(timeout=0.5, ignore_subscribe_messages=True), 10, "the Redis announcement"
+    )
+    announced = json.loads(message["data"])
+    assert announced["old"] == old.name and announced["new"] == target.name and announced["epoch"] == 2
+    metrics = (
+        urllib.request.urlopen(f"http://127.0.0.1:{cluster.coordinator.metrics_port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
+    assert 'jfs_milvus_cluster_epoch{cluster="test"} 2' in metrics and "jfs_milvus_switchovers_total" in metrics
+    assert "pushed ro at epoch 2" in cluster.coordinator.log()
+    wait_until(lambda: client.acked_after(began + took) > 0, 20, "writes on the new writer")
+    client.stop()
+    cluster.check_history(client.acknowledged)
+    print(f"[timing] planned switchover {took:.1f}s")

@@ -280,3 +280,10 @@ def test_readers_join_the_host_list_after_settling_and_leave_when_unhealthy() ->
     reports = {**healthy_cluster(106.0), "c": rep("c", 106.0, mount_state="failed")}
     d = decide(durable(), d.memory, reports, 106.0, T, 5)
     assert d.discovery is not None and d.discovery.hosts == ("10.0.0.2",)
+
+
+def test_only_nodes_hosting_mishards_are_told_the_discovery() -> None:
+    reports = {**healthy_cluster(100.0), "c": rep("c", 100.0, hosts_mishards=True)}
+    d = decide(durable(), settled(), reports, 100.0, T, 5)
+    assert d.assignments["c"].discovery == d.discovery and d.discovery is not None
+    assert d.assignments["b"].discovery is None and d.assignments["a"].discovery is None

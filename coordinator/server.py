@@ -156,7 +156,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                 sent = len(t.phases)
             elif seen_transition or (published.durable and published.durable.cluster.writer == request.to):
                 finished = self.c.last_completed
-                if (finished is not None and finished.node == request.to) or (finished is not None and request.to is None):
+                if finished is not None and request.to in (None, finished.node):
                     for name, wall in finished.phases[sent:]:
                         yield coordinator_pb2.Progress(
                             phase=name, message=f"{finished.kind} to {finished.node}: {name}", at_unix=wall

@@ -1,26 +1,613 @@
-"""coordinatorctl: the operator's command line (its commands arrive with issue 5)."""
+"""coordinatorctl: the operator's command line for a jfs-milvus cluster.
+
+Output is for people by default (`-o table`) and for programs on request (`-o json|yaml`). Exit codes: 0 done,
+1 refused or failed, 2 bad usage. Errors go to stderr in one line that says what to do. The coordinator is
+chosen by --coordinator, $JFS_MILVUS_COORDINATOR or the coordinator config; actions follow the leader.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+import grpc
+import yaml
+from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
+
+from agent.configschema import ConfigError
 from coordinator import __version__
+from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+ADDRESS_ENV = "JFS_MILVUS_COORDINATOR"
+ROLE = {node_pb2.ROLE_RW: "rw", node_pb2.ROLE_RO: "ro", node_pb2.ROLE_STOPPED: "none", node_pb2.ROLE_UNSPECIFIED: "-"}
+HEALTH = {
+    node_pb2.HEALTH_HEALTHY: "healthy",
+    node_pb2.HEALTH_DEGRADED: "degraded",
+    node_pb2.HEALTH_FAILED: "failed",
+    node_pb2.HEALTH_UNSPECIFIED: "-",
+}
+ROLE_CHANGES = ("initial", "failover", "switchover", "resume")
+PHASES = ("detect", "decide", "fence", "promote", "healthy", "mishards")
+
+
+class CtlError(Exception):
+    """A failure to report in one line; `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+# -- connecting ----------------------------------------------------------------------------------------------
+class Connection:
+    """The coordinators to try, in order, with mTLS credentials when given; follows the leader for actions."""
+
+    def __init__(self, addresses: list[str], credentials: grpc.ChannelCredentials | None, timeout_s: float = 5.0):
+        self.addresses = addresses
+        self.credentials = credentials
+        self.timeout_s = timeout_s
+
+    def _stub(self, address: str) -> coordinator_pb2_grpc.CoordinatorServiceStub:
+        channel = grpc.secure_channel(address, self.credentials) if self.credentials else grpc.insecure_channel(address)
+        return coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+
+    def any(self) -> tuple[str, coordinator_pb2_grpc.CoordinatorServiceStub]:
+        """The first coordinator that answers."""
+        errors = []
+        for address in self.addresses:
+            stub = self._stub(address)
+            try:
+                stub.Why(coordinator_pb2.WhyRequest(), timeout=self.timeout_s)
+                return address, stub
+            except grpc.RpcError as exc:
+                errors.append(f"{address}: {exc.code().name.lower()}")
+        raise CtlError(
+            f"no coordinator answers ({'; '.join(errors)}); check --coordinator, ${ADDRESS_ENV} or the TLS files"
+        )
+
+    def leader(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
+        address, stub = self.any()
+        status = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
+        if status.leader_address and status.leader_address != address:
+            return self._stub(status.leader_address)
+        if not status.leader:
+            raise CtlError(f"no coordinator leads right now ({status.why}); retry in a few seconds")
+        return stub
+
+
+def build_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    ca, cert, key = args.ca, args.cert, args.key
+    if not (ca or cert or key):
+        return None
+    if not (ca and cert and key):
+        raise CtlError("give all three of --ca, --cert and --key (or none)", EXIT_USAGE)
+    try:
+        with open(ca, "rb") as c, open(key, "rb") as k, open(cert, "rb") as e:
+            return grpc.ssl_channel_credentials(c.read(), k.read(), e.read())
+    except OSError as exc:
+        raise CtlError(f"cannot read a TLS file: {exc}", EXIT_USAGE) from exc
+
+
+def coordinator_addresses(args: argparse.Namespace) -> list[str]:
+    given = args.coordinator or os.environ.get(ADDRESS_ENV)
+    if given:
+        return [a.strip() for a in given.split(",") if a.strip()]
+    path = args.config or DEFAULT_CONFIG_PATH
+    if os.path.exists(path):
+        try:
+            config = load_coordinator_config(path)
+        except ConfigError:
+            pass
+        else:
+            host, _, port = config.advertise.rpartition(":")
+            return [f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"]
+    return ["127.0.0.1:19800"]
+
+
+# -- output --------------------------------------------------------------------------------------------------
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def emit(data: Any, output: str, render: Callable[[Any], str]) -> None:
+    if output == "json":
+        print(json.dumps(data, indent=2, sort_keys=False))
+    elif output == "yaml":
+        print(yaml.safe_dump(data, sort_keys=False).rstrip())
+    else:
+        print(render(data))
+
+
+def when(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix)) if unix else "-"
+
+
+# -- status ----------------------------------------------------------------------------------------------------
+def status_data(status: coordinator_pb2.ClusterStatus) -> dict[str, Any]:
+    d = status.discovery
+    return {
+        "cluster": status.cluster,
+        "writer": status.writer or None,
+        "epoch": status.epoch,
+        "leader": status.leader or None,
+        "leader_term": status.leader_term,
+        "paused": status.paused,
+        "paused_reason": status.paused_reason,
+        "mishards": {
+            "woserver": f"tcp://{d.writer_address}:{d.writer_port}" if d.writer_address else None,
+            "hosts": list(d.hosts),
+        },
+        "why": status.why,
+        "nodes": [
+            {
+                "name": n.name,
+                "address": n.address,
+                "role_assigned": ROLE[n.role_assigned],
+                "role_running": ROLE[n.role_running],
+                "epoch": n.epoch,
+                "gpu": HEALTH[n.gpu_health],
+                "mount": HEALTH[n.mount_health],
+                "container": n.container_state,
+                "lag_s": round(n.seconds_since_report, 1) if n.seconds_since_report >= 0 else None,
+                "priority": n.priority,
+                "maintenance": n.maintenance,
+                "maintenance_reason": n.maintenance_reason,
+            }
+            for n in status.nodes
+        ],
+    }
+
+
+def render_status(data: dict[str, Any]) -> str:
+    paused = f"yes ({data['paused_reason'] or 'no reason given'})" if data["paused"] else "no"
+    head = [
+        f"Cluster: {data['cluster']}   Writer: {data['writer'] or '(none)'}   Epoch: {data['epoch']}   "
+        f"Leader: {data['leader'] or '(none)'} term {data['leader_term']}   Paused: {paused}",
+        f"Mishards: WOSERVER {data['mishards']['woserver'] or '-'}   "
+        f"hosts {','.join(data['mishards']['hosts']) or '-'}",
+    ]
+    rows = [
+        [
+            n["name"] + (" *" if n["name"] == data["writer"] else ""),
+            n["address"],
+            n["role_assigned"],
+            n["role_running"],
+            n["epoch"],
+            n["gpu"],
+            n["mount"],
+            n["container"],
+            "-" if n["lag_s"] is None else f"{n['lag_s']:.1f}s",
+            n["priority"],
+            ("yes: " + n["maintenance_reason"]) if n["maintenance"] else "no",
+        ]
+        for n in data["nodes"]
+    ]
+    body = table(
+        [
+            "NODE",
+            "ADDRESS",
+            "ASSIGNED",
+            "RUNNING",
+            "EPOCH",
+            "GPU",
+            "MOUNT",
+            "CONTAINER",
+            "LAG",
+            "PRIORITY",
+            "MAINTENANCE",
+        ],
+        rows,
+    )
+    return "\n".join([*head, "", body, "", f"Why: {data['why']}"])
+
+
+def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
+    while True:
+        _, stub = conn.any()
+        data = status_data(stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=conn.timeout_s))
+        if args.watch is None:
+            emit(data, args.output, render_status)
+            return EXIT_OK
+        sys.stdout.write("\033[H\033[J")
+        emit(data, args.output, render_status)
+        sys.stdout.flush()
+        time.sleep(args.watch)
+
+
+# -- actions ---------------------------------------------------------------------------------------------------
+def confirm(args: argparse.Namespace, question: str) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CtlError(f"{question.rstrip('?')}: not on a terminal, so add --yes to confirm", EXIT_USAGE)
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise CtlError("cancelled; nothing was changed")
+
+
+def follow_progress(stream: Iterable[coordinator_pb2.Progress], output: str) -> int:
+    began = time.monotonic()
+    steps = []
+    for p in stream:
+        steps.append({"phase": p.phase, "message": p.message, "at": p.at_unix, "done": p.done, "ok": p.ok})
+        if output == "table":
+            print(f"{time.monotonic() - began:6.1f}s  {p.phase:<9} {p.message}", flush=True)
+        if p.done:
+            total = time.monotonic() - began
+            if output != "table":
+                emit({"steps": steps, "ok": p.ok, "seconds": round(total, 3)}, output, str)
+            if not p.ok:
+                raise CtlError(f"{p.phase}: {p.message}")
+            if output == "table":
+                print(f"done in {total:.1f}s")
+            return EXIT_OK
+    raise CtlError("the coordinator ended the stream without an outcome; check `coordinatorctl status`")
+
+
+def cmd_switchover(conn: Connection, args: argparse.Namespace) -> int:
+    confirm(args, f"Move the writer to {args.to or 'the best candidate'}?")
+    stub = conn.leader()
+    request = coordinator_pb2.SwitchoverRequest(to=args.to or "", reason=args.reason)
+    return follow_progress(stub.Switchover(request, timeout=300), args.output)
+
+
+def cmd_failover(conn: Connection, args: argparse.Namespace) -> int:
+    if args.force:
+        print(
+            "warning: --force promotes without proof that the old writer stopped; if it is still running it "
+            "may write at the same time and corrupt the volume until its own lease runs out",
+            file=sys.stderr,
+        )
+    confirm(args, f"Fail over to {args.to}{' WITHOUT fencing the old writer' if args.force else ''}?")
+    stub = conn.leader()
+    request = coordinator_pb2.FailoverRequest(to=args.to, force=args.force, reason=args.reason)
+    return follow_progress(stub.Failover(request, timeout=300), args.output)
+
+
+def _call(conn: Connection, action: Callable[[Any], Any], done: str, output: str) -> int:
+    stub = conn.leader()
+    try:
+        status = action(stub)
+    except grpc.RpcError as exc:
+        raise CtlError(f"refused: {exc.details()}") from exc
+    data = status_data(status)
+    emit(data, output, lambda d: f"{done}\n\n{render_status(d)}")
+    return EXIT_OK
+
+
+def cmd_pause(conn: Connection, args: argparse.Namespace) -> int:
+    paused = args.command == "pause"
+    request = coordinator_pb2.SetPausedRequest(paused=paused, reason=args.reason)
+    done = "automatic failover paused" if paused else "automatic failover resumed"
+    return _call(conn, lambda s: s.SetPaused(request, timeout=conn.timeout_s), done, args.output)
+
+
+def cmd_maintenance(conn: Connection, args: argparse.Namespace) -> int:
+    on = args.state == "on"
+    if on:
+        confirm(args, f"Put {args.node} in maintenance (it stops Milvus; a writer is switched over first)?")
+    request = coordinator_pb2.SetMaintenanceRequest(node=args.node, on=on, reason=args.reason)
+    done = f"{args.node} maintenance {args.state}"
+    return _call(conn, lambda s: s.SetMaintenance(request, timeout=conn.timeout_s), done, args.output)
+
+
+def cmd_priority(conn: Connection, args: argparse.Namespace) -> int:
+    request = coordinator_pb2.SetPriorityRequest(node=args.node, priority=args.priority)
+    done = f"{args.node} priority {args.priority}"
+    return _call(conn, lambda s: s.SetPriority(request, timeout=conn.timeout_s), done, args.output)
+
+
+# -- history and events ----------------------------------------------------------------------------------------
+def event_data(e: coordinator_pb2.Event) -> dict[str, Any]:
+    phases = [(p.name, p.at_unix) for p in e.phases]
+    durations = {name: round(at - phases[i - 1][1], 3) for i, (name, at) in enumerate(phases) if i > 0}
+    return {
+        "id": e.id,
+        "at": e.at_unix,
+        "time": when(e.at_unix),
+        "kind": e.kind,
+        "node": e.node or None,
+        "epoch": e.epoch,
+        "reason": e.reason,
+        "phases": [{"name": n, "at": at} for n, at in phases],
+        "phase_seconds": durations,
+        "total_seconds": round(phases[-1][1] - phases[0][1], 3) if len(phases) > 1 else None,
+    }
+
+
+def render_history(data: list[dict[str, Any]]) -> str:
+    def sec(e: dict[str, Any], phase: str) -> str:
+        value = e["phase_seconds"].get(phase)
+        return "-" if value is None else f"{value:.2f}s"
+
+    rows = [
+        [
+            e["id"],
+            e["time"],
+            e["kind"],
+            e["node"] or "-",
+            e["epoch"],
+            *(sec(e, p) for p in PHASES[1:]),
+            "-" if e["total_seconds"] is None else f"{e['total_seconds']:.2f}s",
+            e["reason"],
+        ]
+        for e in data
+    ]
+    return table(
+        ["ID", "TIME", "KIND", "TO", "EPOCH", "DECIDE", "FENCE", "PROMOTE", "HEALTHY", "MISHARDS", "TOTAL", "REASON"],
+        rows,
+    )
+
+
+def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
+    _, stub = conn.any()
+    request = coordinator_pb2.ListEventsRequest(limit=args.limit, role_changes_only=True)
+    data = [event_data(e) for e in stub.ListEvents(request, timeout=conn.timeout_s)]
+    emit(data, args.output, lambda d: render_history(d) if d else "no role changes yet")
+    return EXIT_OK
+
+
+def cmd_events(conn: Connection, args: argparse.Namespace) -> int:
+    _, stub = conn.any()
+    request = coordinator_pb2.ListEventsRequest(limit=args.limit, follow=args.follow)
+    try:
+        for e in stub.ListEvents(request, timeout=None if args.follow else conn.timeout_s):
+            data = event_data(e)
+            if args.output == "table":
+                print(
+                    f"{data['time']}  {data['kind']:<13} {data['node'] or '-':<12} "
+                    f"epoch {data['epoch']:<4} {data['reason']}",
+                    flush=True,
+                )
+            else:
+                print(
+                    json.dumps(data) if args.output == "json" else yaml.safe_dump([data], sort_keys=False).rstrip(),
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+def cmd_why(conn: Connection, args: argparse.Namespace) -> int:
+    _, stub = conn.any()
+    sentence = stub.Why(coordinator_pb2.WhyRequest(), timeout=conn.timeout_s).sentence
+    emit({"why": sentence}, args.output, lambda d: d["why"])
+    return EXIT_OK
+
+
+# -- config --------------------------------------------------------------------------------------------------
+def cmd_config(conn: Connection | None, args: argparse.Namespace) -> int:
+    path = args.file or args.config or DEFAULT_CONFIG_PATH
+    try:
+        config = load_coordinator_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "validate":
+        print(f"{path}: OK (cluster {config.cluster}, coordinator {config.coordinator_id})")
+        return EXIT_OK
+    data = _plain(config)
+    emit(data, "yaml" if args.output == "table" else args.output, lambda d: yaml.safe_dump(d, sort_keys=False))
+    return EXIT_OK
+
+
+def _plain(value: Any) -> Any:
+    """A config as plain data; secrets appear as where they are read from, never their value."""
+    from dataclasses import fields, is_dataclass
+
+    from agent.secrets import SecretRef
+
+    if isinstance(value, SecretRef):
+        return {"file": value.file} if value.file else {"env": value.env}
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# -- completion ----------------------------------------------------------------------------------------------
+COMMANDS = [
+    "status",
+    "list",
+    "switchover",
+    "failover",
+    "pause",
+    "resume",
+    "maintenance",
+    "priority",
+    "history",
+    "events",
+    "why",
+    "doctor",
+    "config",
+    "completion",
+]
+
+
+def cmd_completion(conn: Connection | None, args: argparse.Namespace) -> int:
+    words = " ".join(COMMANDS)
+    if args.shell == "bash":
+        print(
+            "_coordinatorctl() {\n"
+            "  local cur=${COMP_WORDS[COMP_CWORD]}\n"
+            f'  if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "{words}" -- "$cur")); '
+            'else COMPREPLY=($(compgen -W "-o --output --yes --to --force --reason --limit --follow --watch '
+            '--coordinator --ca --cert --key --help on off show validate bash zsh" -- "$cur")); fi\n'
+            "}\ncomplete -F _coordinatorctl coordinatorctl"
+        )
+    else:
+        print(f"#compdef coordinatorctl\n_arguments '1: :({words})' '*: :_files'")
+    return EXIT_OK
+
+
+# -- the parser --------------------------------------------------------------------------------------------------
+def common_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options allowed before and after the command; after it they only override what was given before."""
+    common = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    common.add_argument(
+        "--coordinator",
+        metavar="ADDR[,ADDR]",
+        default=default(None),
+        help=f"coordinator(s) to ask (default: ${ADDRESS_ENV}, the config, 127.0.0.1:19800)",
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default(None),
+        help=f"coordinator config to read the address from (default {DEFAULT_CONFIG_PATH})",
+    )
+    common.add_argument(
+        "--ca", default=default(os.environ.get("JFS_MILVUS_TLS_CA")), help="CA certificate ($JFS_MILVUS_TLS_CA)"
+    )
+    common.add_argument(
+        "--cert",
+        default=default(os.environ.get("JFS_MILVUS_TLS_CERT")),
+        help="client certificate ($JFS_MILVUS_TLS_CERT)",
+    )
+    common.add_argument(
+        "--key", default=default(os.environ.get("JFS_MILVUS_TLS_KEY")), help="client key ($JFS_MILVUS_TLS_KEY)"
+    )
+    common.add_argument(
+        "-o", "--output", choices=("table", "json", "yaml"), default=default("table"), help="output format"
+    )
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="coordinatorctl",
-        description=(
-            "Operate a jfs-milvus cluster: status, switchover, failover, pause, maintenance, history. "
-            "Not yet runnable in this version: only --help and --version work."
-        ),
-    )
+    top, common = common_options(False), common_options(True)
+    parser = argparse.ArgumentParser(prog="coordinatorctl", description="Operate a jfs-milvus cluster.", parents=[top])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_: str, example: str, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, aliases=list(aliases), parents=[common], help=help_, description=help_, epilog=f"example: {example}"
+        )
+
+    status = command(
+        "status", "one row per node and the cluster's header", "coordinatorctl status --watch 2", aliases=["list"]
+    )
+    status.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS", help="refresh in place")
+    sw = command(
+        "switchover",
+        "planned move of the writer: the old one stops first",
+        "coordinatorctl switchover --to node-b --yes",
+    )
+    sw.add_argument("--to", metavar="NODE", help="the new writer (default: the best candidate)")
+    sw.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sw.add_argument("--reason", default="", help="recorded with the event")
+    fo = command(
+        "failover", "make NODE the writer when the old one is already gone", "coordinatorctl failover --to node-b --yes"
+    )
+    fo.add_argument("--to", metavar="NODE", required=True)
+    fo.add_argument("--force", action="store_true", help="do not wait for proof that the old writer is fenced")
+    fo.add_argument("--yes", action="store_true")
+    fo.add_argument("--reason", default="")
+    for name, help_ in (
+        ("pause", "stop automatic decisions (leases are still renewed)"),
+        ("resume", "restart automatic decisions"),
+    ):
+        p = command(name, help_, f"coordinatorctl {name} --reason 'network work'")
+        p.add_argument("--reason", default="")
+    mt = command(
+        "maintenance",
+        "take a node out of service, or put it back",
+        "coordinatorctl maintenance on node-c --reason 'GPU swap' --yes",
+    )
+    mt.add_argument("state", choices=("on", "off"))
+    mt.add_argument("node")
+    mt.add_argument("--reason", default="")
+    mt.add_argument("--yes", action="store_true")
+    pr = command(
+        "priority", "set a node's priority (0: never the writer; higher first)", "coordinatorctl priority node-a 10"
+    )
+    pr.add_argument("node")
+    pr.add_argument("priority", type=int)
+    hist = command("history", "past role changes with their phase durations", "coordinatorctl history --limit 10")
+    hist.add_argument("--limit", type=int, default=20)
+    ev = command("events", "every decision, newest last", "coordinatorctl events --follow")
+    ev.add_argument("--limit", type=int, default=50)
+    ev.add_argument("--follow", action="store_true", help="keep printing new events")
+    command("why", "one sentence on why the cluster is as it is", "coordinatorctl why")
+    doc = command(
+        "doctor", "check the prerequisites and pitfalls of the seed guides", "coordinatorctl doctor --milvus-db milvus"
+    )
+    doc.add_argument("--milvus-db", default="milvus", help="Milvus' meta database on the same MySQL (default milvus)")
+    doc.add_argument("--max-clock-skew", type=float, default=1.0, metavar="SECONDS")
+    cfg = command(
+        "config",
+        "show or validate the coordinator config",
+        "coordinatorctl config validate /etc/jfs-milvus/coordinator.yaml",
+    )
+    cfg.add_argument("action", choices=("show", "validate"))
+    cfg.add_argument("file", nargs="?")
+    comp = command(
+        "completion",
+        "print a shell completion script",
+        "coordinatorctl completion bash > /etc/bash_completion.d/coordinatorctl",
+    )
+    comp.add_argument("shell", choices=("bash", "zsh"))
     return parser
+
+
+HANDLERS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "status": cmd_status,
+    "list": cmd_status,
+    "switchover": cmd_switchover,
+    "failover": cmd_failover,
+    "pause": cmd_pause,
+    "resume": cmd_pause,
+    "maintenance": cmd_maintenance,
+    "priority": cmd_priority,
+    "history": cmd_history,
+    "events": cmd_events,
+    "why": cmd_why,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "config":
+            return cmd_config(None, args)
+        if args.command == "completion":
+            return cmd_completion(None, args)
+        conn = Connection(coordinator_addresses(args), build_credentials(args))
+        if args.command == "doctor":
+            from coordinator.doctor import cmd_doctor
+
+            return cmd_doctor(conn, args)
+        return HANDLERS[args.command](conn, args)
+    except CtlError as exc:
+        print(f"coordinatorctl {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except grpc.RpcError as exc:
+        print(f"coordinatorctl {args.command}: {exc.code().name.lower()}: {exc.details()}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,7 +101,10 @@ class Coordinator:
         self._durable: tuple[Durable, int, float] | None = None
         self._durable_generation = 0  # bumped after every write that may change it
         self.pending_request: Request | None = None  # an operator's request, taken by the next tick
-        self.last_completed: Event | None = None  # the last role change that finished, with all its phases
+        self.last_completed: Event | None = None
+        self.observations: dict[
+            str, tuple[object, float]
+        ] = {}  # node -> (latest NodeObservation, unix time)  # the last role change that finished, with all its phases
 
     # -- leadership ---------------------------------------------------------------------------------------
     def _lead(self, now: float) -> bool:
@@ -126,6 +129,7 @@ class Coordinator:
             log.info("leading the cluster %s at term %d", self.config.cluster, got.term)
             with self._state_lock:
                 self.reports = {}
+            self.observations = {}
             self.memory = Memory(leader_since=time.monotonic())
             self._transition_events = {}
             self._invalidate_durable()

@@ -122,6 +122,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         if not report.node:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the observation names no node")
         leading, assignment = self.c.receive(report)
+        if leading:
+            self.c.observations[report.node] = (request.observation, time.time())
         if not leading:
             return self._not_leader()
         answer = coordinator_pb2.ReportResponse(leader=True)
@@ -237,6 +239,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             except StoreError:
                 continue
 
+    def GetNodeObservations(
+        self, request: coordinator_pb2.NodeObservationsRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.NodeObservations:
+        if self.c.leadership is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not the leader: {why(self.c)}")
+        out = coordinator_pb2.NodeObservations()
+        for _, (observation, at) in sorted(self.c.observations.items()):
+            out.observations.append(observation)
+            out.received_unix.append(at)
+        return out
+
     def Why(self, request: coordinator_pb2.WhyRequest, context: grpc.ServicerContext) -> coordinator_pb2.WhyResponse:
         return coordinator_pb2.WhyResponse(sentence=why(self.c))
 
@@ -268,6 +281,7 @@ def cluster_status(c: Coordinator) -> coordinator_pb2.ClusterStatus:
         paused=durable.cluster.paused,
         paused_reason=durable.cluster.paused_reason,
         why=why(c),
+        leader_address=address or "",
     )
     if published.discovery is not None:
         d = published.discovery

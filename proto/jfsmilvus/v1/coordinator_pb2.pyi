@@ -7,6 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class NodeObservationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeObservations(_message.Message):
+    __slots__ = ("observations", "received_unix")
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[_node_pb2.NodeObservation]
+    received_unix: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, observations: _Optional[_Iterable[_Union[_node_pb2.NodeObservation, _Mapping]]] = ..., received_unix: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class ReportRequest(_message.Message):
     __slots__ = ("observation", "hosts_mishards")
     OBSERVATION_FIELD_NUMBER: _ClassVar[int]
@@ -58,7 +70,7 @@ class NodeRow(_message.Message):
     def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., role_assigned: _Optional[_Union[_node_pb2.Role, str]] = ..., role_running: _Optional[_Union[_node_pb2.Role, str]] = ..., epoch: _Optional[int] = ..., gpu_health: _Optional[_Union[_node_pb2.Health, str]] = ..., mount_health: _Optional[_Union[_node_pb2.Health, str]] = ..., container_state: _Optional[str] = ..., seconds_since_report: _Optional[float] = ..., priority: _Optional[int] = ..., maintenance: _Optional[bool] = ..., maintenance_reason: _Optional[str] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("cluster", "writer", "epoch", "leader", "leader_term", "paused", "paused_reason", "discovery", "nodes", "why")
+    __slots__ = ("cluster", "writer", "epoch", "leader", "leader_term", "paused", "paused_reason", "discovery", "nodes", "why", "leader_address")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     WRITER_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +81,7 @@ class ClusterStatus(_message.Message):
     DISCOVERY_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     WHY_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     writer: str
     epoch: int
@@ -79,7 +92,8 @@ class ClusterStatus(_message.Message):
     discovery: _node_pb2.DiscoveryConfig
     nodes: _containers.RepeatedCompositeFieldContainer[NodeRow]
     why: str
-    def __init__(self, cluster: _Optional[str] = ..., writer: _Optional[str] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., leader_term: _Optional[int] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ..., discovery: _Optional[_Union[_node_pb2.DiscoveryConfig, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRow, _Mapping]]] = ..., why: _Optional[str] = ...) -> None: ...
+    leader_address: str
+    def __init__(self, cluster: _Optional[str] = ..., writer: _Optional[str] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., leader_term: _Optional[int] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ..., discovery: _Optional[_Union[_node_pb2.DiscoveryConfig, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRow, _Mapping]]] = ..., why: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
 
 class SwitchoverRequest(_message.Message):
     __slots__ = ("to", "reason")

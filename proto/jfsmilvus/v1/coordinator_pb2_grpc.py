@@ -79,6 +79,11 @@ class CoordinatorServiceStub:
                 request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
                 response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
                 _registered_method=True)
+        self.GetNodeObservations = channel.unary_unary(
+                '/jfsmilvus.v1.CoordinatorService/GetNodeObservations',
+                request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.SerializeToString,
+                response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -139,6 +144,13 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetNodeObservations(self, request, context):
+        """The latest observation each node reported to the leader (for coordinatorctl doctor).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +198,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.Why,
                     request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.WhyRequest.FromString,
                     response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.WhyResponse.SerializeToString,
+            ),
+            'GetNodeObservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodeObservations,
+                    request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.FromString,
+                    response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -431,6 +448,33 @@ class CoordinatorService:
             '/jfsmilvus.v1.CoordinatorService/Why',
             jfsmilvus_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
             jfsmilvus_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodeObservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jfsmilvus.v1.CoordinatorService/GetNodeObservations',
+            jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.SerializeToString,
+            jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.FromString,
             options,
             channel_credentials,
             insecure,

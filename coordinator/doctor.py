@@ -1,0 +1,208 @@
+"""`coordinatorctl doctor`: the prerequisites the seed guides list and the pitfalls they warn about.
+
+Each check gives PASS, WARN or FAIL with how to fix it. Cluster-wide checks run from here (MySQL from the
+coordinator config); per-node checks read what each agent last reported to the leader (its GPUs, mount,
+metadata engine, Docker, Mishards env file and clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pymysql
+from jfsmilvus.v1 import coordinator_pb2
+
+from agent.configschema import ConfigError
+from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+from coordinator.ctl import EXIT_FAILED, EXIT_OK, Connection, emit, table
+
+MIN_DRIVER = 418
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    where: str
+    result: str  # PASS | WARN | FAIL
+    detail: str
+    fix: str = ""
+
+
+def check_mysql(args: argparse.Namespace) -> list[Check]:
+    path = args.config or DEFAULT_CONFIG_PATH
+    try:
+        config = load_coordinator_config(path)
+    except ConfigError as exc:
+        return [
+            Check("MySQL", path, "WARN", f"cannot read the coordinator config: {exc.problems[0]}", "pass --config FILE")
+        ]
+    ref = config.mysql
+    where = f"mysql://{ref.user}@{ref.host}:{ref.port}"
+    try:
+        password = ref.password.load().reveal() if ref.password else None
+        conn = pymysql.connect(
+            host=ref.host, port=ref.port, user=ref.user, password=password or "", connect_timeout=3, read_timeout=3
+        )
+    except Exception as exc:  # any failure to connect is the finding
+        message = str(exc)
+        if password:
+            message = message.replace(password, "***")
+        return [
+            Check("MySQL reachable", where, "FAIL", message, "start MySQL, or fix mysql.host/port/user in the config")
+        ]
+    checks = [Check("MySQL reachable", where, "PASS", "connected")]
+    try:
+        with conn.cursor() as cur:
+            for database, what, fix in (
+                (ref.database, "coordinator state database", "start jfs-milvus-coordinator once: it creates it"),
+                (args.milvus_db, "Milvus meta database", f"CREATE DATABASE {args.milvus_db} (general.meta_uri)"),
+            ):
+                cur.execute("SHOW DATABASES LIKE %s", (database,))
+                present = cur.fetchone() is not None
+                checks.append(
+                    Check(
+                        what,
+                        f"{where}/{database}",
+                        "PASS" if present else "FAIL",
+                        "present" if present else "missing",
+                        "" if present else fix,
+                    )
+                )
+    finally:
+        conn.close()
+    return checks
+
+
+def node_checks(observation: Any, received_unix: float, max_skew: float) -> list[Check]:
+    node = observation.node
+    out: list[Check] = []
+    gpus = observation.gpus
+    if not gpus.available:
+        out.append(
+            Check(
+                "NVIDIA driver", node, "FAIL", gpus.reason or "NVML unavailable", "install NVIDIA driver 418 or later"
+            )
+        )
+    else:
+        major = int(m.group(1)) if (m := re.match(r"(\d+)", gpus.driver_version)) else 0
+        ok = major >= MIN_DRIVER
+        out.append(
+            Check(
+                "NVIDIA driver",
+                node,
+                "PASS" if ok else "FAIL",
+                f"version {gpus.driver_version or '?'}",
+                "" if ok else "upgrade to 418 or later",
+            )
+        )
+    for mount in observation.mounts:
+        where = f"{node}:{mount.mountpoint}"
+        if mount.state in ("healthy", "degraded") and mount.mounted:
+            out.append(
+                Check(
+                    "JuiceFS volume",
+                    where,
+                    "PASS",
+                    f"{mount.volume} mounted {'ro' if mount.read_only else 'rw'}, {mount.state}",
+                )
+            )
+        else:
+            out.append(
+                Check(
+                    "JuiceFS volume",
+                    where,
+                    "FAIL",
+                    f"{mount.state}: {'; '.join(mount.reasons) or 'not mounted'}",
+                    "check `juicefs format` was run and the cache dir is writable",
+                )
+            )
+        meta = mount.meta_engine
+        if not meta.reachable:
+            out.append(
+                Check("Redis (metadata)", where, "FAIL", meta.error or "unreachable", "start Redis or fix meta_url")
+            )
+        else:
+            out.append(Check("Redis reachable", where, "PASS", f"latency {meta.latency_ms:.1f} ms"))
+            policy = meta.maxmemory_policy
+            if policy and policy != "noeviction":
+                out.append(
+                    Check(
+                        "Redis maxmemory-policy",
+                        where,
+                        "WARN",
+                        f"{policy}: Redis may evict JuiceFS metadata",
+                        "CONFIG SET maxmemory-policy noeviction (and in redis.conf)",
+                    )
+                )
+            elif policy:
+                out.append(Check("Redis maxmemory-policy", where, "PASS", policy))
+            for warning in meta.warnings:
+                if "maxmemory-policy" not in warning:
+                    out.append(
+                        Check("Redis security", where, "WARN", warning, "set requirepass (and protected-mode as fits)")
+                    )
+    docker_errors = [e for e in observation.last_errors if "Docker" in e]
+    if observation.container.state in ("running",):
+        out.append(Check("Docker", node, "PASS", f"Milvus container {observation.container.state}"))
+    elif docker_errors:
+        out.append(Check("Docker", node, "FAIL", docker_errors[-1], "start the Docker engine"))
+    else:
+        out.append(
+            Check("Docker", node, "WARN", f"no Milvus container running ({observation.container.state or 'absent'})")
+        )
+    if observation.mishards_writer:
+        out.append(Check("Mishards env file", node, "PASS", f"WOSERVER {observation.mishards_writer}"))
+    skew = received_unix - observation.observed_at_unix
+    # The observation is taken up to a cycle before it is sent; only a large gap means a clock is off.
+    result = "PASS" if abs(skew) <= max_skew + 1.5 else ("WARN" if abs(skew) <= 5 else "FAIL")
+    out.append(
+        Check(
+            "clock",
+            node,
+            result,
+            f"{skew:+.2f}s from the coordinator's",
+            "" if result == "PASS" else "run chrony or systemd-timesyncd",
+        )
+    )
+    return out
+
+
+def cmd_doctor(conn: Connection, args: argparse.Namespace) -> int:
+    checks = check_mysql(args)
+    try:
+        stub = conn.leader()
+        observed = stub.GetNodeObservations(coordinator_pb2.NodeObservationsRequest(), timeout=conn.timeout_s)
+        checks.append(
+            Check("coordinator", ",".join(conn.addresses), "PASS", f"{len(observed.observations)} nodes reporting")
+        )
+        hosts = 0
+        for observation, received in zip(observed.observations, observed.received_unix, strict=False):
+            checks += node_checks(observation, received, args.max_clock_skew)
+            hosts += bool(observation.mishards_writer)
+        if not hosts:
+            checks.append(
+                Check(
+                    "Mishards env file",
+                    "cluster",
+                    "WARN",
+                    "no node reports a Mishards env file",
+                    "set mishards.enabled on the node that hosts Mishards",
+                )
+            )
+    except (grpc.RpcError, Exception) as exc:  # the coordinator being down is a finding, not a crash
+        detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
+        checks.append(Check("coordinator", ",".join(conn.addresses), "FAIL", detail, "start jfs-milvus-coordinator"))
+    data = [c.__dict__ for c in checks]
+    emit(
+        data,
+        args.output,
+        lambda d: table(
+            ["RESULT", "CHECK", "WHERE", "DETAIL", "FIX"],
+            [[c["result"], c["name"], c["where"], c["detail"], c["fix"]] for c in d],
+        ),
+    )
+    return EXIT_FAILED if any(c.result == "FAIL" for c in checks) else EXIT_OK

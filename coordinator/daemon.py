@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from agent.logsetup import LogContext
 from coordinator.config import CoordinatorConfig
 from coordinator.core import (
     Decision,
@@ -78,11 +80,13 @@ class Coordinator:
         store: ClusterStore | None = None,
         publish: Callable[[dict[str, object]], None] | None = None,
         push: Callable[[Report | None, Assignment, int], None] | None = None,
+        log_context: LogContext | None = None,
     ):
         self.config = config
         self.store = store or ClusterStore(mysql_settings(config), config.cluster)
         self.publish_writer_change = publish
         self.push = push
+        self.log_context = log_context
         self.leadership: Leadership | None = None
         self.memory: Memory | None = None
         self.reports: dict[str, Report] = {}
@@ -147,6 +151,8 @@ class Coordinator:
         self.leadership = None
         self.memory = None
         self.published = Published()
+        if self.log_context is not None:
+            self.log_context.role = "follower"
 
     def _follow(self) -> None:
         try:
@@ -201,9 +207,14 @@ class Coordinator:
             with self.answer_lock:
                 self._publish(durable, decision)
         self._record(decision)
-        if decision.why != self._last_why:
+        if self.log_context is not None:
+            self.log_context.epoch = durable.cluster.epoch
+            self.log_context.role = "leader"
+        # One line per change of situation: countdowns ("in 2.1s") do not make a new sentence.
+        gist = re.sub(r"\d+(\.\d+)?", "#", decision.why)
+        if gist != self._last_why:
             log.info("%s", decision.why)
-            self._last_why = decision.why
+            self._last_why = gist
         return decision.why
 
     def _commit(

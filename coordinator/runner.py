@@ -22,12 +22,15 @@ log = logging.getLogger("jfs_milvus.coordinator")
 
 
 def run_coordinator(config: CoordinatorConfig) -> int:
-    configure_logging(LogContext(node=config.coordinator_id, role="coordinator"), config.log_level)
+    context = LogContext(node=config.coordinator_id, role="follower")
+    configure_logging(context, config.log_level)
     publish = None
     if config.publish.redis_url:
         password = config.publish.password.load().reveal() if config.publish.password else None
         publish = redis_publisher(config.publish.redis_url, password, config.publish.channel)
-    coordinator = Coordinator(config, publish=publish, push=AssignmentPusher(config.coordinator_id, config.tls))
+    coordinator = Coordinator(
+        config, publish=publish, push=AssignmentPusher(config.coordinator_id, config.tls), log_context=context
+    )
     while True:
         try:
             version = coordinator.store.migrate()

@@ -201,7 +201,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             action()
         except StoreError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        return cluster_status(self.c)
+        return cluster_status(self.c, fresh=True)
 
     def SetPaused(
         self, request: coordinator_pb2.SetPausedRequest, context: grpc.ServicerContext
@@ -263,9 +263,10 @@ def why(c: Coordinator) -> str:
     return c.published.why
 
 
-def cluster_status(c: Coordinator) -> coordinator_pb2.ClusterStatus:
+def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.ClusterStatus:
+    """The cluster as this coordinator sees it; `fresh` reads MySQL again (after an operator's change)."""
     published = c.published
-    durable = published.durable
+    durable = None if fresh else published.durable
     if durable is None:
         try:
             durable = c.store.load()

@@ -1,0 +1,124 @@
+"""coordinatorctl against a real coordinator with real agents: output in each format, actions that move
+the writer, doctor's findings, and usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+import yaml
+
+from tests.plugin_agent import wait_until
+from tests.plugin_cluster import LocalCluster
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def ctl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator.ctl", "--coordinator", cluster.coordinator.address, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_usage_errors_exit_2_with_a_helpful_line() -> None:
+    run = subprocess.run([sys.executable, "-m", "coordinator.ctl", "swtichover"], capture_output=True, text=True)
+    assert run.returncode == 2 and "invalid choice: 'swtichover'" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "coordinator.ctl", "failover"], capture_output=True, text=True)
+    assert run.returncode == 2 and "--to" in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "coordinator.ctl", "switchover", "--help"], capture_output=True, text=True
+    )
+    assert run.returncode == 0 and "example: coordinatorctl switchover" in run.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "coordinator.ctl", "completion", "bash"], capture_output=True, text=True
+    )
+    assert run.returncode == 0 and "complete -F _coordinatorctl coordinatorctl" in run.stdout
+
+
+def test_every_command_against_a_running_cluster(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster = local_cluster(3)
+    cluster.start()
+    writer = cluster.wait_for_writer(90)
+    for node in cluster.readers():
+        node.wait_role("ro", timeout=60)
+    a, b = sorted(n.name for n in cluster.readers())
+    wait_until(
+        lambda: ctl(cluster, "status", "-o", "json").stdout.count('"role_running": "ro"') == 2, 20, "readers seen"
+    )
+
+    table = ctl(cluster, "status")
+    assert table.returncode == 0, table.stderr
+    assert "Cluster: test" in table.stdout and f"Writer: {writer.name}" in table.stdout
+    assert f"{writer.name} *" in table.stdout and "NODE" in table.stdout and "Why:" in table.stdout
+    print("\n" + table.stdout)
+    data = json.loads(ctl(cluster, "status", "-o", "json").stdout)
+    assert data["writer"] == writer.name and len(data["nodes"]) == 3
+    assert {n["role_running"] for n in data["nodes"]} == {"rw", "ro"}
+    assert yaml.safe_load(ctl(cluster, "list", "-o", "yaml").stdout)["epoch"] == data["epoch"]
+    assert "writer at epoch" in ctl(cluster, "why").stdout
+
+    assert ctl(cluster, "priority", b, "5").returncode == 0
+    assert {n["name"]: n["priority"] for n in json.loads(ctl(cluster, "status", "-o", "json").stdout)["nodes"]}[b] == 5
+    paused = ctl(cluster, "pause", "--reason", "network work")
+    assert paused.returncode == 0 and "Paused: yes (network work)" in paused.stdout
+    assert "Paused: no" in ctl(cluster, "resume").stdout
+
+    no_tty = ctl(cluster, "switchover", "--to", a)
+    assert no_tty.returncode == 2 and "add --yes" in no_tty.stderr
+    assert ctl(cluster, "maintenance", "on", a, "--reason", "GPU swap", "--yes").returncode == 0
+    refused = ctl(cluster, "switchover", "--to", a, "--yes")
+    assert refused.returncode == 1 and "in maintenance" in refused.stderr
+    assert ctl(cluster, "maintenance", "off", a).returncode == 0
+
+    moved = ctl(cluster, "switchover", "--to", b, "--yes", "--reason", "planned")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "fence" in moved.stdout and "promote" in moved.stdout and "done in" in moved.stdout
+    assert json.loads(ctl(cluster, "status", "-o", "json").stdout)["writer"] == b
+    cluster.wait_for_writer(30)
+
+    forced = ctl(cluster, "failover", "--to", writer.name, "--force", "--yes")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "may write at the same time" in forced.stderr
+    assert json.loads(ctl(cluster, "status", "-o", "json").stdout)["writer"] == writer.name
+
+    history = ctl(cluster, "history")
+    assert history.returncode == 0 and "switchover" in history.stdout and "failover" in history.stdout
+    rows = json.loads(ctl(cluster, "history", "-o", "json").stdout)
+    switch = next(r for r in rows if r["kind"] == "switchover")
+    assert switch["node"] == b and switch["reason"] == "planned" and switch["total_seconds"] > 0
+    assert {"fence", "promote", "healthy"} <= set(switch["phase_seconds"])
+    print(history.stdout)
+    events = ctl(cluster, "events", "--limit", "20")
+    assert "maintenance" in events.stdout and "paused" in events.stdout
+
+
+def test_doctor_warns_about_eviction_and_fails_without_mysql(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster = local_cluster(2)
+    cluster.start()
+    cluster.wait_for_writer(90)
+    config = str(cluster.coordinator.config_path)
+    cluster.volume.redis.client().config_set("maxmemory-policy", "allkeys-lru")
+    wait_until(lambda: "allkeys-lru" in ctl(cluster, "doctor", "--config", config).stdout, 20, "the eviction warning")
+    doctor = ctl(cluster, "doctor", "--config", config, "-o", "json")
+    findings = json.loads(doctor.stdout)
+    policy = [f for f in findings if f["name"] == "Redis maxmemory-policy"]
+    assert policy and all(f["result"] == "WARN" and "noeviction" in f["fix"] for f in policy)
+    assert any(f["name"] == "MySQL reachable" and f["result"] == "PASS" for f in findings)
+    assert any(f["name"] == "Milvus meta database" and f["result"] == "FAIL" for f in findings)
+    assert doctor.returncode == 1
+    cluster.volume.redis.client().config_set("maxmemory-policy", "noeviction")
+    cluster.db.server.stop()
+    try:
+        down = ctl(cluster, "doctor", "--config", config, "-o", "json")
+        findings = json.loads(down.stdout)
+        assert any(f["name"] == "MySQL reachable" and f["result"] == "FAIL" for f in findings)
+        assert down.returncode == 1
+    finally:
+        cluster.db.server.start()

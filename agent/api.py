@@ -67,6 +67,7 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         milvus_port=status.get("milvus_port", 0),
         milvus_http_port=status.get("milvus_http_port", 0),
         agent_port=status.get("agent_port", 0),
+        docker_runtimes=status.get("docker_runtimes", []),
         writer_seen_healthy_age_s=status.get("writer_seen_healthy_age_s", -1.0),
         mishards_writer=status.get("mishards_writer", ""),
         lease_left_s=status.get("lease_left_s", 0.0),
@@ -112,6 +113,7 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
             reasons=m["reasons"],
             write_probe_ms=m.get("write_probe_ms") or 0,
             session_id=str(m.get("session_id") or ""),
+            cache_dir_writable=bool(m.get("cache_dir_writable")),
             meta_engine=node_pb2.MetaEngineStatus(
                 checked=meta.get("reachable") is not None,
                 reachable=bool(meta.get("reachable")),

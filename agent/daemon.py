@@ -155,6 +155,7 @@ class Agent:
         self._last_rw: Assignment | None = None
         self._started: dict[str, float] = {}
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
+        self._runtimes: tuple[float, list[str]] | None = None
         # Coordinated mode: the latest coordinator answer or push lives in self.pushed; it, the lease and the
         # epoch state are guarded by _assign_lock, which the reporter takes and a slow cycle never holds long.
         self._assign_lock = threading.Lock()
@@ -549,6 +550,8 @@ class Agent:
             containers = tuple(self.docker.list_ours(self.config.milvus.container_name))
         except DockerUnavailable as exc:
             docker_error = str(exc)
+        else:
+            self._refresh_docker_runtimes()
         assignment = self.current_assignment(containers)
         self._witness_writer(assignment)
         self.log_context.epoch = max(assignment.epoch, self.state.highest_epoch)
@@ -759,6 +762,17 @@ class Agent:
         else:
             log.warning("no Mishards container named %s to restart; it will read the env file when it starts", name)
 
+    def _refresh_docker_runtimes(self) -> None:
+        """Ask the engine for its runtimes every 5 minutes, from the loop (never from the report thread:
+        a hung Docker engine must not delay a report, which renews the writer's lease)."""
+        now = time.monotonic()
+        if self._runtimes is not None and now - self._runtimes[0] < 300:
+            return
+        try:
+            self._runtimes = (now, self.docker.runtimes())
+        except DockerUnavailable:
+            return
+
     # -- for the API -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -798,6 +812,7 @@ class Agent:
             "milvus_port": self.config.milvus.port,
             "milvus_http_port": self.config.milvus.http_port,
             "agent_port": self.config.agent_port,
+            "docker_runtimes": self._runtimes[1] if self._runtimes else [],
             "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
             "mishards_writer": self.mishards_writer,
             "lease_left_s": self.lease.left(lease_now()) if self.lease is not None else 0.0,

@@ -120,6 +120,18 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
                     "check `juicefs format` was run and the cache dir is writable",
                 )
             )
+        if mount.cache_dir_writable:
+            out.append(Check("JuiceFS cache dir", where, "PASS", "writable"))
+        else:
+            out.append(
+                Check(
+                    "JuiceFS cache dir",
+                    where,
+                    "FAIL",
+                    "not writable",
+                    "fix the owner or mode of cache_dir, or choose another",
+                )
+            )
         meta = mount.meta_engine
         if not meta.reachable:
             out.append(
@@ -145,6 +157,29 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
                     out.append(
                         Check("Redis security", where, "WARN", warning, "set requirepass (and protected-mode as fits)")
                     )
+    runtimes = list(observation.docker_runtimes)
+    if not runtimes:
+        out.append(
+            Check(
+                "Docker GPU runtime",
+                node,
+                "WARN",
+                "the agent could not read the engine's runtimes",
+                "check that Docker is reachable",
+            )
+        )
+    elif "nvidia" in runtimes:
+        out.append(Check("Docker GPU runtime", node, "PASS", f"runtimes {', '.join(runtimes)}"))
+    else:
+        out.append(
+            Check(
+                "Docker GPU runtime",
+                node,
+                "FAIL",
+                f"no nvidia runtime (runtimes {', '.join(runtimes)})",
+                "install nvidia-container-toolkit (nvidia-docker2) and restart Docker",
+            )
+        )
     docker_errors = [e for e in observation.last_errors if "Docker" in e]
     if observation.container.state in ("running",):
         out.append(Check("Docker", node, "PASS", f"Milvus container {observation.container.state}"))

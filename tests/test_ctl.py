@@ -112,6 +112,10 @@ def test_doctor_warns_about_eviction_and_fails_without_mysql(local_cluster: Call
     assert policy and all(f["result"] == "WARN" and "noeviction" in f["fix"] for f in policy)
     assert any(f["name"] == "MySQL reachable" and f["result"] == "PASS" for f in findings)
     assert any(f["name"] == "Milvus meta database" and f["result"] == "FAIL" for f in findings)
+    by_name = {(f["name"], f["result"]) for f in findings}
+    assert ("JuiceFS cache dir", "PASS") in by_name and ("JuiceFS volume", "PASS") in by_name
+    assert ("Docker GPU runtime", "FAIL") in by_name  # this engine has runc only
+    assert ("NVIDIA driver", "FAIL") in by_name and ("clock", "PASS") in by_name
     assert doctor.returncode == 1
     cluster.volume.redis.client().config_set("maxmemory-policy", "noeviction")
     cluster.db.server.stop()

@@ -219,6 +219,11 @@ class MilvusDocker:
                 found.append(state_from_summary(summary))
         return sorted(found, key=lambda s: s.name)
 
+    def runtimes(self) -> list[str]:
+        """The container runtimes the engine offers (the NVIDIA one is what gives containers GPUs)."""
+        info = self._call("read the engine's info", self._docker().info)
+        return sorted((info.get("Runtimes") or {}).keys())
+
     def started_at(self, container_id: str) -> str | None:
         """When the container last started (Docker's RFC 3339 time), from an inspect."""
         client = self._docker()

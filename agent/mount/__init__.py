@@ -53,6 +53,7 @@ class MountStatus:
     hung_since: str | None = None
     not_connected: bool = False
     meta_engine: MetaObservation = field(default_factory=MetaObservation)
+    cache_dir_writable: bool | None = None  # JuiceFS' local cache directory (on local disk, never hangs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class MountStatus:
             "write_probe_ms": None if self.write_probe_ms is None else round(self.write_probe_ms, 3),
             "session_id": self.session_id,
             "hung_since": self.hung_since,
+            "cache_dir_writable": self.cache_dir_writable,
             "meta_engine": {
                 "reachable": self.meta_engine.reachable,
                 "latency_ms": self.meta_engine.latency_ms,
@@ -74,6 +76,17 @@ class MountStatus:
                 "warnings": list(self.meta_engine.warnings),
             },
         }
+
+
+def cache_dir_writable(path: str) -> bool:
+    """The cache directory is writable, or can be created (JuiceFS makes it at mount)."""
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return False
+        probe = parent
+    return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
 
 
 def _safe_name(value: str) -> str:
@@ -310,6 +323,7 @@ class MountManager:
             hung_since=obs.hung_since,
             not_connected=obs.not_connected,
             meta_engine=meta,
+            cache_dir_writable=cache_dir_writable(self.volume.cache_dir),
         )
 
     # -- ensure --------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ class MetaEngineStatus(_message.Message):
     def __init__(self, scheme: _Optional[str] = ..., checked: _Optional[bool] = ..., reachable: _Optional[bool] = ..., latency_ms: _Optional[float] = ..., error: _Optional[str] = ..., maxmemory_policy: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MountStatus(_message.Message):
-    __slots__ = ("volume", "mountpoint", "configured_in_fstab", "mounted", "read_only", "health", "state", "reasons", "write_probe_ms", "session_id", "meta_engine")
+    __slots__ = ("volume", "mountpoint", "configured_in_fstab", "mounted", "read_only", "health", "state", "reasons", "write_probe_ms", "session_id", "meta_engine", "cache_dir_writable")
     VOLUME_FIELD_NUMBER: _ClassVar[int]
     MOUNTPOINT_FIELD_NUMBER: _ClassVar[int]
     CONFIGURED_IN_FSTAB_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,7 @@ class MountStatus(_message.Message):
     WRITE_PROBE_MS_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     META_ENGINE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_DIR_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     volume: str
     mountpoint: str
     configured_in_fstab: bool
@@ -123,7 +124,8 @@ class MountStatus(_message.Message):
     write_probe_ms: float
     session_id: str
     meta_engine: MetaEngineStatus
-    def __init__(self, volume: _Optional[str] = ..., mountpoint: _Optional[str] = ..., configured_in_fstab: _Optional[bool] = ..., mounted: _Optional[bool] = ..., read_only: _Optional[bool] = ..., health: _Optional[_Union[Health, str]] = ..., state: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., write_probe_ms: _Optional[float] = ..., session_id: _Optional[str] = ..., meta_engine: _Optional[_Union[MetaEngineStatus, _Mapping]] = ...) -> None: ...
+    cache_dir_writable: bool
+    def __init__(self, volume: _Optional[str] = ..., mountpoint: _Optional[str] = ..., configured_in_fstab: _Optional[bool] = ..., mounted: _Optional[bool] = ..., read_only: _Optional[bool] = ..., health: _Optional[_Union[Health, str]] = ..., state: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., write_probe_ms: _Optional[float] = ..., session_id: _Optional[str] = ..., meta_engine: _Optional[_Union[MetaEngineStatus, _Mapping]] = ..., cache_dir_writable: _Optional[bool] = ...) -> None: ...
 
 class ContainerStatus(_message.Message):
     __slots__ = ("name", "id", "image", "state", "role", "epoch", "healthy", "restarts", "error")
@@ -148,7 +150,7 @@ class ContainerStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., healthy: _Optional[bool] = ..., restarts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +167,7 @@ class NodeObservation(_message.Message):
     MISHARDS_WRITER_FIELD_NUMBER: _ClassVar[int]
     LEASE_LEFT_S_FIELD_NUMBER: _ClassVar[int]
     AGENT_PORT_FIELD_NUMBER: _ClassVar[int]
+    DOCKER_RUNTIMES_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     agent_version: str
@@ -181,7 +184,8 @@ class NodeObservation(_message.Message):
     mishards_writer: str
     lease_left_s: float
     agent_port: int
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ...) -> None: ...
+    docker_runtimes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DiscoveryConfig(_message.Message):
     __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")

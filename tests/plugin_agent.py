@@ -38,7 +38,9 @@ def free_port(address: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str], interval: float = 0.2
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -46,7 +48,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    described = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout}s waiting for {described}; last: {last!r}")
 
 
 class AgentNode:
@@ -205,7 +208,11 @@ class AgentNode:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            body = exc.read() or b"{}"
+            try:
+                return exc.code, json.loads(body)
+            except ValueError:
+                return exc.code, {"body": body[:200].decode(errors="replace")}
         except (urllib.error.URLError, OSError):
             return 0, {}
 

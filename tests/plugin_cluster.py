@@ -243,6 +243,7 @@ class WriteClient:
         self.acknowledged: set[str] = set()
         self.ack_times: list[float] = []
         self.errors = 0
+        self.last_error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._writer: str | None = None
@@ -254,22 +255,24 @@ class WriteClient:
             if time.monotonic() - last_lookup > 0.5:
                 try:
                     self._writer = self.cluster.writer() or None
-                except Exception:
+                except Exception as exc:
                     self._writer = None
+                    self.last_error = f"status: {exc!r}"
                 last_lookup = time.monotonic()
             node = self.cluster.nodes.get(self._writer or "")
             if node is not None:
                 write_id = f"w{n}"
                 n += 1
                 try:
-                    code, _ = node.write(write_id)
-                except OSError:
-                    code = 0
+                    code, answer = node.write(write_id)
+                except Exception as exc:  # the client must outlive any one bad answer
+                    code, answer = 0, {"error": repr(exc)}
                 if code == 200:
                     self.acknowledged.add(write_id)
                     self.ack_times.append(time.monotonic())
                 else:
                     self.errors += 1
+                    self.last_error = f"{node.name}: HTTP {code} {answer}"
             self._stop.wait(self.period_s)
 
     def start(self) -> WriteClient:

@@ -26,8 +26,13 @@ def running_cluster(local_cluster: Callable[..., LocalCluster], **options: objec
     cluster.wait_for_writer(90)
     for node in cluster.readers():
         node.wait_role("ro", timeout=60)
+    wait_until(lambda: "and healthy" in cluster.coordinator.why(), 30, "the coordinator to call the cluster healthy")
     client = WriteClient(cluster).start()
-    wait_until(lambda: len(client.acknowledged) > 5, 20, "writes acknowledged")
+    wait_until(
+        lambda: len(client.acknowledged) > 5,
+        30,
+        lambda: f"writes acknowledged (last error: {client.last_error!r})\n{cluster.logs()}",
+    )
     return cluster, client
 
 
@@ -147,6 +152,7 @@ def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
         30,
         "Mishards env naming the writer",
     )
+    wait_until(lambda: "and healthy" in cluster.coordinator.why(), 30, "the initial role change to finish")
     subscriber = redis.Redis(
         host="127.0.0.1", port=host.volume.redis.port, password=host.volume.redis.password
     ).pubsub()

@@ -156,6 +156,7 @@ class Agent:
         self._started: dict[str, float] = {}
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
         self._runtimes: tuple[float, list[str]] | None = None
+        self._gpu_read: tuple[float, GpuReport, int] | None = None
         # Coordinated mode: the latest coordinator answer or push lives in self.pushed; it, the lease and the
         # epoch state are guarded by _assign_lock, which the reporter takes and a slow cycle never holds long.
         self._assign_lock = threading.Lock()
@@ -247,6 +248,7 @@ class Agent:
                 for manager in self._mounts.values():
                     manager.configure()
             if config.gpu != old.gpu:
+                self._gpu_read = None
                 if self.gpu is not None:
                     self.gpu.stop()
                 self.gpu = GpuMonitor(config.gpu) if config.gpu.enabled else None
@@ -555,7 +557,7 @@ class Agent:
         assignment = self.current_assignment(containers)
         self._witness_writer(assignment)
         self.log_context.epoch = max(assignment.epoch, self.state.highest_epoch)
-        gpu_report = self.gpu.snapshot() if self.gpu is not None else None
+        gpu_report = self._gpu_report()
         mounts = {name: m.observe() for name, m in self._mounts.items()}
         volume = self.milvus_volume
         mount = mounts.get(volume.name) if volume else None
@@ -761,6 +763,17 @@ class Agent:
             log.info("restarted Mishards container %s so it reads the new writer and hosts", name)
         else:
             log.warning("no Mishards container named %s to restart; it will read the env file when it starts", name)
+
+    def _gpu_report(self) -> GpuReport | None:
+        """Read the GPUs every gpu.poll_interval_s, and at once after an XID event (the waiter sees those
+        as they happen, so a fatal XID fails the GPU in the next cycle, not the next poll)."""
+        if self.gpu is None:
+            return None
+        now = time.monotonic()
+        due = self._gpu_read is None or now - self._gpu_read[0] >= self.config.gpu.poll_interval_s
+        if due or self._gpu_read[2] != self.gpu.xids_seen:
+            self._gpu_read = (now, self.gpu.snapshot(), self.gpu.xids_seen)
+        return self._gpu_read[1]
 
     def _refresh_docker_runtimes(self) -> None:
         """Ask the engine for its runtimes every 5 minutes, from the loop (never from the report thread:

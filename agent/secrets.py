@@ -73,11 +73,22 @@ def secret_file_problem(path: str) -> str | None:
     return None
 
 
+_read_cache: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+
+
 def read_secret_file(path: str) -> str:
+    """The secret in `path`; its mode is checked on every call, its content read again only when it changed."""
     problem = secret_file_problem(path)
     if problem:
         raise SecretError(f"secret file {path}: {problem}")
+    st = os.stat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+    cached = _read_cache.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     with open(path, encoding="utf-8") as f:
         value = f.read()
     # One trailing newline is what `echo pw > file` leaves; anything else is part of the secret.
-    return value[:-1] if value.endswith("\n") else value
+    value = value[:-1] if value.endswith("\n") else value
+    _read_cache[path] = (key, value)
+    return value

@@ -84,6 +84,7 @@ class GpuMonitor:
         self._slots: list[_GpuSlot] = []
         self._index_by_address: dict[int, int] = {}
         self._xids: dict[int, tuple[XidRecord, ...]] = {}
+        self.xids_seen = 0  # grows with every XID event: a reason to read the GPUs again at once
         self._events: XidEventSet | None = None
         self._stopping = threading.Event()
         self._waiter: threading.Thread | None = None
@@ -278,6 +279,7 @@ class GpuMonitor:
         with self._xid_lock:
             history = record_xid(self._xids.get(index, ()), event.xid, at, self._settings)
             self._xids[index] = history
+            self.xids_seen += 1
         count = next(r.count for r in history if r.xid == event.xid)
         fatal = is_fatal_xid(event.xid, self._settings)
         uuid = self._slots[index].uuid if index < len(self._slots) else None

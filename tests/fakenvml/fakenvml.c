@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,8 +170,44 @@ static void set_gpu_key(struct gpu_description *gpu, const char *key, const char
     else fprintf(stderr, "fakenvml: unknown gpu key '%s' ignored\n", key);
 }
 
-/* Parse the file into *cfg. Returns 0, or -1 when it cannot be read. */
+static int parse_config(struct fake_config *cfg);
+
+/* The last parse, reused while the file (path, inode, size, mtime) is unchanged: tests replace the file
+   atomically, so a new description always has a new inode. Keeps the fake cheap for the benchmarks. */
+static struct fake_config cached_config;
+static struct stat cached_stat;
+static int cached_valid;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Fill *cfg from the file. Returns 0, or -1 when it cannot be read. */
 static int load_config(struct fake_config *cfg) {
+    const char *path = getenv("FAKE_NVML_CONFIG");
+    struct stat st;
+    if (!path || stat(path, &st) != 0) {
+        memset(cfg, 0, sizeof(*cfg));
+        copy_text(cfg->driver_version, "550.54.15");
+        return -1;
+    }
+    pthread_mutex_lock(&cache_lock);
+    if (cached_valid && st.st_ino == cached_stat.st_ino && st.st_dev == cached_stat.st_dev &&
+        st.st_size == cached_stat.st_size && st.st_mtim.tv_sec == cached_stat.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == cached_stat.st_mtim.tv_nsec) {
+        memcpy(cfg, &cached_config, sizeof(*cfg));
+        pthread_mutex_unlock(&cache_lock);
+        return 0;
+    }
+    int rc = parse_config(cfg);
+    if (rc == 0) {
+        memcpy(&cached_config, cfg, sizeof(*cfg));
+        cached_stat = st;
+        cached_valid = 1;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return rc;
+}
+
+/* Parse the file into *cfg. Returns 0, or -1 when it cannot be read. */
+static int parse_config(struct fake_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     copy_text(cfg->driver_version, "550.54.15");
     const char *path = getenv("FAKE_NVML_CONFIG");

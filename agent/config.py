@@ -13,16 +13,15 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import yaml
-
 from agent.configschema import (
     NAME_ALLOWED,
     NAME_PATTERN,
-    ConfigError,
-    ConfigProblem,
     Section,
     check_host_port,
     check_ipv4,
+    load_config_file,
+    parse_config_text,
+    secret_ref,
 )
 from agent.secrets import SecretRef, secret_file_problem
 
@@ -167,51 +166,14 @@ def config_path_from_env(explicit: str | None) -> str:
 
 
 def load_agent_config(path: str) -> AgentConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(path, "(file)", path, f"cannot be read: {exc.strerror}")]) from exc
-    return parse_agent_config(text, path)
+    return load_config_file(path, _read_top)
 
 
 def parse_agent_config(text: str, path: str) -> AgentConfig:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise ConfigError([ConfigProblem(path, where, "(YAML)", f"is not valid YAML: {exc}")]) from exc
-    problems: list[ConfigProblem] = []
-    top = Section(path, "", data, problems)
-    config = _read_top(top)
-    top.finish()
-    if problems:
-        raise ConfigError(problems)
-    assert config is not None
-    return config
+    return parse_config_text(text, path, _read_top)
 
 
 # -- sections ----------------------------------------------------------------------------------------
-def _secret_ref(sec: Section, stem: str, required: bool) -> SecretRef | None:
-    """Read `<stem>_file` or `<stem>_env`; exactly one when required, at most one otherwise."""
-    file_ = sec.path_(f"{stem}_file", None)
-    env = sec.string(f"{stem}_env", None, pattern=r"[A-Za-z_][A-Za-z0-9_]*", allowed="an environment variable name")
-    if file_ and env:
-        sec.problem(f"{stem}_env", env, f"give either {stem}_file or {stem}_env, not both")
-        return None
-    if file_:
-        problem = secret_file_problem(file_)
-        if problem:
-            sec.problem(f"{stem}_file", file_, f"the secret file {problem}")
-        return SecretRef(file=file_)
-    if env:
-        return SecretRef(env=env)
-    if required:
-        sec.problem(f"{stem}_file", None, f"a secret is required: set {stem}_file (mode 0600) or {stem}_env")
-    return None
-
-
 def _check_url_without_password(value: str, schemes: tuple[str, ...]) -> str | None:
     parts = urlsplit(value)
     if parts.scheme not in schemes:
@@ -288,7 +250,7 @@ def _read_coordination(sec: Section) -> CoordinationSettings:
             port=msec.number("port", 3306, minimum=1, maximum=65535, integer=True),
             user=msec.string("user") or "",
             database=msec.string("database") or "",
-            password=_secret_ref(msec, "password", required=False),
+            password=secret_ref(msec, "password", required=False),
             timeout_s=msec.number("timeout_s", 0.5, minimum=0.05, maximum=10),
         )
     msec.finish()
@@ -354,7 +316,7 @@ def _read_volume(sec: Section) -> VolumeSettings | None:
     )
     meta_url = sec.string("meta_url", check=lambda v: _check_url_without_password(v, META_SCHEMES))
     mountpoint = sec.path_("mountpoint")
-    password = _secret_ref(sec, "password", required=False)
+    password = secret_ref(sec, "password", required=False)
     cache_dir = sec.path_("cache_dir", "/var/jfsCache")
     cache_size = sec.number("cache_size_mib", 102400, minimum=0, integer=True)
     options = sec.string_list("options", [], check=_check_option)
@@ -409,7 +371,7 @@ def _read_milvus(sec: Section, juicefs: JuicefsSettings) -> MilvusSettings:
         gpu_indexes=gpu_indexes,
         set_gpu_devices=sec.boolean("set_gpu_devices", True),
         meta_uri=sec.string("meta_uri", None, check=lambda v: _check_url_without_password(v, ("mysql",))),
-        meta_password=_secret_ref(sec, "meta_password", required=False),
+        meta_password=secret_ref(sec, "meta_password", required=False),
         stop_timeout_s=sec.number("stop_timeout_s", 30.0, minimum=1, maximum=3600),
         health_timeout_s=sec.number("health_timeout_s", 120.0, minimum=1, maximum=3600),
     )
@@ -432,7 +394,7 @@ def _read_mishards(sec: Section) -> MishardsSettings:
             None,
             check=lambda v: _check_url_without_password(v, ("mysql+pymysql", "mysql")),
         ),
-        database_password=_secret_ref(sec, "database_password", required=False),
+        database_password=secret_ref(sec, "database_password", required=False),
     )
     if enabled and not settings.database_uri:
         sec.problem(

@@ -12,7 +12,13 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import yaml
+
+from agent.secrets import SecretRef, secret_file_problem
+
+T = TypeVar("T")
 
 _REQUIRED: Any = object()
 _SECRET_WORDS = ("password", "passwd", "secret", "token")
@@ -270,3 +276,50 @@ def check_host_port(value: str) -> str | None:
 
 NAME_PATTERN = r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?"
 NAME_ALLOWED = "must be 1-63 lower-case letters, digits, '.' or '-', starting and ending with a letter or digit"
+
+
+# -- whole files ---------------------------------------------------------------------------------------------
+def load_config_file(path: str, read: Callable[[Section], T | None]) -> T:
+    """Read `path` and hand its top-level mapping to `read`; ConfigError with every problem found."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, "(file)", path, f"cannot be read: {exc.strerror}")]) from exc
+    return parse_config_text(text, path, read)
+
+
+def parse_config_text(text: str, path: str, read: Callable[[Section], T | None]) -> T:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError([ConfigProblem(path, where, "(YAML)", f"is not valid YAML: {exc}")]) from exc
+    problems: list[ConfigProblem] = []
+    top = Section(path, "", data, problems)
+    config = read(top)
+    top.finish()
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def secret_ref(sec: Section, stem: str, required: bool = False) -> SecretRef | None:
+    """Read `<stem>_file` or `<stem>_env`; exactly one when required, at most one otherwise."""
+    file_ = sec.path_(f"{stem}_file", None)
+    env = sec.string(f"{stem}_env", None, pattern=r"[A-Za-z_][A-Za-z0-9_]*", allowed="an environment variable name")
+    if file_ and env:
+        sec.problem(f"{stem}_env", env, f"give either {stem}_file or {stem}_env, not both")
+        return None
+    if file_:
+        problem = secret_file_problem(file_)
+        if problem:
+            sec.problem(f"{stem}_file", file_, f"the secret file {problem}")
+        return SecretRef(file=file_)
+    if env:
+        return SecretRef(env=env)
+    if required:
+        sec.problem(f"{stem}_file", None, f"a secret is required: set {stem}_file (mode 0600) or {stem}_env")
+    return None

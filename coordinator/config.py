@@ -10,18 +10,16 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-import yaml
-
 from agent.config import TlsSettings
 from agent.configschema import (
     NAME_ALLOWED,
     NAME_PATTERN,
-    ConfigError,
-    ConfigProblem,
     Section,
     check_host_port,
+    load_config_file,
+    secret_ref,
 )
-from agent.secrets import SecretRef, secret_file_problem
+from agent.secrets import SecretRef
 from coordinator.core import Timing
 
 DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/coordinator.yaml"
@@ -63,36 +61,7 @@ class CoordinatorConfig:
 
 
 def load_coordinator_config(path: str) -> CoordinatorConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(path, "(file)", path, f"cannot be read: {exc.strerror}")]) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigProblem(path, "(file)", "(YAML)", f"is not valid YAML: {exc}")]) from exc
-    problems: list[ConfigProblem] = []
-    top = Section(path, "", data, problems)
-    config = _read(top)
-    top.finish()
-    if problems:
-        raise ConfigError(problems)
-    assert config is not None
-    return config
-
-
-def _secret(sec: Section, stem: str) -> SecretRef | None:
-    file_ = sec.path_(f"{stem}_file", None)
-    env = sec.string(f"{stem}_env", None, pattern=r"[A-Za-z_][A-Za-z0-9_]*", allowed="an environment variable name")
-    if file_ and env:
-        sec.problem(f"{stem}_env", env, f"give either {stem}_file or {stem}_env, not both")
-    if file_:
-        problem = secret_file_problem(file_)
-        if problem:
-            sec.problem(f"{stem}_file", file_, f"the secret file {problem}")
-        return SecretRef(file=file_)
-    return SecretRef(env=env) if env else None
+    return load_config_file(path, _read)
 
 
 def _read(top: Section) -> CoordinatorConfig | None:
@@ -113,7 +82,7 @@ def _read(top: Section) -> CoordinatorConfig | None:
         port=db.number("port", 3306, minimum=1, maximum=65535, integer=True),
         user=db.string("user", "jfs_milvus"),
         database=db.string("database", "jfs_milvus", pattern=r"[A-Za-z0-9_]{1,64}", allowed="letters, digits, '_'"),
-        password=_secret(db, "password"),
+        password=secret_ref(db, "password"),
         connect_timeout_s=db.number("connect_timeout_s", 2.0, minimum=0.1, maximum=60),
     )
     db.finish()
@@ -169,7 +138,7 @@ def _read(top: Section) -> CoordinatorConfig | None:
         redis_url=pub.string(
             "redis_url", None, pattern=r"rediss?://[^@\s]+", allowed="redis://HOST:PORT/DB without a password"
         ),
-        password=_secret(pub, "password"),
+        password=secret_ref(pub, "password"),
         channel=pub.string("channel", "jfs-milvus:writer"),
     )
     pub.finish()

@@ -354,20 +354,10 @@ def _first_writer(
     best, blocked = initial_candidate(durable, memory, reports, now, timing)
     if best is None:
         return memory, None, f"No writer yet and no node can be one: {_blocked_sentence(blocked)}."
-    t = Transition(
-        kind="initial",
-        old=None,
-        new=best,
-        epoch=durable.cluster.epoch + 1,
-        reason=f"first writer: {best} is the best healthy node",
-        started_at=now,
-        phases=(("decide", now),),
+    memory, change, _, _ = _begin(
+        durable, memory, "initial", None, best, f"first writer: {best} is the best healthy node", now
     )
-    return (
-        replace(memory, transition=t),
-        ChangeWriter(best, durable.cluster.epoch),
-        f"Choosing {best} as the first writer.",
-    )
+    return memory, change, f"Choosing {best} as the first writer."
 
 
 def _watch_writer(

@@ -166,9 +166,9 @@ def test_reports_every_second_with_the_observation(
     node.wait_role("ro")
     wait_until(lambda: (o := fake.last()) is not None and o.role_running == node_pb2.ROLE_RO, 10, "ro reported")
     first, began = fake.count(), time.monotonic()
-    time.sleep(4)
+    time.sleep(6)
     rate = (fake.count() - first) / (time.monotonic() - began)
-    assert 0.75 <= rate <= 1.25, rate
+    assert 0.6 <= rate <= 1.4, rate  # ~1 Hz; the margin is for a loaded 2-core CI machine
     report = fake.reports[-1]
     obs = report.request.observation
     assert obs.node == node.name and obs.address == node.address and obs.highest_epoch_seen == 1

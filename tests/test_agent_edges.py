@@ -19,6 +19,7 @@ from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc
 from agent.api import listen_address
 from agent.config import AgentConfig, TlsSettings
 from agent.mishards.envfile import parse_env_values
+from coordinator.certs import make_certs
 from tests.plugin_agent import AgentNode, wait_until
 from tests.test_agent_daemon import prepared
 
@@ -131,75 +132,13 @@ def test_mishards_env_file_follows_the_assignment_and_refuses_bad_hosts(
     assert started_at(mishards_container) == restarted
 
 
-def make_tls(directory: Path) -> dict[str, Path]:
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-    )
-    for name, san in (("agent", "IP:127.0.0.1"), ("client", "DNS:coordinator"), ("other", "DNS:intruder")):
-        run(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            f"/CN={name}",
-        )
-        (directory / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        ca = "other-ca" if name == "other" else "ca"
-        if name == "other":
-            run(
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "other-ca.key",
-                "-out",
-                "other-ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=other-ca",
-            )
-        run(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            f"{ca}.pem",
-            "-CAkey",
-            f"{ca}.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.pem",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-        )
-        (directory / f"{name}.key").chmod(0o600)
-    return {p.stem if p.suffix == ".pem" else p.name: p for p in directory.iterdir()}
+def make_tls(directory: Path) -> None:
+    """ca.pem with agent (IP:127.0.0.1) and client certificates; other.pem/key signed by a different CA."""
+    make_certs(str(directory), {"agent": ["127.0.0.1"], "client": ["coordinator"]}, days=2)
+    stranger = directory / "stranger-ca"
+    make_certs(str(stranger), {"other": ["intruder"]}, days=2)
+    for suffix in ("pem", "key"):
+        (stranger / f"other.{suffix}").rename(directory / f"other.{suffix}")
 
 
 def test_mutual_tls_only_with_certificates(agent_node: Callable[..., AgentNode], tmp_path: Path) -> None:

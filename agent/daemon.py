@@ -36,7 +36,7 @@ from agent.atomicfile import read_text, write_atomic
 from agent.config import AgentConfig, VolumeSettings
 from agent.coordination import LeaderAnswer
 from agent.gpu import GpuMonitor, GpuReport
-from agent.lease import Lease, granted, lease_now, renewed_by_row
+from agent.lease import Lease, after_rw_answer, lease_now, renewed_by_row
 from agent.logsetup import LogContext
 from agent.milvus.container import (
     MILVUS_HTTP_PORT,
@@ -296,8 +296,12 @@ class Agent:
                 self.pushed = assignment
                 self._remember_epoch(assignment.epoch)
                 if assignment.role == "rw":
-                    self.lease = granted(
-                        assignment.epoch, assignment.lease_ms, answer.sent_at, f"coordinator {answer.coordinator}"
+                    self.lease = after_rw_answer(
+                        self.lease,
+                        assignment.epoch,
+                        assignment.lease_ms,
+                        answer.sent_at,
+                        f"coordinator {answer.coordinator}",
                     )
                     self._save_lease()
                     self._renewal_note = ""

@@ -45,6 +45,15 @@ def granted(epoch: int, lease_ms: int, sent_at: float, coordinator: str) -> Leas
     return Lease(epoch=epoch, lease_ms=lease_ms, deadline=sent_at + lease_ms / 1000.0, renewed_by=coordinator)
 
 
+def after_rw_answer(current: Lease | None, epoch: int, lease_ms: int, sent_at: float, coordinator: str) -> Lease | None:
+    """The lease after an rw answer. `lease_ms` 0 means the leader renews nothing (a new leader still listening,
+    or one whose own lease is short): the lease this node holds for this epoch runs on unchanged, exactly as if
+    no answer had come, and without one the node holds none."""
+    if lease_ms > 0:
+        return granted(epoch, lease_ms, sent_at, coordinator)
+    return current if current is not None and current.epoch == epoch else None
+
+
 def renewed_by_row(
     lease: Lease | None, node: str, row_writer: str | None, row_epoch: int, sent_at: float
 ) -> Lease | str:

@@ -22,7 +22,7 @@ import pytest
 from jfsmilvus.v1 import node_pb2
 
 from agent.config import parse_agent_config
-from agent.lease import Lease, granted, lease_now, renewed_by_row
+from agent.lease import Lease, after_rw_answer, granted, lease_now, renewed_by_row
 from agent.milvus.leasewatch import (
     LEASE_EXPIRED_EXIT,
     LEASEWATCH_SH,
@@ -51,6 +51,15 @@ def test_a_lease_runs_from_the_send_time_and_the_row_renews_only_this_writer_and
     assert "names writer n2" in str(renewed_by_row(lease, "n1", "n2", 4, 110.0))
     assert "epoch 5" in str(renewed_by_row(lease, "n1", "n1", 5, 110.0))
     assert "no writer lease" in str(renewed_by_row(None, "n1", "n1", 4, 110.0))
+
+
+def test_an_rw_answer_without_a_lease_renews_nothing_and_shortens_nothing() -> None:
+    lease = granted(epoch=4, lease_ms=3000, sent_at=100.0, coordinator="c1")
+    assert after_rw_answer(lease, 4, 0, 101.0, "c2") is lease  # a new leader still listening: no demotion
+    assert after_rw_answer(lease, 5, 0, 101.0, "c2") is None  # another epoch: no lease at all
+    assert after_rw_answer(None, 4, 0, 101.0, "c2") is None
+    renewed = after_rw_answer(lease, 4, 2000, 101.0, "c2")
+    assert renewed is not None and renewed.deadline == 103.0
 
 
 def test_the_lease_file_is_early_for_the_wrapper_and_refused_from_another_boot(tmp_path: Path) -> None:

@@ -191,3 +191,23 @@ def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
     client.stop()
     cluster.check_history(client.acknowledged)
     print(f"[timing] planned switchover {took:.1f}s")
+
+
+def test_a_coordinator_restart_never_demotes_a_healthy_writer(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster, client = running_cluster(local_cluster)
+    writer = cluster.wait_for_writer()
+    (container,) = [c for c in writer.containers() if c.status == "running"]
+    for _ in range(2):
+        cluster.coordinator.kill()
+        time.sleep(1)
+        restarted_at = time.monotonic()
+        cluster.coordinator.start()
+        wait_until(lambda: "and healthy" in cluster.coordinator.why(), 30, "the new leader settling")
+        wait_until(lambda: client.acked_after(restarted_at + 2) > 0, 20, "writes after the takeover")
+    status = cluster.status()
+    assert status.writer == writer.name and status.epoch == 1
+    (still,) = [c for c in writer.containers() if c.status == "running"]
+    assert still.id == container.id, "the writer's container was restarted"
+    assert "killed the rw container" not in writer.log() and "killing writer container" not in writer.log()
+    client.stop()
+    cluster.check_history(client.acknowledged)

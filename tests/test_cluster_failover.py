@@ -203,7 +203,8 @@ def test_a_coordinator_restart_never_demotes_a_healthy_writer(local_cluster: Cal
         restarted_at = time.monotonic()
         cluster.coordinator.start()
         wait_until(lambda: "and healthy" in cluster.coordinator.why(), 30, "the new leader settling")
-        wait_until(lambda: client.acked_after(restarted_at + 2) > 0, 20, "writes after the takeover")
+        after = restarted_at + 2
+        wait_until(lambda after=after: client.acked_after(after) > 0, 20, "writes after the takeover")
     status = cluster.status()
     assert status.writer == writer.name and status.epoch == 1
     (still,) = [c for c in writer.containers() if c.status == "running"]

@@ -108,6 +108,7 @@ class MountManager:
         self.mount_timeout_s = mount_timeout_s
         self._fs_probe = probes.BoundedProbe(f"fs-{volume.name}")
         self._meta_probe = probes.BoundedProbe(f"meta-{volume.name}")
+        self._redis_check = redischeck.RedisEngineCheck(volume.meta_url)
 
     # -- paths ---------------------------------------------------------------------------------------
     @property
@@ -236,7 +237,7 @@ class MountManager:
             password = None
             if self.volume.password is not None:
                 password = self.volume.password.load().reveal()
-            p.values["meta"] = redischeck.check_redis(self.volume.meta_url, password, timeout * 0.8)
+            p.values["meta"] = self._redis_check.check(password, timeout * 0.8)
 
         return self._meta_probe.start(probe)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from urllib.parse import urlsplit
 
@@ -58,3 +59,42 @@ def _config_get(conn: RespConnection, key: str, warnings: list[str]) -> str | No
     if isinstance(reply, list) and len(reply) >= 2:
         return str(reply[1])
     return None
+
+
+class RedisEngineCheck:
+    """`check_redis` for one volume, run every cycle: one connection kept open for the PING, and the
+    settings (maxmemory-policy, protected mode) read again every 10 s, not every second."""
+
+    SETTINGS_EVERY_S = 10.0
+
+    def __init__(self, meta_url: str):
+        self.meta_url = meta_url
+        self._conn: RespConnection | None = None
+        self._settings: tuple[float, str | None, tuple[str, ...]] | None = None
+
+    def check(self, password: str | None, timeout_s: float) -> MetaObservation:
+        if self._conn is None or self._settings is None or time.monotonic() - self._settings[0] > self.SETTINGS_EVERY_S:
+            self.close()
+            full = check_redis(self.meta_url, password, timeout_s)
+            if full.reachable:
+                self._settings = (time.monotonic(), full.maxmemory_policy, full.warnings)
+                try:
+                    self._conn = RespConnection.open(self.meta_url, password, timeout_s)
+                except (OSError, RespError, ValueError):
+                    self._conn = None
+            return full
+        try:
+            start = time.monotonic()
+            self._conn.command("PING")
+            latency = (time.monotonic() - start) * 1000.0
+        except (OSError, RespError) as exc:
+            self.close()
+            return MetaObservation(reachable=False, error=f"{type(exc).__name__}: {exc}")
+        _, policy, warnings = self._settings
+        return MetaObservation(reachable=True, latency_ms=round(latency, 3), maxmemory_policy=policy, warnings=warnings)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+        self._conn = None

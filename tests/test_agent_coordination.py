@@ -41,6 +41,9 @@ from tests.test_agent_daemon import prepared
 from tests.test_agent_edges import make_tls
 
 LEASE_MS = 3000
+# Whoever ends a lapsed writer first says why: the agent's lease check, its convergence table, or the
+# in-container watchdog (exit 75).
+WHY_A_WRITER_ENDED = ("lease expired", "exit code 75", "its lease is not valid")
 
 
 # -- the rule, the file and the wrapper (no root, no Docker) ------------------------------------------------
@@ -307,7 +310,7 @@ def test_a_writer_runs_under_its_lease_and_is_killed_when_no_one_renews_it(
     gone = wait_until(lambda: not running(node) and time.monotonic(), 15, "the writer to stop")
     assert gone - last.monotonic <= LEASE_MS / 1000 + 1.0, gone - last.monotonic
     # Whoever is first says why: the agent ("lease expired ...") or the in-container watchdog (exit 75).
-    wait_until(lambda: "lease expired" in node.log() or "exit code 75" in node.log(), 10, "the agent to say why")
+    wait_until(lambda: any(w in node.log() for w in WHY_A_WRITER_ENDED), 10, "the agent to say why")
     log = node.log()
     assert "writer lease not renewed" in log and "no MySQL is configured to renew the lease" in log
     writer_log = next(f for f in read_logs(db_dir(node)) if f.entries[0]["epoch"] == 1)
@@ -475,5 +478,5 @@ def test_without_a_coordinator_the_mysql_row_renews_the_writer_lease(
     gone = wait_until(lambda: not running(node) and time.monotonic(), 15, "the writer to stop")
     assert gone - changed <= lease_ms / 1000 + 1.0
     # Whoever is first says why: the agent ("lease expired ...") or the in-container watchdog (exit 75).
-    wait_until(lambda: "lease expired" in node.log() or "exit code 75" in node.log(), 10, "the agent to say why")
+    wait_until(lambda: any(w in node.log() for w in WHY_A_WRITER_ENDED), 10, "the agent to say why")
     assert "the MySQL cluster row names writer someone-else, not this node" in node.log()

@@ -105,7 +105,13 @@ def test_doctor_warns_about_eviction_and_fails_without_mysql(local_cluster: Call
     cluster.wait_for_writer(90)
     config = str(cluster.coordinator.config_path)
     cluster.volume.redis.client().config_set("maxmemory-policy", "allkeys-lru")
-    wait_until(lambda: "allkeys-lru" in ctl(cluster, "doctor", "--config", config).stdout, 20, "the eviction warning")
+
+    def every_node_warns() -> bool:
+        findings = json.loads(ctl(cluster, "doctor", "--config", config, "-o", "json").stdout)
+        policy = [f for f in findings if f["name"] == "Redis maxmemory-policy"]
+        return len(policy) == 2 and all(f["result"] == "WARN" for f in policy)
+
+    wait_until(every_node_warns, 40, "the eviction warning from both nodes (they re-read it every 10 s)")
     doctor = ctl(cluster, "doctor", "--config", config, "-o", "json")
     findings = json.loads(doctor.stdout)
     policy = [f for f in findings if f["name"] == "Redis maxmemory-policy"]

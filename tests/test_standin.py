@@ -171,7 +171,7 @@ def test_sigterm_stops_gracefully_with_a_stop_line(standin_factory: StandinFacto
     time.sleep(0.5)
     started = time.monotonic()
     assert rw.stop(timeout=10) == 0
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 8  # well before docker's SIGKILL at 10 s: it stopped on SIGTERM
     (log,) = read_logs(standin_db_dir)
     assert log.entries[-1]["kind"] == "stop" and log.entries[-1]["reason"] == "SIGTERM"
     assert sum(e["kind"] == "tick" for e in log.entries) >= 1

@@ -133,15 +133,21 @@ def writer_faults(report: Report, timing: Timing) -> list[str]:
     return faults
 
 
-def reader_problems(
-    name: str, report: Report | None, record: NodeRecord | None, memory: Memory, now: float, timing: Timing
-) -> list[str]:
-    """Why `name` cannot be promoted now; empty when it can."""
+def standing_problems(record: NodeRecord | None) -> list[str]:
+    """What the operator set that keeps a node from being the writer, whatever its health."""
     problems = []
     if record is not None and record.maintenance:
         problems.append("in maintenance")
     if record is not None and record.priority <= 0:
         problems.append("priority 0")
+    return problems
+
+
+def reader_problems(
+    name: str, report: Report | None, record: NodeRecord | None, memory: Memory, now: float, timing: Timing
+) -> list[str]:
+    """Why `name` cannot be promoted now; empty when it can."""
+    problems = standing_problems(record)
     if not _fresh(report, now, timing):
         problems.append("not reporting")
         return problems
@@ -203,11 +209,7 @@ def initial_candidate(
     eligible = []
     for name in sorted(set(reports) | set(durable.nodes)):
         report, record = reports.get(name), durable.nodes.get(name)
-        problems = []
-        if record is not None and record.maintenance:
-            problems.append("in maintenance")
-        if record is not None and record.priority <= 0:
-            problems.append("priority 0")
+        problems = standing_problems(record)
         if not _fresh(report, now, timing):
             problems.append("not reporting")
         elif report is not None:

@@ -55,6 +55,7 @@ class CoordinatorProcess:
             "timing": {"startup_wait_s": 1.5, **timing},
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.credentials: grpc.ChannelCredentials | None = None  # set when it serves mutual TLS
 
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.data, sort_keys=False))
@@ -81,8 +82,16 @@ class CoordinatorProcess:
             return False
         return True
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stub(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
+        if self.credentials is not None:
+            return coordinator_pb2_grpc.CoordinatorServiceStub(grpc.secure_channel(self.address, self.credentials))
         return coordinator_pb2_grpc.CoordinatorServiceStub(grpc.insecure_channel(self.address))
+
+    def events(self, limit: int = 200) -> list[coordinator_pb2.Event]:
+        return list(self.stub().ListEvents(coordinator_pb2.ListEventsRequest(limit=limit), timeout=5))
 
     def why(self) -> str:
         return self.stub().Why(coordinator_pb2.WhyRequest(), timeout=3).sentence

@@ -202,6 +202,45 @@ class JfsTestVolume:
 _db_numbers = itertools.cycle(range(1, 16))
 
 
+def format_volume(
+    binary: str, base: Path, server: RedisServer, db: int, name: str = "testvol", probe_timeout_s: float = 2.0
+) -> JfsTestVolume:
+    """Format a JuiceFS volume (`--storage file` under `base`) on Redis db `db`, emptied first; the settings
+    point at an fstab, systemd dir and secrets dir of their own under `base`."""
+    server.client(db).flushdb()
+    base.mkdir(parents=True)
+    pw_file = base / "meta.password"
+    pw_file.write_text((server.password or "") + "\n")
+    pw_file.chmod(0o600)
+    env = dict(os.environ, META_PASSWORD=server.password or "")
+    subprocess.run(
+        [binary, "format", "--storage", "file", "--bucket", str(base / "bucket"), server.url(db), name],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    volume = VolumeSettings(
+        name=name,
+        meta_url=server.url(db),
+        mountpoint=str(base / "mnt point"),
+        password=SecretRef(file=str(pw_file)) if server.password is not None else None,
+        cache_dir=str(base / "cache"),
+        cache_size_mib=100,
+    )
+    settings = JuicefsSettings(
+        binary=binary,
+        mount_helper=MOUNT_HELPER,
+        fstab=str(base / "fstab"),
+        systemd_dir=str(base / "systemd"),
+        secrets_dir=str(base / "secrets"),
+        probe_timeout_s=probe_timeout_s,
+        write_probe_limit_ms=2000.0,
+        volumes=(volume,),
+    )
+    return JfsTestVolume(volume=volume, settings=settings, redis=server, db=db, root=base)
+
+
 @pytest.fixture
 def make_volume(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[..., JfsTestVolume]]:
     """Format a JuiceFS volume on a Redis db and return settings pointing at temp fstab/systemd/secrets."""
@@ -212,40 +251,8 @@ def make_volume(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[
     def make(server: RedisServer | None = None, name: str = "testvol", probe_timeout_s: float = 2.0) -> JfsTestVolume:
         server = server or redis_server
         db = next(_db_numbers) if server is redis_server else 1
-        server.client(db).flushdb()
-        n = next(count)
-        base = tmp_path / f"vol{n}"
-        base.mkdir()
-        pw_file = base / "meta.password"
-        pw_file.write_text((server.password or "") + "\n")
-        pw_file.chmod(0o600)
-        env = dict(os.environ, META_PASSWORD=server.password or "")
-        subprocess.run(
-            [binary, "format", "--storage", "file", "--bucket", str(base / "bucket"), server.url(db), name],
-            env=env,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-        volume = VolumeSettings(
-            name=name,
-            meta_url=server.url(db),
-            mountpoint=str(base / "mnt point"),
-            password=SecretRef(file=str(pw_file)) if server.password is not None else None,
-            cache_dir=str(base / "cache"),
-            cache_size_mib=100,
-        )
-        settings = JuicefsSettings(
-            binary=binary,
-            mount_helper=MOUNT_HELPER,
-            fstab=str(base / "fstab"),
-            systemd_dir=str(base / "systemd"),
-            secrets_dir=str(base / "secrets"),
-            probe_timeout_s=probe_timeout_s,
-            write_probe_limit_ms=2000.0,
-            volumes=(volume,),
-        )
-        return JfsTestVolume(volume=volume, settings=settings, redis=server, db=db, root=base)
+        base = tmp_path / f"vol{next(count)}"
+        return format_volume(binary, base, server, db, name, probe_timeout_s)
 
     try:
         yield make

@@ -51,7 +51,7 @@ TRIM_PATHS = (
 RECIPE_VERSION = 1  # bump to force a new root fs
 IMAGE_REPO = "jfs-milvus-standin"
 BASE_REPO = "jfs-milvus-standin-base"
-IMAGE_FILES = ("server.py", "writelog.py")
+IMAGE_FILES = ("server.py", "writelog.py", "mishards.py")
 DOCKERFILE = f"""\
 FROM {{base}}
 COPY {" ".join(IMAGE_FILES)} /opt/standin/

@@ -1,0 +1,212 @@
+"""The chaos suite: faults injected into a running local cluster while a client writes and reads back.
+
+After each scenario the checker proves, from the stand-in's write log and the coordinator's events: at no
+instant did two nodes run rw; every write the client saw acknowledged is present; epochs only grew; the
+cluster came back to exactly one healthy writer and the Mishards env file names it.
+
+    python -m tests.localcluster chaos            # every scenario, then the table (and --json FILE)
+    python -m tests.localcluster chaos --ci       # the short selection CI runs
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from tests.localcluster import faults
+from tests.localcluster.cluster import ClusterNode, WriteClient
+from tests.localcluster.up import RunningCluster
+from tests.mishards_env import env_values
+from tests.plugin_agent import wait_until
+
+Fault = Callable[[RunningCluster, ClusterNode], faults.Undo]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    faults: tuple[Fault, ...]
+    expect: str  # failover: the writer must change | stay: it must not | any: either is right
+    target: str = "writer"  # writer | reader
+    hold_s: float = 15.0  # the fault lasts this long at least (longer when a failover is awaited)
+    ci: bool = False
+
+
+SCENARIOS = (
+    Scenario("writer power-off", (faults.power_off,), "failover", ci=True),
+    Scenario("writer agent kill -9", (faults.kill_agent,), "any"),
+    Scenario("writer container killed", (faults.kill_container,), "stay"),
+    Scenario("writer juicefs killed", (faults.kill_juicefs,), "any"),
+    Scenario("writer mount hung", (faults.hang_mount,), "failover"),
+    Scenario("writer cut from coordinators", (faults.cut_from_coordinators,), "stay", ci=True),
+    Scenario("writer cut from everything", (faults.cut_off,), "failover", ci=True),
+    Scenario("a reader cut off", (faults.cut_off,), "stay", target="reader"),
+    Scenario("leading coordinator killed", (faults.kill_leader,), "stay"),
+    Scenario("all coordinators down 60 s", (faults.stop_coordinators,), "stay", hold_s=0),
+    Scenario("MySQL restarted", (faults.restart_mysql,), "any"),
+    Scenario("Redis restarted", (faults.restart_redis,), "any"),
+    Scenario("writer clock stepped +10 min", (faults.step_clock,), "stay"),
+    Scenario("writer GPU failed (XID 79)", (faults.fail_gpu,), "failover"),
+    Scenario("power-off + leader killed", (faults.power_off, faults.kill_leader), "failover"),
+)
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    outcome: str = "ok"
+    problems: list[str] = field(default_factory=list)
+    writer_before: str = ""
+    writer_after: str = ""
+    epoch_before: int = 0
+    epoch_after: int = 0
+    failover_s: float | None = None  # fault to the new writer running rw healthy
+    write_gap_s: float = 0.0  # the longest time without an acknowledged write, from the fault to recovery
+    writes_acknowledged: int = 0  # during the scenario
+    writes_lost: int = 0  # over the whole run so far
+    overlap: str = "none"
+    took_s: float = 0.0
+
+
+def healthy(rc: RunningCluster) -> str | None:
+    """None when the cluster has one healthy writer, every other node runs ro, and Mishards names the writer;
+    otherwise what is not yet so."""
+    try:
+        s = rc.cluster.status()
+    except Exception as exc:
+        return f"no status: {exc}"
+    if not s.writer:
+        return "no writer"
+    roles = {n.name: n.role_running for n in s.nodes}
+    rw = [name for name, role in roles.items() if role == 2]
+    if rw != [s.writer]:
+        return f"running rw: {rw}, writer {s.writer}"
+    not_ro = [name for name, role in roles.items() if name != s.writer and role != 1]
+    if not_ro:
+        return f"not running ro: {not_ro}"
+    node = rc.cluster.nodes[s.writer]
+    if node.http("GET", "/state")[0] != 200:
+        return f"{s.writer} does not answer /state"
+    if rc.mishards is not None:
+        want = f"tcp://{node.address}:{node.milvus_port}"
+        got = env_values(rc.mishards.env_file).get("WOSERVER")
+        if got != want:
+            return f"Mishards env names {got}, not {want}"
+        routes = rc.mishards.routes()
+        if routes is None or routes["writer"] != want:
+            return f"the stand-in Mishards routes writes to {routes and routes['writer']}, not {want}"
+    return None
+
+
+def wait_healthy(rc: RunningCluster, timeout_s: float) -> None:
+    wait_until(lambda: healthy(rc) is None, timeout_s, lambda: f"a healthy cluster: {healthy(rc)}")
+
+
+def longest_gap(times: list[float], start: float, end: float) -> float:
+    inside = [start, *[t for t in times if start < t < end], end]
+    return max(b - a for a, b in itertools.pairwise(inside))
+
+
+def epochs_grew(rc: RunningCluster) -> str | None:
+    events = sorted(rc.cluster.events(), key=lambda e: e.id)
+    epochs = [e.epoch for e in events if e.kind in ("initial", "failover", "switchover", "resume")]
+    bad = [(a, b) for a, b in itertools.pairwise(epochs) if b < a]
+    return f"epoch went back: {bad}" if bad else None
+
+
+def run_scenario(rc: RunningCluster, client: WriteClient, scenario: Scenario, progress: Progress) -> ScenarioResult:
+    result = ScenarioResult(scenario.name)
+    began = time.monotonic()
+    wait_healthy(rc, 180)
+    status = rc.cluster.status()
+    result.writer_before, result.epoch_before = status.writer, status.epoch
+    writer = rc.cluster.nodes[status.writer]
+    target = writer if scenario.target == "writer" else next(n for n in rc.cluster.nodes.values() if n is not writer)
+    acked_before = len(client.acknowledged)
+    progress(f"{scenario.name}: on {target.name} (writer {writer.name}, epoch {status.epoch})")
+    fault_at = time.monotonic()
+    undos = [fault(rc, target) for fault in scenario.faults]
+    try:
+        if scenario.expect == "failover":
+            new = rc.cluster.wait_for_writer(120, other_than=writer.name)
+            result.failover_s = round(time.monotonic() - fault_at, 2)
+            progress(f"{scenario.name}: {new.name} took over in {result.failover_s:.1f}s")
+        time.sleep(max(0.0, scenario.hold_s - (time.monotonic() - fault_at)))
+    finally:
+        for undo in reversed(undos):
+            undo()
+    try:
+        wait_healthy(rc, 180)
+    except AssertionError as exc:
+        result.problems.append(str(exc).splitlines()[0])
+    recovered_at = time.monotonic()
+    status = rc.cluster.status()
+    result.writer_after, result.epoch_after = status.writer, status.epoch
+    if result.failover_s is None and result.writer_after != result.writer_before:
+        result.failover_s = round(recovered_at - fault_at, 2)  # an upper bound: it happened while we waited
+    if scenario.expect == "stay" and result.writer_after != result.writer_before:
+        result.problems.append(f"the writer moved to {result.writer_after}, though it should have stayed")
+    if result.epoch_after < result.epoch_before:
+        result.problems.append(f"epoch went from {result.epoch_before} back to {result.epoch_after}")
+    result.write_gap_s = round(longest_gap(list(client.ack_times), fault_at, recovered_at), 2)
+    wait_until(lambda: client.acked_after(recovered_at) > 0, 30, "writes after the recovery")
+    result.writes_acknowledged = len(client.acknowledged) - acked_before
+    verdict = rc.cluster.verdict(set(client.acknowledged))
+    result.writes_lost = len(verdict.missing)
+    result.overlap = "none" if not verdict.overlaps else str(verdict.overlaps[:3])
+    for problem in (epochs_grew(rc),):
+        if problem:
+            result.problems.append(problem)
+    if result.writes_lost:
+        result.problems.append(f"{result.writes_lost} acknowledged writes lost: {sorted(verdict.missing)[:5]}")
+    if verdict.overlaps:
+        result.problems.append(f"two writers at once: {verdict.overlaps[:3]}")
+    result.outcome = "ok" if not result.problems else "FAIL"
+    result.took_s = round(time.monotonic() - began, 1)
+    progress(f"{scenario.name}: {result.outcome} {'; '.join(result.problems)}")
+    return result
+
+
+def table(results: list[ScenarioResult]) -> str:
+    head = ("scenario", "outcome", "writer", "failover", "longest write gap", "writes acked", "lost", "overlap")
+    rows = [head]
+    for r in results:
+        move = r.writer_before if r.writer_after == r.writer_before else f"{r.writer_before} -> {r.writer_after}"
+        rows.append(
+            (
+                r.scenario,
+                r.outcome,
+                f"{move} (epoch {r.epoch_after})",
+                "-" if r.failover_s is None else f"{r.failover_s:.1f}s",
+                f"{r.write_gap_s:.1f}s",
+                str(r.writes_acknowledged),
+                str(r.writes_lost),
+                r.overlap,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def run_suite(rc: RunningCluster, scenarios: list[Scenario], progress: Progress) -> list[ScenarioResult]:
+    client = WriteClient(rc.cluster, lookup_s=0.2).start()
+    try:
+        wait_until(lambda: len(client.acknowledged) > 5, 60, lambda: f"first writes ({client.last_error})")
+        results = []
+        for scenario in scenarios:
+            try:
+                results.append(run_scenario(rc, client, scenario, progress))
+            except Exception as exc:  # one broken scenario must not hide the others' results
+                results.append(ScenarioResult(scenario.name, "FAIL", [f"{type(exc).__name__}: {exc}"[:300]]))
+                progress(f"{scenario.name}: FAIL {exc!r}"[:400])
+        return results
+    finally:
+        client.stop()
+
+
+def as_json(results: list[ScenarioResult]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=2)

@@ -1,0 +1,126 @@
+"""Stop a local cluster and leave nothing behind: processes, containers, mounts, iptables rules, cgroups, files.
+
+Works from the root directory alone, so it also cleans up after a run that crashed half-way: every process
+whose command line names the root, every container with a bind mount under it, every mount under it, every
+iptables rule tagged with its comment and every node cgroup its manifest names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from agent.mount import mountinfo
+from tests.localcluster.cluster import CGROUP_PREFIX, NET_CLS, rule_comment, sweep_rules
+from tests.localcluster.up import MANIFEST
+from tests.plugin_juicefs import cleanup_mounts_under
+
+Progress = Callable[[str], None]
+
+
+def processes_under(root: Path) -> list[psutil.Process]:
+    me = os.getpid()
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if p.info["pid"] != me and str(root) in cmdline:
+            found.append(p)
+    return found
+
+
+def containers_under(root: Path) -> list[str]:
+    """Names of containers (running or not) with a bind mount from under `root`."""
+    listed = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, timeout=60)
+    ids = listed.stdout.split()
+    if not ids:
+        return []
+    inspected = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=60)
+    names = []
+    for c in json.loads(inspected.stdout or "[]"):
+        if any(str(m.get("Source", "")).startswith(str(root) + "/") for m in c.get("Mounts", [])):
+            names.append(c["Name"].lstrip("/"))
+    return names
+
+
+def mounts_under(root: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return [m.mountpoint for m in mountinfo.parse(f.read()) if m.mountpoint.startswith(str(root) + "/")]
+
+
+def rules_tagged(root: Path) -> list[str]:
+    saved = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True)
+    return [line for line in saved.stdout.splitlines() if rule_comment(root) in line]
+
+
+def node_cgroups(root: Path) -> list[Path]:
+    manifest = root / MANIFEST
+    names: list[str] = []
+    if manifest.exists():
+        with contextlib.suppress(ValueError, KeyError):
+            names = [n["name"] for n in json.loads(manifest.read_text())["nodes"]]
+    return [NET_CLS / f"{CGROUP_PREFIX}{name}" for name in names if (NET_CLS / f"{CGROUP_PREFIX}{name}").exists()]
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(signal.SIGCONT)  # a hung juicefs (SIGSTOP) must be able to die
+            p.kill()
+    psutil.wait_procs(processes, timeout=10)
+
+
+def tear_down(root: Path, progress: Progress) -> list[str]:
+    """Remove everything of the cluster in `root`; returns what is left (empty when all went)."""
+    root = root.resolve()
+    if not root.exists():
+        progress(f"nothing to stop: {root} does not exist")
+        return []
+    controllers = [
+        p
+        for p in processes_under(root)
+        if "agent.cli" in " ".join(p.cmdline()) or "coordinator.cli" in " ".join(p.cmdline())
+    ]
+    progress(f"stopping {len(controllers)} agents and coordinators")
+    _kill(controllers)
+    names = containers_under(root)
+    progress(f"removing {len(names)} containers")
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
+    progress(f"unmounting {len(mounts_under(root))} JuiceFS mounts")
+    cleanup_mounts_under(str(root))
+    rest = processes_under(root)
+    progress(f"stopping {len(rest)} remaining processes (MariaDB, Redis, juicefs)")
+    _kill(rest)
+    progress(f"removing {sweep_rules(rule_comment(root))} iptables rules")
+    cgroups = node_cgroups(root)
+    for cgroup in cgroups:
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+    deadline = time.monotonic() + 10
+    while mounts_under(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = leftovers(root, cgroups)
+    if not any(item.startswith("mount") for item in left):
+        shutil.rmtree(root, ignore_errors=True)
+    return leftovers(root, cgroups)
+
+
+def leftovers(root: Path, cgroups: list[Path] | None = None) -> list[str]:
+    """Everything of the cluster still on this machine, one line each."""
+    left = [f"process {p.pid}: {' '.join(p.cmdline())[:120]}" for p in processes_under(root) if p.is_running()]
+    left += [f"container {name}" for name in containers_under(root)]
+    left += [f"mount {mp}" for mp in mounts_under(root)]
+    left += [f"iptables rule {rule}" for rule in rules_tagged(root)]
+    left += [f"cgroup {cg}" for cg in (node_cgroups(root) if cgroups is None else cgroups) if cg.exists()]
+    if root.exists():
+        left.append(f"directory {root}")
+    return left

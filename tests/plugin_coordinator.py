@@ -67,6 +67,8 @@ class CoordinatorProcess:
             [sys.executable, "-m", "coordinator.cli", "run", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a local cluster outlives the command that started it
             cwd=REPO,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )

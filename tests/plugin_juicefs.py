@@ -66,7 +66,9 @@ class RedisServer:
         argv += ["--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")]
         if self.password is not None:
             argv += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -323,6 +323,7 @@ class WriteClient:
         self.lookup_s = lookup_s
         self.acknowledged: set[str] = set()
         self.ack_times: list[float] = []
+        self.ack_nodes: list[str] = []  # which node acknowledged each write, beside ack_times
         self.errors = 0
         self.last_error = ""
         self._stop = threading.Event()
@@ -350,6 +351,7 @@ class WriteClient:
                     code, answer = 0, {"error": repr(exc)}
                 if code == 200:
                     self.acknowledged.add(write_id)
+                    self.ack_nodes.append(node.name)
                     self.ack_times.append(time.monotonic())
                 else:
                     self.errors += 1
@@ -368,8 +370,14 @@ class WriteClient:
     def acked_after(self, t: float) -> int:
         return sum(1 for a in self.ack_times if a > t)
 
-    def first_ack_after(self, t: float) -> float | None:
-        return next((a for a in self.ack_times if a > t), None)
+    def first_ack_after(self, t: float, by: str | None = None) -> float | None:
+        """When the first write after `t` was acknowledged (by node `by`, when given)."""
+        return next((a for a, n in self._acks() if a > t and by in (None, n)), None)
 
-    def last_ack_before(self, t: float) -> float | None:
-        return next((a for a in reversed(self.ack_times) if a <= t), None)
+    def last_ack_before(self, t: float, by: str | None = None) -> float | None:
+        return next((a for a, n in reversed(self._acks()) if a <= t and by in (None, n)), None)
+
+    def _acks(self) -> list[tuple[float, str]]:
+        """(time, node) of every acknowledged write so far (the writer thread appends the node first)."""
+        times = list(self.ack_times)
+        return list(zip(times, self.ack_nodes[: len(times)], strict=True))

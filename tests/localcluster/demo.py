@@ -47,8 +47,10 @@ def failover_demo(rc: RunningCluster, say: Say) -> dict[str, Any]:
         event = wait_until(
             lambda: failover_event(cluster.events(), last_event, new.name), 60, "the failover's event"
         )
-        first_ack = wait_until(lambda: client.first_ack_after(fault_at), 60, "a write acknowledged after the fault")
-        last_ack = client.last_ack_before(fault_at) or fault_at
+        first_ack = wait_until(
+            lambda: client.first_ack_after(fault_at, by=new.name), 60, "a write acknowledged by the new writer"
+        )
+        last_ack = client.last_ack_before(first_ack, by=old.name) or fault_at
         at = phase_times(event, fault_unix)
         at["first write acknowledged"] = round(first_ack - fault_at, 3)
         woserver = f"tcp://{new.address}:{new.milvus_port}"
@@ -63,8 +65,8 @@ def failover_demo(rc: RunningCluster, say: Say) -> dict[str, Any]:
         for name, t in at.items():
             say(f"  {t:6.2f}  {name}")
         unavailable = round(first_ack - last_ack, 3)
-        say(f"writes were unavailable for {unavailable:.2f}s (last acknowledged write before the power-off to the "
-            f"first one after)")
+        say(f"writes were unavailable for {unavailable:.2f}s (from the last write {old.name} acknowledged to the "
+            f"first one {new.name} did)")
         time.sleep(2)
         say(f"powering {old.name} on again: it rejoins as a reader")
         undo()

@@ -28,11 +28,13 @@ Progress = Callable[[str], None]
 
 
 def processes_under(root: Path) -> list[psutil.Process]:
+    """Processes whose command line names `root` or that work in it (redis-server rewrites its title)."""
     me = os.getpid()
     found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
         cmdline = " ".join(p.info["cmdline"] or [])
-        if p.info["pid"] != me and str(root) in cmdline:
+        cwd = p.info["cwd"] or ""
+        if p.info["pid"] != me and (str(root) in cmdline or cwd == str(root) or cwd.startswith(str(root) + "/")):
             found.append(p)
     return found
 

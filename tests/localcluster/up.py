@@ -228,6 +228,10 @@ def bring_up(spec: ClusterSpec, progress: Progress) -> RunningCluster:
         nodes_root, volume, db, image, coordinators, spec.nodes, nvml_lib, names, tls, spec.node_addresses(), 0x100110
     )
     for node in cluster.nodes.values():
+        # Each node has an address of its own, so every Milvus listens on the standard ports, as in production
+        # (Mishards' static discovery takes one port for all hosts).
+        node.milvus_port, node.http_port = 19530, 19121
+        node.milvus.update(port=19530, http_port=19121)
         node.write_config(log_level="info")
 
     mishards = None

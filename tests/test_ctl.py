@@ -77,6 +77,7 @@ def test_every_command_against_a_running_cluster(local_cluster: Callable[..., Lo
     assert refused.returncode == 1 and "in maintenance" in refused.stderr
     assert ctl(cluster, "maintenance", "off", a).returncode == 0
 
+    wait_until(lambda: "2 healthy readers" in ctl(cluster, "why").stdout, 60, "both readers settled")
     moved = ctl(cluster, "switchover", "--to", b, "--yes", "--reason", "planned")
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert "fence" in moved.stdout and "promote" in moved.stdout and "done in" in moved.stdout

@@ -46,13 +46,19 @@ class ClusterSpec:
     fake_gpus: bool = True
     mishards: bool = True
     timing: dict[str, Any] = field(default_factory=dict)  # coordinator timing overrides (none: the defaults)
+    # Node names, addresses and cgroup class ids of its own, apart from the test suite's clusters (127.0.0.20+)
+    # and from any other local cluster that may be up at the same time.
+    name_suffix: str = ""
+    subnet: int = 10  # nodes are 127.0.<subnet>.11, .12, ...
 
     def node_names(self) -> list[str]:
-        return [f"node-{chr(ord('a') + i)}" for i in range(self.nodes)]
+        return [f"node-{chr(ord('a') + i)}{self.name_suffix}" for i in range(self.nodes)]
 
     def node_addresses(self) -> list[str]:
-        """Addresses and cgroup class ids of their own, apart from the test suite's clusters (127.0.0.20+)."""
-        return [f"127.0.10.{11 + i}" for i in range(self.nodes)]
+        return [f"127.0.{self.subnet}.{11 + i}" for i in range(self.nodes)]
+
+    def classid_base(self) -> int:
+        return 0x100000 + self.subnet * 0x100
 
 
 @dataclass
@@ -225,8 +231,9 @@ def bring_up(spec: ClusterSpec, progress: Progress) -> RunningCluster:
     nodes_root = spec.root / "nodes"
     nodes_root.mkdir(exist_ok=True)
     cluster = LocalCluster(
-        nodes_root, volume, db, image, coordinators, spec.nodes, nvml_lib, names, tls, spec.node_addresses(), 0x100110
-    )
+        nodes_root, volume, db, image, coordinators, spec.nodes, nvml_lib, names, tls,
+        addresses=spec.node_addresses(), classid_base=spec.classid_base(),
+    )  # fmt: skip
     for node in cluster.nodes.values():
         # Each node has an address of its own, so every Milvus listens on the standard ports, as in production
         # (Mishards' static discovery takes one port for all hosts).

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from tests.localcluster import faults
 from tests.localcluster.chaos import wait_healthy
 from tests.localcluster.cluster import WriteClient
-from tests.localcluster.phases import failover_event, phase_durations, phase_times
+from tests.localcluster.phases import power_off_writer
 from tests.localcluster.up import ClusterSpec, RunningCluster, bring_up
-from tests.mishards_env import env_values
 from tests.plugin_agent import wait_until
 
 Say = Callable[[str], None]
@@ -32,58 +31,44 @@ def run_demo(spec: ClusterSpec, say: Say) -> dict[str, Any]:
 
 def failover_demo(rc: RunningCluster, say: Say) -> dict[str, Any]:
     cluster = rc.cluster
-    client = WriteClient(cluster, lookup_s=0.2).start()
+    client = WriteClient(cluster, lookup_s=0.1).start()
     try:
         wait_until(lambda: len(client.acknowledged) >= 40, 60, lambda: f"first writes ({client.last_error})")
         old = cluster.wait_for_writer()
         say(f"a client writes to the writer {old.name} ({old.address}): {len(client.acknowledged)} acknowledged")
-        last_event = max((e.id for e in cluster.events()), default=0)
         epoch = cluster.status().epoch
-        say(f"powering off {old.name}: its agent, its Milvus container and its JuiceFS mount die at once")
-        fault_unix, fault_at = time.time(), time.monotonic()
-        undo = faults.power_off(rc, old)
-        new = cluster.wait_for_writer(120, other_than=old.name)
-        say(f"{new.name} is the writer now (epoch {cluster.status().epoch}, was {epoch}), with no operator")
-        event = wait_until(
-            lambda: failover_event(cluster.events(), last_event, new.name), 60, "the failover's event"
-        )
-        first_ack = wait_until(
-            lambda: client.first_ack_after(fault_at, by=new.name), 60, "a write acknowledged by the new writer"
-        )
-        last_ack = client.last_ack_before(first_ack, by=old.name) or fault_at
-        at = phase_times(event, fault_unix)
-        at["first write acknowledged"] = round(first_ack - fault_at, 3)
-        woserver = f"tcp://{new.address}:{new.milvus_port}"
+        figures, undo = power_off_writer(rc, client, say)
+        say(f"{figures.new_writer} is the writer now (epoch {figures.epoch}, was {epoch}), with no operator")
         if rc.mishards is not None:
-            wait_until(lambda: env_values(rc.mishards.env_file).get("WOSERVER") == woserver, 60, "Mishards env")
-            routes = wait_until(
-                lambda: (r := rc.mishards.routes()) and r["writer"] == woserver and r, 60, "Mishards routes"
+            routes = rc.mishards.routes() or {}
+            readers = ", ".join(routes.get("readers", []))
+            say(
+                f"the Mishards env file names {routes.get('writer')}; the stand-in Mishards, restarted by the "
+                f"agent on {rc.mishards.node.name}, routes writes there and reads to {readers}"
             )
-            say(f"the Mishards env file names {woserver}; the stand-in Mishards routes writes there and reads to "
-                f"{', '.join(routes['readers'])}")
         say("the failover, in seconds from the power-off:")
-        for name, t in at.items():
+        for name, t in figures.phases_at_s.items():
             say(f"  {t:6.2f}  {name}")
-        unavailable = round(first_ack - last_ack, 3)
-        say(f"writes were unavailable for {unavailable:.2f}s (from the last write {old.name} acknowledged to the "
-            f"first one {new.name} did)")
+        say(f"  {figures.first_write_s:6.2f}  first write acknowledged by {figures.new_writer}")
+        say(
+            f"writes were unavailable for {figures.writes_unavailable_s:.2f}s (from the last write "
+            f"{figures.old_writer} acknowledged to the first one {figures.new_writer} did)"
+        )
         time.sleep(2)
-        say(f"powering {old.name} on again: it rejoins as a reader")
+        say(f"powering {figures.old_writer} on again: it rejoins as a reader")
         undo()
         wait_healthy(rc, 120)
     finally:
         client.stop()
     verdict = cluster.verdict(set(client.acknowledged))
-    say(f"the checker read the write log: {len(client.acknowledged)} writes acknowledged, {len(verdict.missing)} "
-        f"lost, {'no' if not verdict.overlaps else len(verdict.overlaps)} overlapping writers")
+    say(
+        f"the checker read the write log: {len(client.acknowledged)} writes acknowledged, {len(verdict.missing)} "
+        f"lost, {'no' if not verdict.overlaps else len(verdict.overlaps)} overlapping writers"
+    )
     say(rc.coordinatorctl("status").stdout.rstrip())
     say(f"the cluster keeps running. Try: . {rc.root}/env && coordinatorctl history; stop it: scripts/cluster down")
     return {
-        "old_writer": old.name,
-        "new_writer": new.name,
-        "phases_at_s": at,
-        "phase_durations_s": phase_durations(at),
-        "writes_unavailable_s": unavailable,
+        **asdict(figures),
         "writes_acknowledged": len(client.acknowledged),
         "writes_lost": len(verdict.missing),
         "overlaps": len(verdict.overlaps),

@@ -159,6 +159,7 @@ class Reporter:
             self.last_answer_at -= self.interval_s
         self.rounds = 0
         self._stop = threading.Event()
+        self._soon = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reporter", daemon=True)
 
     def start(self) -> None:
@@ -170,8 +171,13 @@ class Reporter:
         )
         self._thread.start()
 
+    def report_soon(self) -> None:
+        """Report now rather than at the next interval (the role running changed: the coordinator waits on it)."""
+        self._soon.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._soon.set()
         self._thread.join(timeout=5)
         self.link.close()
 
@@ -186,7 +192,9 @@ class Reporter:
             now = time.monotonic()
             if next_at < now:  # a slow round: start the next one now, do not try to catch up
                 next_at = now
-            self._stop.wait(next_at - now)
+            if self._soon.wait(next_at - now):
+                self._soon.clear()
+                next_at = time.monotonic()
 
     def report_once(self) -> None:
         self.rounds += 1

@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -173,6 +174,10 @@ class Agent:
                 lease_ms=self.lease.lease_ms,
             )
         self._renewal_note = ""
+        # Set when a new assignment arrives, so the loop acts on it at once rather than at its next tick;
+        # `on_role_change` (the reporter's report_soon) tells the coordinator at once when the role running changes.
+        self.wake = threading.Event()
+        self.on_role_change: Callable[[], None] | None = None
         self._last_no_renewal: str | None = None
         self._last_answer: tuple[str, int, str, int] | None = None
         self._last_answer_refusal: str | None = None
@@ -319,6 +324,8 @@ class Agent:
             return refusal
         self._last_answer_refusal = None
         key = (assignment.role, assignment.epoch, assignment.writer, assignment.lease_ms)
+        if key[:3] != (self._last_answer or ("", 0, ""))[:3]:
+            self.wake.set()
         if key != self._last_answer:
             self._last_answer = key
             lease = f" with a {assignment.lease_ms / 1000:.1f}s lease" if assignment.role == "rw" else ""
@@ -567,11 +574,18 @@ class Agent:
         mount = mounts.get(volume.name) if volume else None
 
         role = assignment.role if assignment.role in ("rw", "ro") else "none"
+        # Told ro at the new epoch but named as its writer: this node is the writer-designate while the old
+        # writer is fenced. It prepares as rw (container stopped, mount rw, rw config) and starts nothing
+        # until a rw assignment brings a lease (agent/milvus/converge.py, rule 15).
+        designate = self.coordinated and role == "ro" and assignment.writer == self.config.node_name
+        if designate:
+            role = "rw"
         text, render_error = (None, None)
         if role != "none":
             text, render_error = self._rendered_config(role, gpu_report)
         sha = hashlib.sha256(text.encode()).hexdigest() if text else ""
-        want = Want(role=role, epoch=assignment.epoch, lease_valid=self._writer_may_run(assignment), config_sha256=sha)
+        may_run = not designate and self._writer_may_run(assignment)
+        want = Want(role=role, epoch=assignment.epoch, lease_valid=may_run, config_sha256=sha)
 
         running = [c for c in containers if c.running and c.role is not None]
         health_error = None
@@ -621,7 +635,10 @@ class Agent:
         self.snapshot.mounts = list(mounts.values())
         self.snapshot.container = current
         self.snapshot.container_healthy = healthy
-        self.snapshot.role_running = current.role if healthy and current and current.role else "none"
+        role_running = current.role if healthy and current and current.role else "none"
+        if role_running != self.snapshot.role_running and self.on_role_change is not None:
+            self.on_role_change()
+        self.snapshot.role_running = role_running
         self.snapshot.assignment = assignment
         self.snapshot.highest_epoch = self.state.highest_epoch
         self.snapshot.last_step = outcome

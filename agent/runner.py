@@ -42,9 +42,11 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
 
     def on_term(signum: int, frame: Any) -> None:
         stop.set()
+        agent.wake.set()
 
     def on_hup(signum: int, frame: Any) -> None:
         reload.set()
+        agent.wake.set()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -53,6 +55,7 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
     agent.start()
     reporter = Reporter(agent, config) if config.coordinators else None
     if reporter is not None:
+        agent.on_role_change = reporter.report_soon
         reporter.start()
     api = serve(agent, config)
     metrics = MetricsServer(config.address, config.metrics_port, lambda: render_metrics(agent.status()))
@@ -75,7 +78,8 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
             if watchdog is not None and time.monotonic() - last_ping >= watchdog / 2:
                 notify("WATCHDOG=1")
                 last_ping = time.monotonic()
-            stop.wait(max(0.0, config.loop_interval_s - (time.monotonic() - started)))
+            agent.wake.wait(max(0.0, config.loop_interval_s - (time.monotonic() - started)))
+            agent.wake.clear()
     finally:
         notify("STOPPING=1")
         log.info("stopping on signal; the Milvus container is left running as it is")

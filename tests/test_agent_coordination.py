@@ -293,7 +293,7 @@ def test_a_writer_runs_under_its_lease_and_is_killed_when_no_one_renews_it(
     node = coordinated(agent_node, fake.address)
     fake.lead(rw(1, 0, node.name))  # rw with no lease: never started
     node.start()
-    wait_until(lambda: "holding no valid lease: not starting a writer" in node.log(), 15, "the refusal to start")
+    wait_until(lambda: "holding no valid lease: not starting" in node.log(), 15, "the refusal to start")
     assert running(node) == []
 
     fake.lead(rw(1, LEASE_MS, node.name))

@@ -90,6 +90,21 @@ def test_each_rule(want: Want, observed: Seen, action: Action, words: str) -> No
     assert words in step.reason, step.reason
 
 
+def test_a_writer_designate_prepares_during_the_fence_but_never_starts_without_a_lease() -> None:
+    """Told ro at the new epoch with itself as the writer, the agent wants rw without a lease: it stops its
+    ro container, remounts rw and writes the rw config while the old writer is fenced, then waits."""
+    designate = replace(RW, lease_valid=False)
+    steps = [
+        next_step(designate, seen(container("ro"))),
+        next_step(designate, seen(mount_mode="ro")),
+        next_step(designate, seen(mount_mode="rw", config_on_disk_sha256=None)),
+        next_step(designate, seen(mount_mode="rw")),
+    ]
+    assert [s.action for s in steps] == [Action.STOP, Action.MOUNT, Action.WRITE_CONFIG, Action.WAIT]
+    assert steps[1].mount_mode == "rw" and "holding no valid lease" in steps[3].reason
+    assert next_step(RW, seen(mount_mode="rw")).action is Action.START  # the promotion: one step left
+
+
 def test_the_extra_container_stopped_is_not_the_one_in_the_wanted_role() -> None:
     good = container("ro", id="good")
     old = container("rw", status="exited", id="old", name="milvus-prev", exit_code=0)

@@ -20,8 +20,14 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |12 | none runs; the mount is not healthy                         | wait (never start on it)  |
 |13 | none runs; a reader finds no db directory on the volume     | wait for the writer       |
 |14 | none runs; server_config.yaml differs from the rendered one | write it                  |
-|15 | none runs; a restart backoff is pending                     | wait                      |
-|16 | none runs                                                   | start the container       |
+|15 | none runs; rw is wanted but no lease is valid               | wait (ready, not started) |
+|16 | none runs; a restart backoff is pending                     | wait                      |
+|17 | none runs                                                   | start the container       |
+
+A writer-designate (told ro at the new epoch while the old writer is fenced, with itself named as the writer)
+is wanted as rw without a lease: rules 6, 11 and 14 stop its ro container, remount rw and write the rw config
+during the fence, and rule 15 holds it there, so the promotion itself is only rule 17. No Milvus runs rw
+without a lease at any point; a rw mount with no rw Milvus writes nothing to the volume.
 """
 
 from __future__ import annotations
@@ -160,8 +166,6 @@ def next_step(want: Want, seen: Seen) -> Step:
 
     if want.role not in ("rw", "ro"):
         return Step(Action.NOTHING, f"no Milvus container: this node is assigned {want.role}")
-    if want.role == "rw" and not want.lease_valid:
-        return Step(Action.WAIT, "assigned rw but holding no valid lease: not starting a writer")
     if seen.mount_state in ("failed", "unmounted") or seen.mount_mode != want.role:
         current_mode = seen.mount_mode or "unmounted"
         if seen.mount_state == "hung":
@@ -182,6 +186,10 @@ def next_step(want: Want, seen: Seen) -> Step:
         return Step(Action.WAIT, "no Milvus db directory on the volume yet: a reader waits for the writer to create it")
     if seen.config_on_disk_sha256 != want.config_sha256:
         return Step(Action.WRITE_CONFIG, f"writing server_config.yaml for role {want.role}")
+    if want.role == "rw" and not want.lease_valid:
+        # The mount and the config are ready (a writer-designate prepares while the old writer is fenced),
+        # but no Milvus writes without a lease.
+        return Step(Action.WAIT, "ready to write (mount rw, config written) but holding no valid lease: not starting")
     if seen.backoff_left_s > 0:
         return Step(Action.WAIT, f"waiting {seen.backoff_left_s:.0f}s before restarting Milvus (crash backoff)")
     return Step(Action.START, f"starting Milvus as {want.role} at epoch {want.epoch}")

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     chaos.add_argument("--ci", action="store_true", help="only the short selection CI runs")
     chaos.add_argument("--only", action="append", default=[], metavar="NAME", help="scenarios whose name has NAME")
     chaos.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    chaos.add_argument("--logs", type=Path, metavar="DIR", help="keep every agent's and coordinator's log here")
     sub.add_parser("status")
     sub.add_parser("down")
     args = parser.parse_args(argv)
@@ -95,11 +96,23 @@ def run_chaos(spec: ClusterSpec, args: argparse.Namespace) -> int:
     try:
         results = run_suite(rc, chosen, say)
     finally:
+        if args.logs:
+            keep_logs(spec.root, args.logs)
         tear_down(spec.root, say)
     print(table(results), flush=True)
     if args.json:
         args.json.write_text(as_json(results) + "\n")
     return 0 if all(r.outcome == "ok" for r in results) else 1
+
+
+def keep_logs(root: Path, to: Path) -> None:
+    import shutil
+
+    to.mkdir(parents=True, exist_ok=True)
+    for log in [*root.glob("*.log"), *root.glob("nodes/*/agent.log")]:
+        name = log.name if log.parent == root else f"{log.parent.name}.log"
+        shutil.copy(log, to / name)
+    say(f"logs kept in {to}")
 
 
 if __name__ == "__main__":

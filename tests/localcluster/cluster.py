@@ -337,8 +337,7 @@ class WriteClient:
             if time.monotonic() - last_lookup > self.lookup_s:
                 try:
                     self._writer = self.cluster.writer() or None
-                except Exception as exc:
-                    self._writer = None
+                except Exception as exc:  # no coordinator answers: keep writing where the writer last was
                     self.last_error = f"status: {exc!r}"
                 last_lookup = time.monotonic()
             node = self.cluster.nodes.get(self._writer or "")

@@ -178,6 +178,9 @@ class Agent:
         # `on_role_change` (the reporter's report_soon) tells the coordinator at once when the role running changes.
         self.wake = threading.Event()
         self.on_role_change: Callable[[], None] | None = None
+        self._mishards_restart_lock = threading.Lock()
+        self._mishards_restarting = False
+        self._mishards_restart_again = False
         self._last_no_renewal: str | None = None
         self._last_answer: tuple[str, int, str, int] | None = None
         self._last_answer_refusal: str | None = None
@@ -773,6 +776,26 @@ class Agent:
             return ""
 
     def _restart_mishards(self) -> None:
+        """Restart Mishards in the background: a restart takes seconds (up to its stop timeout) and must never
+        hold up the loop, which may be promoting this node to writer at the same moment. Changes that arrive
+        during a restart cause one more restart after it, so Mishards ends up reading the latest file."""
+        with self._mishards_restart_lock:
+            if self._mishards_restarting:
+                self._mishards_restart_again = True
+                return
+            self._mishards_restarting = True
+        threading.Thread(target=self._mishards_restarter, name="mishards-restart", daemon=True).start()
+
+    def _mishards_restarter(self) -> None:
+        while True:
+            self._restart_mishards_now()
+            with self._mishards_restart_lock:
+                if not self._mishards_restart_again:
+                    self._mishards_restarting = False
+                    return
+                self._mishards_restart_again = False
+
+    def _restart_mishards_now(self) -> None:
         name = self.config.mishards.container_name
         try:
             restarted = self.docker.restart_named(name)

@@ -618,6 +618,11 @@ def _advance(
             memory = replace(memory, transition=t)
         elif now - t.promoted_at > timing.promote_timeout_s:
             return _promotion_failed(durable, memory, t, reports, now, timing, now_unix)
+        elif now - _last_heard(new_report, t) > timing.detect_after_s:
+            # A node that stops reporting while it is promoted (a resumed writer that was powered off with the
+            # old leader, say) is as failed as a writer that stops reporting: no need to wait the whole timeout.
+            silent = f"{t.new} has not reported for {now - _last_heard(new_report, t):.1f}s while being promoted"
+            return _promotion_failed(durable, memory, t, reports, now, timing, now_unix, silent)
         else:
             return (
                 memory,
@@ -696,6 +701,11 @@ def _fence_state(t: Transition, reports: Mapping[str, Report], now: float, timin
     return False, f"waiting for {', '.join(sorted(unacked))} to stop or for its lease to end in {lease_end - now:.1f}s"
 
 
+def _last_heard(report: Report | None, t: Transition) -> float:
+    """When this leader last heard from the node being promoted, counting from the transition's start."""
+    return max(report.received_at, t.started_at) if report is not None else t.started_at
+
+
 def _promotion_failed(
     durable: Durable,
     memory: Memory,
@@ -704,13 +714,14 @@ def _promotion_failed(
     now: float,
     timing: Timing,
     now_unix: float,
+    why: str = "",
 ) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
     failed = dict(memory.failed_candidates)
     failed[t.new] = now + timing.failover_window_s
     memory = replace(memory, transition=None, failed_candidates=failed)
     event = Event(
         kind="promote-failed",
-        reason=f"{t.new} did not run rw healthy within {timing.promote_timeout_s:.0f}s",
+        reason=why or f"{t.new} did not run rw healthy within {timing.promote_timeout_s:.0f}s",
         node=t.new,
         epoch=t.epoch,
         at_unix=now_unix,

@@ -242,6 +242,22 @@ def test_a_failed_promotion_moves_on_to_the_next_candidate() -> None:
     assert d.memory.failed_candidates["b"] > hopeless
 
 
+def test_a_resumed_writer_that_never_reports_fails_after_the_detection_time_not_the_promote_timeout() -> None:
+    """The old leader and the writer died together: the new leader resumes the durable writer, hears nothing
+    from it, and fails over once it has been silent for detect_after_s past the resume fence."""
+    readers = {"b": rep("b", 13.1), "c": rep("c", 13.1)}
+    d = decide(durable(), Memory(leader_since=10.0), readers, 13.1, T, leadership_left_s=5)
+    assert d.memory.transition is not None and d.memory.transition.kind == "resume"
+    fenced = 10.0 + T.lease_s + T.fence_margin_s + 0.01
+    d = decide(durable(), d.memory, {k: replace(r, received_at=fenced) for k, r in readers.items()}, fenced, T, 5)
+    assert d.memory.transition is not None and d.memory.transition.promoted_at is not None
+    waited = 10.0 + T.detect_after_s + 0.01
+    now = max(fenced, waited) + 0.01
+    d = decide(durable(), d.memory, {k: replace(r, received_at=now) for k, r in readers.items()}, now, T, 5)
+    assert d.change_writer is not None and d.change_writer.new_writer in ("b", "c"), d.why
+    assert d.events[0].kind == "promote-failed" and "has not reported" in d.events[0].reason
+
+
 def test_maintenance_on_the_writer_switches_over_first() -> None:
     d = decide(durable(a=NodeRecord("a", "10.0.0.1", maintenance=True)), settled(), healthy_cluster(100.0), 100.0, T, 5)
     assert d.change_writer == ChangeWriter("b", 1)

@@ -79,6 +79,9 @@ class JuicefsSettings:
     secrets_dir: str = "/etc/jfs-milvus/secrets"
     probe_timeout_s: float = 5.0
     write_probe_limit_ms: float = 2000.0
+    # The write probe (write + fsync + read back) runs at most this often on a healthy rw mount; the stat and
+    # `.config` read run at every observation. 0: write at every observation.
+    write_probe_interval_s: float = 5.0
     volumes: tuple[VolumeSettings, ...] = ()
 
 
@@ -283,6 +286,7 @@ def _read_juicefs(sec: Section) -> JuicefsSettings:
         secrets_dir=sec.path_("secrets_dir", "/etc/jfs-milvus/secrets"),
         probe_timeout_s=sec.number("probe_timeout_s", 5.0, minimum=0.1, maximum=600),
         write_probe_limit_ms=sec.number("write_probe_limit_ms", 2000.0, minimum=1),
+        write_probe_interval_s=sec.number("write_probe_interval_s", 5.0, minimum=0, maximum=600),
     )
     volumes: list[VolumeSettings] = []
     seen: dict[str, set[object]] = {"name": set(), "mountpoint": set()}

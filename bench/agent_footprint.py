@@ -5,15 +5,25 @@ container in the rw role, a fake set of GPUs through the real pynvml and the tes
 runs the agent daemon for --seconds, samples it, and prints JSON. Needs root, Docker, FUSE, Redis (run
 ./scripts/setup-test-env once). Target: under 60 MiB resident and under 1% of one core at a 1 s loop.
 
+With --coordinator the agent runs as in a coordinated cluster: it reports every second to a scripted coordinator
+(tests.fake_coordinator, in this process) that leads and grants it rw with a 3 s lease, so the report (a full
+NodeObservation over gRPC) and the lease file renewal are part of the load. The JSON splits the CPU seconds by
+thread (names from `py-spy dump` when py-spy is installed). --profile FILE samples the agent with py-spy (the
+thread holding the GIL: Python at work) during the measured time and writes collapsed stacks to FILE, with a
+summary on stderr; CPU figures of a profiled run are not comparable.
+
     .venv/bin/python bench/agent_footprint.py --seconds 120 --gpus 8
+    .venv/bin/python bench/agent_footprint.py --seconds 120 --gpus 8 --coordinator
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +41,7 @@ from agent.config import JuicefsSettings, VolumeSettings  # noqa: E402
 from agent.mount import MountManager  # noqa: E402
 from agent.secrets import SecretRef  # noqa: E402
 from tests.agentconf import write_agent_yaml  # noqa: E402
+from tests.fake_coordinator import FakeCoordinator, rw  # noqa: E402
 from tests.fakenvml.build import build_fake_nvml  # noqa: E402
 from tests.plugin_agent import free_port, wait_until  # noqa: E402
 from tests.plugin_gpu import FakeGpu, FakeNvmlConfig  # noqa: E402
@@ -55,8 +66,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds ignored at the start (default 10)")
     parser.add_argument("--gpus", type=int, default=8, help="fake GPUs on the node (default 8)")
     parser.add_argument("--loop", type=float, default=1.0, help="agent loop interval in seconds (default 1)")
-    parser.add_argument("--profile", metavar="FILE", help="run the agent under cProfile and write its stats to FILE")
+    parser.add_argument(
+        "--coordinator", action="store_true", help="report every second to a fake coordinator that grants rw"
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", help="sample the agent with py-spy while measuring; collapsed stacks to FILE"
+    )
     args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if args.profile and py_spy is None:
+        print("agent_footprint: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        return 2
 
     binary = require_fuse_mounts_or_exit()
     image = ensure_standin_image()
@@ -66,6 +86,7 @@ def main() -> int:
         redis = RedisServer(root / "redis")
         redis.start()
         agent = None
+        coordinator: FakeCoordinator | None = None
         container = f"milvus-bench-{os.getpid()}"
         try:
             progress("formatting a JuiceFS volume")
@@ -110,6 +131,11 @@ def main() -> int:
             base.write_text("version: 0.5\n")
             metrics_port = free_port()
             http_port = free_port()
+            coordination: dict[str, object] = {}
+            if args.coordinator:
+                coordinator = FakeCoordinator()
+                coordinator.lead(rw(epoch=1, lease_ms=3000, writer="bench", reason="the bench grants rw"))
+                coordination = {"coordinators": [coordinator.start()]}
             config = write_agent_yaml(
                 root / "agent.yaml",
                 "bench",
@@ -128,20 +154,26 @@ def main() -> int:
                     "http_port": http_port,
                     "gpus": "none",
                 },
+                **coordination,
             )
             env = dict(
                 os.environ,
                 LD_LIBRARY_PATH=str(lib_dir),
                 FAKE_NVML_CONFIG=str(nvml_conf),
             )
-            subprocess.run(
-                [sys.executable, "-m", "agent.cli", "assign", "rw", "--epoch", "1", "--config", config],
-                check=True,
-                env=env,
-                cwd=REPO,
-                capture_output=True,
+            if coordinator is None:  # with a coordinator, its answer is the assignment
+                subprocess.run(
+                    [sys.executable, "-m", "agent.cli", "assign", "rw", "--epoch", "1", "--config", config],
+                    check=True,
+                    env=env,
+                    cwd=REPO,
+                    capture_output=True,
+                )
+            with_coordinator = ", reporting to a fake coordinator" if args.coordinator else ""
+            progress(
+                f"running the agent with {args.gpus} fake GPUs, a rw mount and a rw stand-in container"
+                f"{with_coordinator}"
             )
-            progress(f"running the agent with {args.gpus} fake GPUs, a rw mount and a rw stand-in container")
             log = open(root / "agent.log", "wb")  # noqa: SIM115
             agent = subprocess.Popen(
                 [sys.executable, "-m", "agent.cli", "run", "--config", config],
@@ -165,6 +197,17 @@ def main() -> int:
             proc = psutil.Process(agent.pid)
             progress(f"warm-up {args.warmup:.0f}s")
             time.sleep(args.warmup)
+            profiler = None
+            if args.profile:
+                profiler = subprocess.Popen(
+                    [py_spy, "record", "--pid", str(agent.pid), "--duration", str(int(args.seconds)), "--rate", "250",
+                     "--gil", "--threads", "--format", "raw", "--output", args.profile],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            reports0 = coordinator.count() if coordinator else 0
+            names = thread_names(py_spy, agent.pid)
+            threads0 = {t.id: t.user_time + t.system_time for t in proc.threads()}
             rss: list[int] = []
             cpu0 = proc.cpu_times()
             loops0 = metric(scrape(), "jfs_milvus_agent_loops_total")
@@ -183,14 +226,17 @@ def main() -> int:
                 time.sleep(0.5)
             elapsed = time.monotonic() - t0
             cpu1 = proc.cpu_times()
+            threads1 = {t.id: t.user_time + t.system_time for t in proc.threads()}
             loops1 = metric(scrape(), "jfs_milvus_agent_loops_total")
             cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+            reports = (coordinator.count() - reports0) if coordinator else 0
             steady = rss[len(rss) // 2 :]
             result = {
                 "benchmark": "agent_footprint",
                 "seconds_measured": round(elapsed, 1),
                 "gpus": args.gpus,
                 "loop_interval_s": args.loop,
+                "coordinator": args.coordinator,
                 "rss_mib_peak": round(max(rss) / 2**20, 1),
                 "rss_mib_steady_median": round(statistics.median(steady) / 2**20, 1),
                 "cpu_seconds_per_minute": round(cpu_s / elapsed * 60, 3),
@@ -199,18 +245,69 @@ def main() -> int:
                 "loop_period_achieved_s": round(elapsed / max(1.0, loops1 - loops0), 3),
                 "cycle_duration_ms_median": round(statistics.median(cycle) * 1000, 1),
                 "cycle_duration_ms_max": round(max(cycle) * 1000, 1),
+                "reports_per_second": round(reports / elapsed, 2),
+                "cpu_seconds": {"user": round(cpu1.user - cpu0.user, 2), "system": round(cpu1.system - cpu0.system, 2)},
+                "cpu_seconds_by_thread": cpu_by_thread(threads0, threads1, names, cpu_s),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                "profiled": bool(args.profile),
                 "targets": {"rss_mib": 60, "cpu_percent_of_one_core": 1.0},
             }
             result["meets_targets"] = result["rss_mib_peak"] < 60 and result["cpu_percent_of_one_core"] < 1.0
             print(json.dumps(result, indent=2))
+            if profiler is not None:
+                profiler.wait(60)
+                summarize_profile(Path(args.profile))
             return 0
         finally:
+            if coordinator is not None:
+                coordinator.stop()
             if agent is not None:
                 agent.terminate()
                 agent.wait(15)
             subprocess.run(["docker", "rm", "-f", container], capture_output=True)
             cleanup_mounts_under(tmp)
             redis.stop()
+
+
+def thread_names(py_spy: str | None, pid: int) -> dict[int, str]:
+    """Python's thread names by native thread id, from `py-spy dump` (empty without py-spy)."""
+    if py_spy is None:
+        return {}
+    dump = subprocess.run([py_spy, "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True)
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r'^Thread (\d+) \([a-z]+\): "([^"]*)"', dump.stdout, re.M)}
+
+
+def cpu_by_thread(before: dict[int, float], after: dict[int, float], names: dict[int, str], total: float) -> dict:
+    """CPU seconds of each thread alive at the end; threads that came and went (probes) as the remainder."""
+    spent: collections.Counter[str] = collections.Counter()
+    for tid, cpu in after.items():
+        spent[names.get(tid, f"thread {tid}")] += cpu - before.get(tid, 0.0)
+    spent["short-lived threads (probes, API calls)"] = total - sum(spent.values())
+    return {name: round(cpu, 2) for name, cpu in spent.most_common()}
+
+
+def summarize_profile(path: Path, top: int = 25) -> None:
+    """Print the functions the agent spent its samples in: self (the frame itself) and total (on the stack)."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        threads[frames[0]] += count
+        own[frames[-1]] += count
+        for frame in set(frames[1:]):
+            total[frame] += count
+    progress(f"profile: {samples} samples in {path}")
+    for title, counter in (("threads", threads), ("self", own), ("total", total)):
+        progress(f"-- {title}")
+        for frame, count in counter.most_common(top):
+            progress(f"{count:6d} {100 * count / max(1, samples):5.1f}%  {frame}")
 
 
 def require_fuse_mounts_or_exit() -> str:

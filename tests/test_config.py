@@ -79,6 +79,7 @@ def test_a_good_config_loads_with_its_values_and_defaults(tmp_path: Path) -> Non
         and config.mishards.database_password.env == "MISHARDS_DB_PASSWORD"
     )
     assert os.path.isabs(config.juicefs.binary)
+    assert config.juicefs.write_probe_interval_s == 5.0
 
 
 def test_three_mistakes_are_all_named_and_check_config_exits_2(tmp_path: Path) -> None:
@@ -150,6 +151,7 @@ def test_missing_required_keys_and_wrong_types(tmp_path: Path) -> None:
 node: {name: n1}
 gpu: {enabled: "yes", fatal_xids: [79, -1]}
 juicefs:
+  write_probe_interval_s: -1
   volumes:
     - {name: milvus, mountpoint: relative/path, meta_url: "http://x"}
     - {name: milvus, meta_url: "redis://h/1", mountpoint: /mnt/b, options: ["ro"]}
@@ -162,6 +164,7 @@ milvus: {volume: other, gpus: some}
         "node.address: missing: this key is required",
         "gpu.enabled = 'yes': must be true or false",
         "gpu.fatal_xids = [79, -1]: must be a list of integers >= 1",
+        "juicefs.write_probe_interval_s = -1",
         "juicefs.volumes[0].mountpoint = 'relative/path': must be an absolute path",
         "juicefs.volumes[0].meta_url = 'http://x': must be a URL with one of the schemes",
         "juicefs.volumes[1].name = 'milvus': each volume needs its own name",

@@ -144,6 +144,29 @@ def test_ensure_ro_then_rw(jfs_volume: JfsTestVolume, capsys: pytest.CaptureFixt
         )
 
 
+def test_the_write_probe_runs_every_interval_and_at_once_on_a_new_mount(jfs_volume: JfsTestVolume) -> None:
+    m = manager(jfs_volume)
+    assert m.settings.write_probe_interval_s >= 5
+    m.ensure("rw")
+    probe_file = os.path.join(jfs_volume.mountpoint, ".jfs-milvus", "probe-node-a")
+    first = m.observe()
+    written = os.stat(probe_file).st_ino
+    second = m.observe()  # within the interval: stat and .config only, the last write's result stands
+    assert os.stat(probe_file).st_ino == written
+    assert (second.state, second.write_probe_ms) == ("healthy", first.write_probe_ms)
+    m.ensure("ro")
+    m.ensure("rw")  # a new mount is probed at once
+    third = m.observe()
+    assert third.write_probe_ms is not None and os.stat(probe_file).st_ino != written
+    every_cycle = MountManager(
+        jfs_volume.volume, dataclasses.replace(jfs_volume.settings, write_probe_interval_s=0), node_name="node-a"
+    )
+    every_cycle.observe()
+    again = os.stat(probe_file).st_ino
+    every_cycle.observe()
+    assert os.stat(probe_file).st_ino != again
+
+
 def test_busy_unmount_is_reported_not_forced(jfs_volume: JfsTestVolume) -> None:
     m = manager(jfs_volume)
     m.ensure("rw")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from agent.mount import envfile, mountinfo
-from agent.mount.health import MetaObservation, Observations, classify
+from agent.mount.health import MetaObservation, Observations, WriteProbeResult, classify, write_probe_due
 from agent.mount.probes import BoundedProbe, Progress, parse_config
 from agent.mount.unitname import escape_path, mount_unit_name
 
@@ -81,6 +81,31 @@ def test_mountinfo_find_takes_the_top_of_the_stack() -> None:
     top = mountinfo.find(mounts, "/tmp/x/mnt point/")
     assert top is not None and top.fstype == "tmpfs"
     assert mountinfo.find(mounts, "/tmp/x") is None
+
+
+@pytest.mark.parametrize("path", ["/tmp/x/mnt point", "/tmp/x/mnt point/", "/tmp/ü", "/tmp/x", "/", "/nowhere"])
+def test_mountinfo_find_in_text_agrees_with_find(path: str) -> None:
+    assert mountinfo.find_in_text(MOUNTINFO, path) == mountinfo.find(mountinfo.parse(MOUNTINFO), path)
+    assert mountinfo.find_in_text(MOUNTINFO.replace("\\303\\274", "ü"), path) == mountinfo.find(
+        mountinfo.parse(MOUNTINFO), path
+    )
+
+
+def test_mountinfo_escape_is_what_unescape_undoes() -> None:
+    assert mountinfo.escape("/a b\tc\\d\ne") == "/a\\040b\\011c\\134d\\012e"
+    assert mountinfo.unescape(mountinfo.escape("/a b\tc\\d\neü")) == "/a b\tc\\d\neü"
+
+
+def test_write_probe_runs_on_a_new_mount_after_a_problem_and_every_interval() -> None:
+    ok = WriteProbeResult(mount_id=42, at=100.0, write_ms=20.0, write_error=None)
+    assert write_probe_due(None, 42, 100.5, 5.0, 2000.0)
+    assert not write_probe_due(ok, 42, 104.9, 5.0, 2000.0)
+    assert write_probe_due(ok, 42, 105.0, 5.0, 2000.0)
+    assert write_probe_due(ok, 43, 100.5, 5.0, 2000.0)  # remounted
+    assert write_probe_due(ok, 42, 100.5, 0.0, 2000.0)  # interval 0: every observation
+    slow = WriteProbeResult(mount_id=42, at=100.0, write_ms=2500.0, write_error=None)
+    failed = WriteProbeResult(mount_id=42, at=100.0, write_ms=None, write_error="EIO")
+    assert write_probe_due(slow, 42, 100.5, 5.0, 2000.0) and write_probe_due(failed, 42, 100.5, 5.0, 2000.0)
 
 
 def test_mountinfo_of_this_machine_parses() -> None:

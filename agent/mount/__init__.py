@@ -21,7 +21,7 @@ from typing import Any, Literal
 from agent.atomicfile import read_text, write_atomic
 from agent.config import JuicefsSettings, VolumeSettings
 from agent.mount import envfile, fstab, health, mountinfo, probes, redischeck, runner
-from agent.mount.health import MetaObservation, Observations, State
+from agent.mount.health import MetaObservation, Observations, State, WriteProbeResult, write_probe_due
 from agent.mount.unitname import mount_unit_name
 from agent.secrets import Secret, SecretError
 
@@ -109,6 +109,7 @@ class MountManager:
         self._fs_probe = probes.BoundedProbe(f"fs-{volume.name}")
         self._meta_probe = probes.BoundedProbe(f"meta-{volume.name}")
         self._redis_check = redischeck.RedisEngineCheck(volume.meta_url)
+        self._last_write: WriteProbeResult | None = None
 
     # -- paths ---------------------------------------------------------------------------------------
     @property
@@ -225,7 +226,7 @@ class MountManager:
         return any(e == wanted for e in fstab.parse(text))
 
     def _current_mount(self) -> mountinfo.MountInfo | None:
-        return mountinfo.find(probes.read_mounts(), self.mountpoint)
+        return mountinfo.find_in_text(probes.read_mountinfo(), self.mountpoint)
 
     def _start_meta_probe(self) -> probes.Pending | None:
         if self.volume.meta_scheme not in redischeck.REDIS_SCHEMES:
@@ -268,10 +269,20 @@ class MountManager:
         current = self._current_mount()
         fields: dict[str, Any] = {}
         outcome: probes.ProbeOutcome | None = None
+        values: dict[str, object] = {}
         if current is not None:
             fields.update(mounted=True, fstype=current.fstype, source=current.source)
             if mountinfo.is_juicefs(current, self.volume.name):
-                outcome = self._probe_fs(write=True, deadline=deadline)
+                settings = self.settings
+                write = write_probe_due(
+                    self._last_write,
+                    current.mount_id,
+                    time.monotonic(),
+                    settings.write_probe_interval_s,
+                    settings.write_probe_limit_ms,
+                )
+                outcome = self._probe_fs(write=write, deadline=deadline)
+                values = self._with_last_write(outcome, current.mount_id, write)
         meta = MetaObservation()
         if meta_pending is not None:
             meta_outcome = meta_pending.wait(deadline)
@@ -287,9 +298,7 @@ class MountManager:
                 found = meta_outcome.progress.values.get("meta")
                 if isinstance(found, MetaObservation):
                     meta = found
-        values: dict[str, object] = {}
         if outcome is not None:
-            values = dict(outcome.progress.values)
             if outcome.hung_since is not None:
                 fields.update(hung_since=outcome.hung_since, hung_during=outcome.progress.step)
             elif outcome.progress.error is not None:
@@ -326,6 +335,30 @@ class MountManager:
             meta_engine=meta,
             cache_dir_writable=cache_dir_writable(self.volume.cache_dir),
         )
+
+    def _with_last_write(self, outcome: probes.ProbeOutcome, mount_id: int, wrote: bool) -> dict[str, object]:
+        """The probe's values; a probe that did not write carries the last write's result on the same rw mount."""
+        values = dict(outcome.progress.values)
+        if not outcome.finished or outcome.progress.error is not None or values.get("not_connected"):
+            self._last_write = None  # write again as soon as the mount answers
+            return values
+        if values.get("read_only") is not False:
+            self._last_write = None
+            return values
+        if wrote:
+            write_ms, write_error = values.get("write_ms"), values.get("write_error")
+            self._last_write = WriteProbeResult(
+                mount_id=mount_id,
+                at=time.monotonic(),
+                write_ms=write_ms if isinstance(write_ms, float) else None,
+                write_error=write_error if isinstance(write_error, str) else None,
+            )
+        elif self._last_write is not None:
+            if self._last_write.write_ms is not None:
+                values["write_ms"] = self._last_write.write_ms
+            if self._last_write.write_error is not None:
+                values["write_error"] = self._last_write.write_error
+        return values
 
     # -- ensure --------------------------------------------------------------------------------------
     def ensure(self, mode: Mode) -> list[str]:

@@ -38,6 +38,29 @@ class Observations:
     meta: MetaObservation = field(default_factory=MetaObservation)
 
 
+@dataclass(frozen=True)
+class WriteProbeResult:
+    """The last write probe that finished on a mount, kept until the next one is due."""
+
+    mount_id: int  # /proc/self/mountinfo's id: a new mount (remount, recovery) is probed afresh
+    at: float  # monotonic
+    write_ms: float | None
+    write_error: str | None
+
+
+def write_probe_due(
+    last: WriteProbeResult | None, mount_id: int, now: float, interval_s: float, limit_ms: float
+) -> bool:
+    """Write at this observation? Yes for a new mount, after a problem (so recovery shows at once), and every
+    `interval_s`; in between, the last result stands. A mount whose writes hang is seen within interval_s plus
+    the probe timeout; one that hangs entirely is seen at every observation, by the stat and `.config` read."""
+    if interval_s <= 0 or last is None or last.mount_id != mount_id:
+        return True
+    if last.write_error is not None or last.write_ms is None or last.write_ms > limit_ms:
+        return True
+    return now - last.at >= interval_s
+
+
 def classify(o: Observations) -> tuple[State, list[str]]:
     """The state of one mount: unmounted, failed, degraded or healthy, each with its reasons."""
     reasons: list[str] = []

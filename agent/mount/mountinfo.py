@@ -74,5 +74,17 @@ def find(mounts: list[MountInfo], mountpoint: str) -> MountInfo | None:
     return found
 
 
+def escape(value: str) -> str:
+    """A path as the kernel writes it in mountinfo (the inverse of `unescape` for the characters it escapes)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in value)
+
+
+def find_in_text(text: str, mountpoint: str) -> MountInfo | None:
+    """`find` on mountinfo text, parsing only the lines that may name `mountpoint` (a Docker host lists many):
+    those holding it as the kernel escapes it, and any line with an escape in it."""
+    needle = f" {escape(os.path.normpath(mountpoint))} "
+    return find(parse("\n".join(line for line in text.splitlines() if needle in line or "\\" in line)), mountpoint)
+
+
 def is_juicefs(m: MountInfo, volume_name: str) -> bool:
     return m.fstype == "fuse.juicefs" and m.source == f"JuiceFS:{volume_name}"

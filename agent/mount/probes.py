@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from agent.atomicfile import write_atomic
-from agent.mount import mountinfo
 
 PROBE_DIR = ".jfs-milvus"
+WORKER_IDLE_EXIT_S = 60.0
 # A dead FUSE daemon: ENOTCONN for new requests, ECONNABORTED for one in flight when it died.
 DEAD_FUSE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
 
@@ -48,59 +48,75 @@ def _iso(ts: float) -> str:
 
 
 class Pending:
-    def __init__(self, thread: threading.Thread | None, progress: Progress, started: float):
-        self._thread = thread
+    def __init__(self, done: threading.Event | None, progress: Progress, started: float):
+        self._done = done
         self.progress = progress
         self.started = started
 
     def wait(self, deadline: float) -> ProbeOutcome:
-        if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-            if not self._thread.is_alive():
-                return ProbeOutcome(self.progress)
+        if self._done is not None and self._done.wait(max(0.0, deadline - time.monotonic())):
+            return ProbeOutcome(self.progress)
         return ProbeOutcome(self.progress, hung_since=_iso(self.started))
 
 
 class BoundedProbe:
-    """At most one probe thread at a time; one that outlives its wait is remembered as hung."""
+    """One probe at a time, run by a worker thread of its own; one that outlives its wait is remembered as hung.
+
+    The worker is started once and kept (a thread per probe would cost a thread start every cycle); a worker
+    stuck in a hung filesystem stays stuck, and nothing new starts until it comes back."""
 
     def __init__(self, name: str):
         self.name = name
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Condition(self._lock)
+        self._worker: threading.Thread | None = None
+        self._job: tuple[Callable[[Progress], None], Progress, threading.Event] | None = None
+        self._busy = False
         self._progress = Progress()
         self._started = 0.0
 
     def start(self, fn: Callable[[Progress], None]) -> Pending:
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._busy:
                 # Still stuck from an earlier call: report it, start nothing.
                 return Pending(None, self._progress, self._started)
-            progress = Progress()
+            progress, done = Progress(), threading.Event()
+            self._job, self._busy = (fn, progress, done), True
+            self._progress, self._started = progress, time.time()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name=f"probe-{self.name}", daemon=True)
+                self._worker.start()
+            else:
+                self._wake.notify()
+            return Pending(done, progress, self._started)
 
-            def body() -> None:
-                try:
-                    fn(progress)
-                except Exception as exc:  # a probe reports, it never raises into a thread's void
-                    progress.error = f"{progress.step}: {exc}"
-                finally:
-                    progress.done = True
-
-            thread = threading.Thread(target=body, name=f"probe-{self.name}", daemon=True)
-            self._thread, self._progress, self._started = thread, progress, time.time()
-            thread.start()
-            return Pending(thread, progress, self._started)
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._job is None:
+                    if not self._wake.wait(WORKER_IDLE_EXIT_S) and self._job is None:
+                        self._worker = None  # unused for a while (e.g. a volume dropped by a reload)
+                        return
+                fn, progress, done = self._job
+                self._job = None
+            try:
+                fn(progress)
+            except Exception as exc:  # a probe reports, it never raises into a thread's void
+                progress.error = f"{progress.step}: {exc}"
+            finally:
+                progress.done = True
+                with self._lock:
+                    self._busy = False
+                done.set()
 
     def stuck_since(self) -> str | None:
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return _iso(self._started)
-            return None
+            return _iso(self._started) if self._busy else None
 
 
-def read_mounts() -> list[mountinfo.MountInfo]:
+def read_mountinfo() -> str:
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        return mountinfo.parse(f.read())
+        return f.read()
 
 
 def parse_config(text: str) -> dict[str, object]:

@@ -8,12 +8,15 @@
  * in the file when the set was created (NVML reports only events that happen after registration).
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NVML_SUCCESS 0
 #define NVML_ERROR_UNINITIALIZED 1
@@ -523,18 +526,61 @@ static void sleep_ms(unsigned int ms) {
     }
 }
 
+static unsigned long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
+
+/* An inotify descriptor that wakes when a file in the description file's directory is written, renamed in,
+   created, deleted or touched; -1 when there is none (then the wait polls every POLL_INTERVAL_MS). Like the
+   real driver, a wait for events then sleeps until something happens instead of waking 100 times a second. */
+static int watch_config_dir(void) {
+    const char *path = getenv("FAKE_NVML_CONFIG");
+    if (!path) return -1;
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    if (len >= sizeof(dir)) return -1;
+    if (slash && len == 0) len = 1; /* the file is in / */
+    if (slash) memcpy(dir, path, len);
+    else dir[len++] = '.';
+    dir[len] = '\0';
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return -1;
+    if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Sleep up to `ms`, or less when the watched directory changed. */
+static void wait_for_change(int fd, unsigned int ms) {
+    if (fd < 0) {
+        sleep_ms(ms < POLL_INTERVAL_MS ? ms : POLL_INTERVAL_MS);
+        return;
+    }
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, (int)ms) > 0) {
+        char buf[4096];
+        while (read(fd, buf, sizeof(buf)) > 0) {
+        }
+    }
+}
+
 /* Deliver the oldest undelivered XID for a registered device; NVML_ERROR_TIMEOUT when none came. */
-nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeout_ms) {
-    struct fake_config *cfg = malloc(sizeof(struct fake_config));
-    if (!cfg) return NVML_ERROR_UNKNOWN;
-    unsigned int waited = 0;
+static nvmlReturn_t event_set_wait(struct fake_config *cfg, int watch, nvmlEventSet_t set, nvmlEventData_t *data,
+                                   unsigned int timeout_ms) {
+    unsigned long long started = now_ms();
     for (;;) {
+        /* The watch exists before this look at the file, so a change after the look wakes the wait below. */
         nvmlReturn_t rc = begin_call(cfg, "nvmlEventSetWait_v2", NULL, NULL);
-        if (rc != NVML_SUCCESS) DONE(rc);
+        if (rc != NVML_SUCCESS) return rc;
         pthread_mutex_lock(&state_lock);
         if (!valid_set(set)) {
             pthread_mutex_unlock(&state_lock);
-            DONE(NVML_ERROR_INVALID_ARGUMENT);
+            return NVML_ERROR_INVALID_ARGUMENT;
         }
         const struct xid_event *next = NULL;
         for (unsigned int i = 0; i < cfg->event_count; i++) {
@@ -554,12 +600,20 @@ nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsi
             data->computeInstanceId = 0xFFFFFFFFU;
         }
         pthread_mutex_unlock(&state_lock);
-        if (next) DONE(NVML_SUCCESS);
-        if (waited >= timeout_ms) DONE(NVML_ERROR_TIMEOUT);
-        unsigned int step = timeout_ms - waited < POLL_INTERVAL_MS ? timeout_ms - waited : POLL_INTERVAL_MS;
-        sleep_ms(step);
-        waited += step;
+        if (next) return NVML_SUCCESS;
+        unsigned long long waited = now_ms() - started;
+        if (waited >= timeout_ms) return NVML_ERROR_TIMEOUT;
+        wait_for_change(watch, (unsigned int)(timeout_ms - waited));
     }
+}
+
+nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeout_ms) {
+    struct fake_config *cfg = malloc(sizeof(struct fake_config));
+    if (!cfg) return NVML_ERROR_UNKNOWN;
+    int watch = watch_config_dir();
+    nvmlReturn_t rc = event_set_wait(cfg, watch, set, data, timeout_ms);
+    if (watch >= 0) close(watch);
+    DONE(rc);
 }
 
 nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {

@@ -48,9 +48,10 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def report(runs: list[FailoverFigures], lost: int, overlaps: int, nodes: int) -> dict[str, Any]:
-    names = runs[0].phase_durations_s
+    names = list(dict.fromkeys(k for r in runs for k in r.phase_durations_s))
     durations = {k: [r.phase_durations_s[k] for r in runs if k in r.phase_durations_s] for k in names}
-    at = {k: [r.phases_at_s[k] for r in runs if k in r.phases_at_s] for k in runs[0].phases_at_s}
+    starts = list(dict.fromkeys(k for r in runs for k in r.phases_at_s))
+    at = {k: [r.phases_at_s[k] for r in runs if k in r.phases_at_s] for k in starts}
     medians = {k: statistics.median(v) for k, v in durations.items()}
     dominant = max(medians, key=lambda k: medians[k])
     unavailable = [r.writes_unavailable_s for r in runs]

@@ -45,7 +45,7 @@ class Timing:
     settle_s: float = 5.0  # a recovered reader rejoins Mishards after this long healthy
     promote_timeout_s: float = 60.0  # the new writer must run rw healthy within this
     startup_wait_s: float = 3.0  # a new leader waits this long for reports before a first pick
-    witness_fresh_s: float = 3.0  # a reader's view of the writer counts when this recent
+    witness_fresh_s: float = 2.5  # a reader's view of the writer counts when this recent (report age included)
     write_probe_limit_ms: float = 2000.0
     min_lease_s: float = 0.5  # below this much leadership left, grant no lease at all
     include_writer_in_hosts: bool = False
@@ -401,7 +401,9 @@ def _watch_writer(
             if name != writer
             and _fresh(r, now, timing)
             and r.writer_seen_healthy_age_s is not None
-            and 0 <= r.writer_seen_healthy_age_s <= timing.witness_fresh_s
+            and r.writer_seen_healthy_age_s >= 0
+            # when the witness last saw it healthy, on this clock: the report's age counts too
+            and now - (r.received_at - r.writer_seen_healthy_age_s) <= timing.witness_fresh_s
         )
         if witnesses:
             memory = replace(memory, writer_fault_since=None)

@@ -277,6 +277,11 @@ def bring_up(spec: ClusterSpec, progress: Progress) -> RunningCluster:
         progress(f"stand-in Mishards on {mishards.node.name}, reading {mishards.env_file}")
         wait_until(lambda: mishards.env_file.exists(), 60, "the Mishards env file")
         start_mishards(mishards, image)
+        # The node that routes (Mishards) serves reads but is never chosen to write: a writer's power-off
+        # then never takes the router down with it.
+        done = running.coordinatorctl("priority", mishards.node.name, "0")
+        if done.returncode != 0:
+            raise RuntimeError(f"coordinatorctl priority {mishards.node.name} 0: {done.stderr.strip()}")
     running.started_in_s = time.monotonic() - began
     running.write_manifest()
     return running

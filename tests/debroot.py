@@ -16,7 +16,6 @@ from tests.standin.build import (
     Progress,
     _docker,
     _sha,
-    _stderr,
     build_lock,
     build_rootfs,
     image_exists,
@@ -26,6 +25,10 @@ IMAGE_REPO = "jfs-milvus-debroot"
 RECIPE_VERSION = 1
 # apt's downloads and lists are fetched again by each test; the root keeps everything else minbase has.
 TRIM = ("var/cache/apt/archives", "var/lib/apt/lists")
+
+
+def _stderr(line: str) -> None:
+    print(f"[debroot] {line}", file=sys.stderr, flush=True)
 
 
 def recipe_hash() -> str:

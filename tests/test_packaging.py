@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -93,8 +92,10 @@ class Root:
 
     def __init__(self, image: str, repo: Path):
         self.name = f"jfs-milvus-pkgtest-{uuid.uuid4().hex[:8]}"
+        self.repo = repo
+        mount = f"{repo}:/srv/jfs-milvus:ro"
         subprocess.run(
-            ["docker", "run", "-d", "--name", self.name, "-v", f"{repo}:/srv/jfs-milvus:ro", image, "sleep", "infinity"],
+            ["docker", "run", "-d", "--name", self.name, "-v", mount, image, "sleep", "infinity"],
             check=True,
             capture_output=True,
         )
@@ -142,7 +143,6 @@ def root(debroot_image: str, tmp_path: Path) -> Iterator[Root]:
     repo.mkdir()
     repo.chmod(0o755)
     container = Root(debroot_image, repo)
-    container.repo = repo  # type: ignore[attr-defined]
     try:
         yield container
     finally:
@@ -171,7 +171,7 @@ def test_lintian_finds_no_error_and_no_warning(first_build: Path) -> None:
 
 
 def test_units_verify_clean_where_installed(root: Root, first_build: Path) -> None:
-    publish(first_build, root.repo)  # type: ignore[attr-defined]
+    publish(first_build, root.repo)
     root.sh(f"echo '{APT_LINE}' > /etc/apt/sources.list.d/jfs-milvus.list && apt-get update -qq")
     root.sh(f"apt-get install -y -qq --no-install-recommends systemd {' '.join(PACKAGES)}")
     result = root.sh(
@@ -184,7 +184,7 @@ def test_units_verify_clean_where_installed(root: Root, first_build: Path) -> No
 
 
 def test_install_upgrade_remove_purge(root: Root, first_build: Path, tmp_path: Path) -> None:
-    repo: Path = root.repo  # type: ignore[attr-defined]
+    repo = root.repo
     publish(first_build, repo)
     before = root.files()
 
@@ -202,7 +202,9 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path, tmp_path: P
     assert "switchover" in root.sh("coordinatorctl --help").stdout
     shipped = root.sh(f"jfs-milvus-agent check-config {AGENT_CONF}", check=False)
     assert shipped.returncode == 2
-    assert shipped.stderr.strip() == f"{AGENT_CONF}: node: missing: this key is required"
+    assert shipped.stderr.splitlines() == [
+        f"{AGENT_CONF}: {key}: missing: this key is required" for key in ("node", "node.name", "node.address")
+    ]
 
     modes = root.sh(
         "stat -c '%n %a %U:%G' /etc/jfs-milvus/secrets /etc/jfs-milvus/secrets/* /var/lib/jfs-milvus "

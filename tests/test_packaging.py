@@ -80,6 +80,9 @@ def build_packages(revision: str, *extra: str) -> Path:
                 [sys.executable, str(BUILD), "--revision", revision, "--out", str(partial), *extra], check=True
             )
             partial.rename(out)
+            for stale in PACKAGE_CACHE.glob(f"{revision}-*"):  # builds of this revision from an older tree
+                if stale != out:
+                    shutil.rmtree(stale, ignore_errors=True)
     return out
 
 
@@ -186,7 +189,7 @@ def test_units_verify_clean_where_installed(root: Root, first_build: Path) -> No
     assert result.returncode == 0 and not ours, result.stdout
 
 
-def test_install_upgrade_remove_purge(root: Root, first_build: Path, tmp_path: Path) -> None:
+def test_install_upgrade_remove_purge(root: Root, first_build: Path) -> None:
     repo = root.repo
     publish(first_build, repo)
     before = root.files()
@@ -249,7 +252,8 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path, tmp_path: P
 
     # A newer build whose shipped agent.yaml changed: unattended, --force-confold keeps the operator's file
     # and puts the new default beside it.
-    conf = tmp_path / "conf"
+    conf = PACKAGE_CACHE / "conf-3"  # one path, so that the build is cached
+    shutil.rmtree(conf, ignore_errors=True)
     shutil.copytree(REPO / "packaging" / "conf", conf)
     with open(conf / "agent.yaml", "a") as f:
         f.write("# a new default in revision 3\n")

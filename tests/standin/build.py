@@ -122,25 +122,24 @@ def _run_streamed(cmd: list[str], progress: Progress) -> None:
         raise RuntimeError(f"{cmd[0]} failed with exit status {proc.returncode}")
 
 
-def _build_rootfs(tarball: Path, progress: Progress) -> None:
+def build_rootfs(
+    tarball: Path,
+    progress: Progress,
+    include: tuple[str, ...] = PACKAGES,
+    exclude: tuple[str, ...] = EXCLUDE,
+    trim: tuple[str, ...] = TRIM_PATHS,
+) -> None:
+    """debootstrap a minbase SUITE root with `include` and without `exclude`, empty the `trim` folders, tar it."""
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed: apt-get install -y debootstrap")
-    with tempfile.TemporaryDirectory(prefix="standin-rootfs-", dir=CACHE_DIR) as tmp:
+    with tempfile.TemporaryDirectory(prefix="debroot-", dir=CACHE_DIR) as tmp:
         root = Path(tmp) / "root"
         started = time.monotonic()
-        _run_streamed(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
-                f"--exclude={','.join(EXCLUDE)}",
-                SUITE,
-                str(root),
-                MIRROR,
-            ],
-            progress,
-        )
-        for rel in TRIM_PATHS:
+        cmd = ["debootstrap", "--variant=minbase"]
+        cmd += [f"--include={','.join(include)}"] if include else []
+        cmd += [f"--exclude={','.join(exclude)}"] if exclude else []
+        _run_streamed([*cmd, SUITE, str(root), MIRROR], progress)
+        for rel in trim:
             target = root / rel
             if target.is_dir():
                 shutil.rmtree(target)
@@ -164,7 +163,7 @@ def _build_image(tag: str, base_tag: str, progress: Progress) -> None:
 
 
 @contextmanager
-def _build_lock() -> Iterator[None]:
+def build_lock() -> Iterator[None]:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -180,12 +179,12 @@ def ensure_standin(progress: Progress = _stderr) -> StandinBuild:
     built_rootfs = built_base = built_image = False
     if image_exists(tag):
         return StandinBuild(tag, base_tag, tarball, False, False, False)
-    with _build_lock():
+    with build_lock():
         if not image_exists(tag):
             if not image_exists(base_tag):
                 if not tarball.exists():
                     progress(f"building root fs {tarball} (debootstrap {SUITE}, takes a few minutes)")
-                    _build_rootfs(tarball, progress)
+                    build_rootfs(tarball, progress)
                     built_rootfs = True
                 progress(f"importing {tarball.name} as {base_tag}")
                 _docker("import", "--message", "jfs-milvus stand-in base", str(tarball), base_tag)

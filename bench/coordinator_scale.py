@@ -242,10 +242,12 @@ async def _run_agents(conn: Any, address: str, indices: list[int], n_total: int,
     for c in channels:
         await c.close()
     in_window = [lat for s, lat in zip(sent_at, latency, strict=True) if t0 <= s < t1]
+    series = [(s - t0, lat) for s, lat in zip(sent_at, latency, strict=True) if t0 <= s < t1]
     lateness = [lt for s, lt in zip(sent_at, late, strict=False) if t0 <= s < t1]
     conn.send(
         {
             "latency_s": in_window,
+            "series": series,
             "late_s": lateness,
             "failed": failed,
             "skipped": skipped[0],
@@ -316,6 +318,15 @@ class ProcessSampler(threading.Thread):
         while not self.halt.wait(1.0):
             with contextlib.suppress(psutil.Error):
                 self.rss.append(self.proc.memory_info().rss)
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Time the process's threads were ready to run but waited for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -397,6 +408,7 @@ def run_size(
     mariadb_pids = [server.proc.pid] if server.proc is not None else []
     t0 = time.monotonic()
     cpu0 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids), cpu_seconds([os.getpid()])
+    waited0 = runqueue_seconds(cpid)
     host0 = psutil.cpu_times()
     metrics.start()
     rss.start()
@@ -404,6 +416,7 @@ def run_size(
     time.sleep(args.seconds)
     t1 = time.monotonic()
     cpu1 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids), cpu_seconds([os.getpid()])
+    waited1 = runqueue_seconds(cpid)
     host1 = psutil.cpu_times()
     load_average = os.getloadavg()[0]
     metrics.halt.set()
@@ -474,6 +487,8 @@ def run_size(
         "coordinator_cpu_pct": round((cpu1[0] - cpu0[0]) / wall * 100, 1),
         # CPU time per report answered: what the coordinator costs, less swayed by other work on the host.
         "coordinator_cpu_ms_per_report": round((cpu1[0] - cpu0[0]) / max(1, len(latencies)) * 1000, 3),
+        # Time its threads were ready but waited for a CPU (other work on the host), percent of the window.
+        "coordinator_cpu_wait_pct": round((waited1 - waited0) / wall * 100, 1),
         "coordinator_rss_mib": {"end": round(rss_mib[-1], 1), "max": round(max(rss_mib), 1)},
         "decide_ms": decide,
         "one_writer_at_end": one_writer,
@@ -508,6 +523,9 @@ def run_size(
         progress(f"N={n}: the coordinator exited {code}")
     if args.keep_logs:
         shutil.copy(coordinator.log_path, Path(args.keep_logs) / coordinator.log_path.name)
+        series = sorted(point for r in results for point in r["series"])
+        lines = "".join(f"{at:.4f} {lat * 1000:.2f}\n" for at, lat in series)
+        (Path(args.keep_logs) / f"latency-n{n}.txt").write_text("# seconds into the window, latency ms\n" + lines)
     conn = server.admin()
     try:
         with conn.cursor() as cur:
@@ -547,7 +565,9 @@ def main() -> int:
     parser.add_argument("--role-delay", type=float, default=1.0, help="an agent's time to start a role (s)")
     parser.add_argument("--rpc-timeout", type=float, default=2.0, help="Report deadline (s)")
     parser.add_argument("--sample-interval", type=float, default=0.25, help="/metrics sampling period (s)")
-    parser.add_argument("--keep-logs", metavar="DIR", help="copy each coordinator's log into DIR")
+    parser.add_argument(
+        "--keep-logs", metavar="DIR", help="copy each coordinator's log, and every report's latency, into DIR"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.nodes.split(",") if s.strip()]
 

@@ -3,20 +3,24 @@
 `Coordinator.receive` answers from the published snapshot without waiting for the tick. These tests hold a
 switchover's epoch bump inside `change_writer` and check what reports get meanwhile: never the new epoch or
 role (commit-before-tell), never a renewed lease (the fence counts leases from the commit), and at once.
+And the API's threads: streaming calls cannot take them all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import replace
 
+import grpc
 import pytest
 
 from coordinator.config import CoordinatorConfig, MysqlRef
 from coordinator.core import Request, Timing
 from coordinator.daemon import Coordinator
 from coordinator.model import Assignment, ClusterRow, Durable, Event, NodeRecord, Report
+from coordinator.server import API_WORKERS, LONG_CALLS, CoordinatorServicer
 from coordinator.store import Leadership, StoreError
 
 STARTUP_WAIT_S = 0.2  # a new leader listens this long before it decides
@@ -165,3 +169,31 @@ def test_a_commit_with_an_unknown_outcome_steps_down_without_telling_anyone(
     assert c.leadership is None
     assert answer(c, report("b", "ro", 1)) == (False, None)
     assert answer(c, report("a", "rw", 1)) == (False, None)
+
+
+class AbortingContext:
+    """What the sync gRPC server's context does on abort: raise, with the status recorded."""
+
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode | None = None
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.code = code
+        raise RuntimeError(details)
+
+
+def test_streaming_calls_cannot_take_every_api_thread(steady: tuple[Coordinator, HeldStore]) -> None:
+    """Each switchover progress or `events --follow` holds a thread for its length: past LONG_CALLS they are
+    refused, so the API's other threads stay free for reports."""
+    c, _ = steady
+    servicer = CoordinatorServicer(c)
+    assert LONG_CALLS < API_WORKERS
+    with contextlib.ExitStack() as held:
+        for _ in range(LONG_CALLS):
+            held.enter_context(servicer._long_call(AbortingContext()))  # type: ignore[arg-type]
+        refused = AbortingContext()
+        with pytest.raises(RuntimeError, match="streaming calls"), servicer._long_call(refused):  # type: ignore[arg-type]
+            pass
+        assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with servicer._long_call(AbortingContext()):  # type: ignore[arg-type]
+        pass  # one ended: a slot is free again

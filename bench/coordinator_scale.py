@@ -510,6 +510,8 @@ def run_size(
         "host": {
             "busy_pct": round(host_busy / wall * 100, 1),
             "others_cpu_pct": round(max(0.0, host_busy - ours) / wall * 100, 1),
+            # CPU the hypervisor gave to other guests (counted in busy and others above).
+            "steal_pct": round((getattr(host1, "steal", 0.0) - getattr(host0, "steal", 0.0)) / wall * 100, 1),
             "load_average_1m": round(load_average, 2),
         },
     }

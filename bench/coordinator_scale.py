@@ -185,9 +185,14 @@ async def _run_agents(conn: Any, address: str, indices: list[int], n_total: int,
 
     loop = asyncio.get_running_loop()
     agents = [SimAgent(i, options["role_delay_s"], loop) for i in indices]
-    channel_options = [("grpc.use_local_subchannel_pool", 1)]  # one connection per agent, like real nodes
-    channels = [grpc.aio.insecure_channel(address, options=channel_options) for _ in agents]
-    stubs = [coordinator_pb2_grpc.CoordinatorServiceStub(c) for c in channels]
+    if options.get("connections") == "shared":
+        # One HTTP/2 connection for all of this process's agents: a cheaper client, an easier server.
+        channels = [grpc.aio.insecure_channel(address)]
+        stubs = [coordinator_pb2_grpc.CoordinatorServiceStub(channels[0])] * len(agents)
+    else:
+        channel_options = [("grpc.use_local_subchannel_pool", 1)]  # one connection per agent, like real nodes
+        channels = [grpc.aio.insecure_channel(address, options=channel_options) for _ in agents]
+        stubs = [coordinator_pb2_grpc.CoordinatorServiceStub(c) for c in channels]
     sent_at = array("d")  # monotonic send time of each report
     latency = array("d")  # seconds, client side
     late = array("d")  # how late the send was against its slot in the second
@@ -237,10 +242,12 @@ async def _run_agents(conn: Any, address: str, indices: list[int], n_total: int,
     for c in channels:
         await c.close()
     in_window = [lat for s, lat in zip(sent_at, latency, strict=True) if t0 <= s < t1]
+    series = [(s - t0, lat) for s, lat in zip(sent_at, latency, strict=True) if t0 <= s < t1]
     lateness = [lt for s, lt in zip(sent_at, late, strict=False) if t0 <= s < t1]
     conn.send(
         {
             "latency_s": in_window,
+            "series": series,
             "late_s": lateness,
             "failed": failed,
             "skipped": skipped[0],
@@ -313,6 +320,15 @@ class ProcessSampler(threading.Thread):
                 self.rss.append(self.proc.memory_info().rss)
 
 
+def runqueue_seconds(pid: int) -> float:
+    """Time the process's threads were ready to run but waited for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
 def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -349,7 +365,7 @@ def run_size(
     procs = max(1, min(args.procs, n))
     ctx = multiprocessing.get_context("spawn")
     workers = []
-    options = {"role_delay_s": args.role_delay, "timeout_s": args.rpc_timeout}
+    options = {"role_delay_s": args.role_delay, "timeout_s": args.rpc_timeout, "connections": args.connections}
     for k in range(procs):
         parent, child = ctx.Pipe()
         indices = list(range(k, n, procs))
@@ -392,6 +408,7 @@ def run_size(
     mariadb_pids = [server.proc.pid] if server.proc is not None else []
     t0 = time.monotonic()
     cpu0 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids), cpu_seconds([os.getpid()])
+    waited0 = runqueue_seconds(cpid)
     host0 = psutil.cpu_times()
     metrics.start()
     rss.start()
@@ -399,6 +416,7 @@ def run_size(
     time.sleep(args.seconds)
     t1 = time.monotonic()
     cpu1 = cpu_seconds([cpid]), cpu_seconds(loadgen_pids), cpu_seconds(mariadb_pids), cpu_seconds([os.getpid()])
+    waited1 = runqueue_seconds(cpid)
     host1 = psutil.cpu_times()
     load_average = os.getloadavg()[0]
     metrics.halt.set()
@@ -467,6 +485,10 @@ def run_size(
         "reports_per_s": round(len(latencies) / wall, 1),
         "failed_rpcs": failed,
         "coordinator_cpu_pct": round((cpu1[0] - cpu0[0]) / wall * 100, 1),
+        # CPU time per report answered: what the coordinator costs, less swayed by other work on the host.
+        "coordinator_cpu_ms_per_report": round((cpu1[0] - cpu0[0]) / max(1, len(latencies)) * 1000, 3),
+        # Time its threads were ready but waited for a CPU (other work on the host), percent of the window.
+        "coordinator_cpu_wait_pct": round((waited1 - waited0) / wall * 100, 1),
         "coordinator_rss_mib": {"end": round(rss_mib[-1], 1), "max": round(max(rss_mib), 1)},
         "decide_ms": decide,
         "one_writer_at_end": one_writer,
@@ -477,6 +499,7 @@ def run_size(
         "agents_self_fenced": sum(r["self_fences"] for r in results),
         "loadgen": {
             "processes": procs,
+            "connections": args.connections,
             "cpu_pct": round((cpu1[1] - cpu0[1]) / wall * 100, 1),
             "send_late_ms_p99": round(percentile(late, 99), 2),
             "send_late_ms_max": round(late[-1], 2) if late else 0.0,
@@ -487,6 +510,8 @@ def run_size(
         "host": {
             "busy_pct": round(host_busy / wall * 100, 1),
             "others_cpu_pct": round(max(0.0, host_busy - ours) / wall * 100, 1),
+            # CPU the hypervisor gave to other guests (counted in busy and others above).
+            "steal_pct": round((getattr(host1, "steal", 0.0) - getattr(host0, "steal", 0.0)) / wall * 100, 1),
             "load_average_1m": round(load_average, 2),
         },
     }
@@ -500,6 +525,9 @@ def run_size(
         progress(f"N={n}: the coordinator exited {code}")
     if args.keep_logs:
         shutil.copy(coordinator.log_path, Path(args.keep_logs) / coordinator.log_path.name)
+        series = sorted(point for r in results for point in r["series"])
+        lines = "".join(f"{at:.4f} {lat * 1000:.2f}\n" for at, lat in series)
+        (Path(args.keep_logs) / f"latency-n{n}.txt").write_text("# seconds into the window, latency ms\n" + lines)
     conn = server.admin()
     try:
         with conn.cursor() as cur:
@@ -529,11 +557,19 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the cluster settles (default 5)")
     parser.add_argument("--settle-timeout", type=float, default=90.0, help="limit for one writer to emerge")
     parser.add_argument("--procs", type=int, default=1, help="load-generator processes (default 1)")
+    parser.add_argument(
+        "--connections",
+        choices=("per-agent", "shared"),
+        default="per-agent",
+        help="one HTTP/2 connection per simulated agent, as real nodes have (default), or one per process",
+    )
     parser.add_argument("--tick", type=float, default=0.2, help="coordinator tick_s (default 0.2, as shipped)")
     parser.add_argument("--role-delay", type=float, default=1.0, help="an agent's time to start a role (s)")
     parser.add_argument("--rpc-timeout", type=float, default=2.0, help="Report deadline (s)")
     parser.add_argument("--sample-interval", type=float, default=0.25, help="/metrics sampling period (s)")
-    parser.add_argument("--keep-logs", metavar="DIR", help="copy each coordinator's log into DIR")
+    parser.add_argument(
+        "--keep-logs", metavar="DIR", help="copy each coordinator's log, and every report's latency, into DIR"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.nodes.split(",") if s.strip()]
 
@@ -559,7 +595,17 @@ def main() -> int:
         for n in sizes:
             with contextlib.ExitStack() as per_size:
                 results.append(run_size(n, server, root, args, per_size))
-    print(json.dumps({"host": {"cpus": os.cpu_count()}, "tick_s": args.tick, "sizes": results}, indent=2))
+    measured = (
+        "report latency: client side, from just before each Report RPC is sent to its answer, in the load"
+        f" generator's grpc.aio event loop ({args.procs} process(es), {args.connections} connection(s));"
+        " coordinator CPU: user+system time of its process over the window, percent of one core;"
+        " decide: the coordinator's own timing of each tick's decision, from /metrics"
+    )
+    print(
+        json.dumps(
+            {"host": {"cpus": os.cpu_count()}, "tick_s": args.tick, "measured": measured, "sizes": results}, indent=2
+        )
+    )
     return 0 if all(r["one_writer_at_end"] for r in results) else 1
 
 

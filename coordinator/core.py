@@ -243,7 +243,10 @@ def decide(
     timing: Timing,
     leadership_left_s: float,
     now_unix: float = 0.0,
+    previous: Mapping[str, Assignment] | None = None,
 ) -> Decision:
+    """`previous`, the assignments of the last decision, only saves work: an assignment equal to the one a
+    node had is that same object (in a steady cluster every one is), and the decision does not depend on it."""
     events: list[Event] = []
     memory = _track_reader_health(durable, memory, reports, now, timing)
     change: ChangeWriter | None = None
@@ -254,7 +257,7 @@ def decide(
         if now - memory.leader_since < timing.startup_wait_s:
             left = timing.startup_wait_s - (now - memory.leader_since)
             why = f"New leader: listening to reports for {left:.1f}s more before deciding anything."
-            assignments = _assignments(durable, memory, reports, now, timing, leadership_left_s, None)
+            assignments = _assignments(durable, memory, reports, now, timing, leadership_left_s, None, previous)
             return Decision(memory, None, assignments, _discovery(durable, memory, reports, now, timing), (), why)
         memory = settle(durable, memory, reports, now)
 
@@ -267,13 +270,21 @@ def decide(
 
     discovery = _discovery(durable, memory, reports, now, timing)
     assignments = _with_discovery(
-        _assignments(durable, memory, reports, now, timing, leadership_left_s, change), discovery, durable, reports
+        _assignments(durable, memory, reports, now, timing, leadership_left_s, change, previous),
+        discovery,
+        durable,
+        reports,
+        previous,
     )
     return Decision(memory, change, assignments, discovery, tuple(events), why)
 
 
 def _with_discovery(
-    assignments: dict[str, Assignment], discovery: Discovery | None, durable: Durable, reports: Mapping[str, Report]
+    assignments: dict[str, Assignment],
+    discovery: Discovery | None,
+    durable: Durable,
+    reports: Mapping[str, Report],
+    previous: Mapping[str, Assignment] | None = None,
 ) -> dict[str, Assignment]:
     """Nodes that host Mishards are also told where Mishards must send requests."""
     if discovery is None:
@@ -281,7 +292,14 @@ def _with_discovery(
     hosts = {n for n, r in reports.items() if r.hosts_mishards} | {
         n for n, r in durable.nodes.items() if r.hosts_mishards
     }
-    return {n: (replace(a, discovery=discovery) if n in hosts else a) for n, a in assignments.items()}
+    for name in hosts:
+        a = assignments.get(name)
+        if a is None:
+            continue
+        told = replace(a, discovery=discovery)
+        before = previous.get(name) if previous is not None else None
+        assignments[name] = before if before == told else told
+    return assignments
 
 
 def committed(memory: Memory, epoch: int, now: float) -> Memory:
@@ -329,15 +347,16 @@ def _track_reader_health(
     durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
 ) -> Memory:
     healthy: dict[str, float] = {}
+    since = memory.healthy_since
+    detect_after_s = timing.detect_after_s
     for name, report in reports.items():
-        ok = (
-            _fresh(report, now, timing)
+        if (
+            now - report.received_at <= detect_after_s  # _fresh, inlined: this runs for every node on every tick
             and report.role_running == "ro"
             and report.mount_state in ("healthy", "degraded")
             and report.gpu_health != "failed"
-        )
-        if ok:
-            healthy[name] = memory.healthy_since.get(name, now)
+        ):
+            healthy[name] = since.get(name, now)
     return replace(memory, healthy_since=healthy)
 
 
@@ -793,6 +812,7 @@ def _assignments(
     timing: Timing,
     leadership_left_s: float,
     change: ChangeWriter | None,
+    previous: Mapping[str, Assignment] | None = None,
 ) -> dict[str, Assignment]:
     cluster = durable.cluster
     t = memory.transition
@@ -805,7 +825,9 @@ def _assignments(
     epoch = cluster.epoch
     reader_reason = f"a reader at epoch {epoch}"
     out: dict[str, Assignment] = {}
-    # One Assignment built per node, without dataclasses.replace (this runs for every node on every tick).
+    before = previous if previous is not None else {}
+    # This runs for every node on every tick: an Assignment is built only when a node's differs from the one
+    # it had (a frozen dataclass costs microseconds to build, a comparison a fraction of that).
     for name in sorted(set(reports) | set(durable.nodes)):
         record = durable.nodes.get(name)
         role, lease, reason = "ro", 0, reader_reason
@@ -823,5 +845,19 @@ def _assignments(
             reason = f"to be the writer once the old one is fenced (epoch {epoch})"
         elif t is not None and name == t.old:
             reason = f"demoted: {t.new} takes over at epoch {t.epoch}"
-        out[name] = Assignment(name, role, epoch, lease, writer, writer_address, writer_http, None, reason)
+        had = before.get(name)
+        if (
+            had is not None
+            and had.role == role
+            and had.epoch == epoch
+            and had.lease_ms == lease
+            and had.writer == writer
+            and had.writer_address == writer_address
+            and had.writer_http_port == writer_http
+            and had.discovery is None
+            and had.reason == reason
+        ):
+            out[name] = had
+        else:
+            out[name] = Assignment(name, role, epoch, lease, writer, writer_address, writer_http, None, reason)
     return out

@@ -1,9 +1,19 @@
 """The coordinator's loop: lead (or follow), decide, commit, publish; each tick ends in one sentence.
 
 Every `tick_s`: renew or win the leadership row in MySQL; as leader, load the durable state, run the pure
-`decide` on the latest reports, commit a change of writer to MySQL before anything else (while report
-answers are held, so no node hears of the new epoch, or gets a lease, from a stale decision), then publish
-the assignments that the Report handler answers with, record events, and announce a new writer on Redis.
+`decide` on the latest reports, commit a change of writer to MySQL before anything else, then publish the
+assignments that the Report handler answers with, record events, and announce a new writer on Redis.
+
+The Report handler never waits for the tick: it answers from `Coordinator.published`, one immutable snapshot
+replaced by a single assignment. Why that keeps commit-before-tell and the fence sound, while a change of
+writer is being committed and reports keep arriving:
+
+- the new epoch and roles are only in the snapshot published after `change_writer` returned, so no node
+  hears of them before they are durable;
+- before the commit starts, the snapshot is replaced by one that grants no lease (`leases_withheld`); a lease
+  runs from when the node sent its report, so a lease from the old snapshot was asked for before that
+  replacement, hence before the commit, and ends before commit + lease, which is what the fence waits out.
+  A lease_ms of 0 renews nothing (the node's current lease runs on unchanged: agent.lease.after_rw_answer).
 """
 
 from __future__ import annotations
@@ -71,6 +81,7 @@ class Published:
     discovery: Discovery | None = None
     why: str = "this coordinator does not lead"
     transition: Transition | None = None
+    leases_withheld: bool = False  # a change of writer is being committed: answers renew no lease
 
 
 class Coordinator:
@@ -94,7 +105,8 @@ class Coordinator:
         self.counters = Counters()
         self.leader_seen: tuple[str | None, str] = (None, "")
         self.last_error: str | None = None
-        # Held while a change of writer is committed and until its assignments are published.
+        # Serializes replacing `published` and `memory` with readers that need both (operator requests). The
+        # Report handler does not take it: it reads `published` once (see the module docstring).
         self.answer_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._last_why = ""
@@ -193,15 +205,25 @@ class Coordinator:
         started = time.perf_counter()
         now = time.monotonic()
         decision = decide(
-            durable, self.memory, reports, now, self.config.timing, self.leadership.left_s(now), time.time()
+            durable,
+            self.memory,
+            reports,
+            now,
+            self.config.timing,
+            self.leadership.left_s(now),
+            time.time(),
+            self.published.assignments,
         )
         self._measure(time.perf_counter() - started)
         if decision.change_writer is not None:
             with self.answer_lock:
-                result = self._commit(durable, decision, reports)
-                if result is None:
-                    return "lost leadership"
-                durable, decision = result
+                # No answer may renew a lease from here until the committed decision is published.
+                self.published = replace(self.published, leases_withheld=True)
+            result = self._commit(durable, decision, reports)
+            if result is None:
+                return "lost leadership"
+            durable, decision = result
+            with self.answer_lock:
                 self._publish(durable, decision)
         else:
             with self.answer_lock:
@@ -232,7 +254,7 @@ class Coordinator:
             # writer MySQL names is already running rw.
             self.memory = abandoned(decision.memory)
             log.error("could not commit the new writer %s, stepping down: %s", change.new_writer, exc)
-            self._step_down_locked()  # tick() holds answer_lock around the commit
+            self._step_down()
             return None
         self._invalidate_durable()  # the next tick reads the committed row back
         now = time.monotonic()
@@ -252,7 +274,16 @@ class Coordinator:
         elif t is not None and t.kind == "switchover":
             self.counters.switchovers += 1
         self._announce(durable, old, change.new_writer, epoch, reports)
-        again = decide(durable, memory, reports, now, self.config.timing, self.leadership.left_s(now), time.time())
+        again = decide(
+            durable,
+            memory,
+            reports,
+            now,
+            self.config.timing,
+            self.leadership.left_s(now),
+            time.time(),
+            self.published.assignments,
+        )
         if again.change_writer is not None:  # cannot happen: the transition is committed now
             log.error("decision asked for a second change of writer in one tick; holding it")
             again = replace(again, change_writer=None)
@@ -280,8 +311,8 @@ class Coordinator:
 
     def _load_durable(self, now: float) -> Durable:
         """The durable state: the copy from an earlier tick unless something was written since, or it is older
-        than DURABLE_REFRESH_S (reading and converting every node row on every tick costs a 1000-node cluster
-        tens of milliseconds of CPU per tick, held against the Report handlers)."""
+        than DURABLE_REFRESH_S (a load costs a few round trips to MySQL; the store reads the node rows again only
+        when they changed)."""
         generation = self._durable_generation
         cached = self._durable
         if cached is not None and cached[1] == generation and now - cached[2] < DURABLE_REFRESH_S:
@@ -294,9 +325,11 @@ class Coordinator:
         """Nodes seen in reports but not in MySQL (or with a new address) are written there."""
         assert self.leadership is not None
         changed = False
-        for name, (address, hosts) in ((n, (r.address, r.hosts_mishards)) for n, r in reports.items()):
-            record = durable.nodes.get(name)
-            if record is None or record.address != address or record.hosts_mishards != hosts:
+        nodes = durable.nodes
+        for name, report in reports.items():
+            record = nodes.get(name)
+            if record is None or record.address != report.address or record.hosts_mishards != report.hosts_mishards:
+                address, hosts = report.address, report.hosts_mishards
                 self._invalidate_durable()
                 self.store.upsert_node(self.leadership, name, address, hosts)
                 log.info("registered node %s at %s%s", name, address, " (hosts Mishards)" if hosts else "")
@@ -372,23 +405,27 @@ class Coordinator:
 
     # -- the Report handler -------------------------------------------------------------------------------
     def receive(self, report: Report) -> tuple[bool, Assignment | None]:
-        """Record a node's report; (leading, its assignment with a lease measured from now)."""
-        with self.answer_lock:
-            leadership = self.leadership
-            if leadership is None or self.memory is None:
-                return False, None
-            with self._state_lock:
-                self.reports[report.node] = report
-            assignment = self.published.assignments.get(report.node)
-            if assignment is None:
-                return True, None
-            if assignment.lease_ms > 0:
-                left = leadership.left_s(time.monotonic())
-                lease_ms = int(min(assignment.lease_ms / 1000, left) * 1000)
-                if lease_ms < self.config.timing.min_lease_s * 1000:
-                    lease_ms = 0
+        """Record a node's report; (leading, its assignment with a lease measured from now).
+
+        Never waits for the tick: `published` is read once, after `leadership` (see the module docstring for
+        why an answer from a snapshot older than a commit in progress is still safe)."""
+        leadership = self.leadership
+        if leadership is None or self.memory is None:
+            return False, None
+        with self._state_lock:
+            self.reports[report.node] = report
+        published = self.published
+        assignment = published.assignments.get(report.node)
+        if assignment is None:
+            return True, None
+        if assignment.lease_ms > 0:
+            left = leadership.left_s(time.monotonic())
+            lease_ms = int(min(assignment.lease_ms / 1000, left) * 1000)
+            if published.leases_withheld or lease_ms < self.config.timing.min_lease_s * 1000:
+                lease_ms = 0
+            if lease_ms != assignment.lease_ms:
                 assignment = replace(assignment, lease_ms=lease_ms)
-            return True, assignment
+        return True, assignment
 
     # -- operator actions ---------------------------------------------------------------------------------
     def request(self, request: Request) -> str | None:

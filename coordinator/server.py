@@ -2,12 +2,22 @@
 
 A follower answers reports with who leads (leader_address) so agents go there; status and events are
 served by any coordinator from MySQL; actions need the leader and say so when asked of a follower.
+
+Threads: a small pool (API_WORKERS). Report never waits for the tick (`Coordinator.receive`), so a handler
+holds its thread for tens of microseconds; more threads only contend for the GIL. A small pool also keeps
+reports first-come first-served when the machine is short of CPU, where many threads (or grpc.aio's one loop
+interleaving every call in flight) slow every report at once: on the 2-core bench under other load, 16 threads
+and grpc.aio both gave a p99 near a second where 4 threads stayed in the low hundreds of ms. Calls that stream
+for long (a switchover's progress, `events --follow`) each hold a thread for their whole length, so at most
+LONG_CALLS of them run at once and the other threads stay free for reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -34,6 +44,8 @@ HEALTH_NAME = {
 }
 HEALTH_PB = {"healthy": node_pb2.HEALTH_HEALTHY, "degraded": node_pb2.HEALTH_DEGRADED, "failed": node_pb2.HEALTH_FAILED}
 MOUNT_RANK = {"healthy": 0, "degraded": 1, "unmounted": 2, "failed": 3, "hung": 4}
+API_WORKERS = 6
+LONG_CALLS = 3  # streaming calls that may run at once (each holds one of the API_WORKERS threads)
 
 
 def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -> Report:
@@ -108,8 +120,24 @@ def event_pb(e: Event) -> coordinator_pb2.Event:
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
-    def __init__(self, coordinator: Coordinator):
+    def __init__(self, coordinator: Coordinator, long_calls: int = LONG_CALLS):
         self.c = coordinator
+        self._long_calls = threading.BoundedSemaphore(long_calls)
+        self._long_calls_limit = long_calls
+
+    @contextlib.contextmanager
+    def _long_call(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """Hold one of the LONG_CALLS slots for a streaming call, or refuse it: reports need the threads."""
+        if not self._long_calls.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self._long_calls_limit} streaming calls (switchover/failover progress, events --follow) are "
+                "running already; try again when one ends",
+            )
+        try:
+            yield
+        finally:
+            self._long_calls.release()
 
     def _not_leader(self) -> coordinator_pb2.ReportResponse:
         leader, address = self.c.leader_seen
@@ -139,6 +167,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return cluster_status(self.c)
 
     def _progress(self, request: Request, context: grpc.ServicerContext) -> Iterator[coordinator_pb2.Progress]:
+        with self._long_call(context):
+            yield from self._follow_progress(request, context)
+
+    def _follow_progress(self, request: Request, context: grpc.ServicerContext) -> Iterator[coordinator_pb2.Progress]:
         refusal = self.c.request(request)
         if refusal:
             yield coordinator_pb2.Progress(phase="refused", message=refusal, at_unix=time.time(), done=True, ok=False)
@@ -219,6 +251,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return self._act(context, lambda: self.c.set_priority(request.node, request.priority))
 
     def ListEvents(
+        self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[coordinator_pb2.Event]:
+        if request.follow:
+            with self._long_call(context):
+                yield from self._events(request, context)
+        else:
+            yield from self._events(request, context)
+
+    def _events(
         self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Event]:
         kinds = ("initial", "failover", "switchover", "resume") if request.role_changes_only else None
@@ -340,7 +381,7 @@ def listen_host(host: str, tls: TlsSettings) -> str:
 
 
 def serve(coordinator: Coordinator, config: CoordinatorConfig) -> grpc.Server:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="coord-api"))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="coord-api"))
     coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(coordinator), server)
     host, _, port = config.listen.rpartition(":")
     address = f"{listen_host(host, config.tls)}:{port}"

@@ -25,8 +25,9 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import pymysql
@@ -65,6 +66,18 @@ _NO_SUCH_TABLE = 1146
 _LEADS = (
     "cluster.id = 1 AND cluster.name = %s AND cluster.leader = %s AND cluster.leader_term = %s"
     " AND cluster.leader_until > NOW(6)"
+)
+
+
+# One row that changes whenever any row of `nodes` does: the count and two CRC32 sums (XOR and arithmetic, over
+# the columns in two orders). load() reads the nodes again only when it differs.
+_NODE_COLUMNS = "name, address, priority, maintenance, maintenance_reason, hosts_mishards"
+_NODE_COLUMNS_REVERSED = ", ".join(reversed(_NODE_COLUMNS.split(", ")))
+_NODES_FINGERPRINT = (
+    "SELECT COUNT(*),"
+    f" COALESCE(BIT_XOR(CRC32(CONCAT_WS(0x1f, {_NODE_COLUMNS}))), 0),"
+    f" COALESCE(SUM(CRC32(CONCAT_WS(0x1e, {_NODE_COLUMNS_REVERSED}))), 0)"
+    " FROM nodes"
 )
 
 
@@ -223,6 +236,8 @@ class ClusterStore:
         self.lease_margin_fraction = lease_margin_fraction
         self._conn: Any = None
         self._lock = threading.Lock()
+        # The nodes as last read, with the fingerprint MySQL computed for them (see load()).
+        self._nodes_cache: tuple[tuple[int, ...], Mapping[str, NodeRecord]] | None = None
 
     # -- connection -------------------------------------------------------------------------------------
 
@@ -480,20 +495,26 @@ class ClusterStore:
     # -- reads ------------------------------------------------------------------------------------------
 
     def load(self) -> Durable:
-        """The cluster row and every node, from one consistent snapshot."""
+        """The cluster row and every node, from one consistent snapshot.
+
+        The nodes are read again only when their fingerprint (row count and two checksums over every column,
+        computed by MySQL in the same snapshot) differs from that of the last load: reading and converting
+        1000 node rows costs ~14 ms of CPU, the fingerprint one small row. The cluster row is always read."""
 
         def body(cur: Any) -> Durable:
+            cached = self._nodes_cache
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             try:
                 cur.execute(
                     "SELECT name, writer, epoch, paused, paused_reason, leader, leader_term FROM cluster WHERE id = 1"
                 )
                 row = cur.fetchone()
-                cur.execute(
-                    "SELECT name, address, priority, maintenance, maintenance_reason, hosts_mishards"
-                    " FROM nodes ORDER BY name"
-                )
-                node_rows = cur.fetchall()
+                cur.execute(_NODES_FINGERPRINT)
+                fingerprint = tuple(int(v) for v in cur.fetchone())
+                node_rows = None
+                if cached is None or cached[0] != fingerprint:
+                    cur.execute(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY name")
+                    node_rows = cur.fetchall()
             finally:
                 cur.execute("COMMIT")
             if row is None:
@@ -507,6 +528,9 @@ class ClusterStore:
                 leader=row[5],
                 leader_term=int(row[6]),
             )
+            if node_rows is None:
+                assert cached is not None
+                return Durable(cluster=cluster, nodes=cached[1])
             nodes = {
                 name: NodeRecord(
                     name=name,
@@ -518,7 +542,8 @@ class ClusterStore:
                 )
                 for name, address, priority, maintenance, maintenance_reason, hosts_mishards in node_rows
             }
-            return Durable(cluster=cluster, nodes=nodes)
+            self._nodes_cache = (fingerprint, MappingProxyType(nodes))
+            return Durable(cluster=cluster, nodes=self._nodes_cache[1])
 
         return self._call("load", body)
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from coordinator.core import Memory, Timing, committed, decide
+from coordinator.core import Decision, Memory, Timing, committed, decide
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report
 
 TICK = 0.25
@@ -109,7 +109,7 @@ class World:
         if self.now >= self.renewals_fail_until:
             self.leader_until = self.now + LEADER_LEASE
         left = self.leader_until - self.now - 0.1
-        d = decide(self.durable, self.memory, self.reports, self.now, TIMING, left)
+        d = self.decide(self.memory, left)
         memory = d.memory
         if d.change_writer is not None:
             c = self.durable.cluster
@@ -118,12 +118,19 @@ class World:
                 self.durable, cluster=replace(c, epoch=c.epoch + 1, writer=d.change_writer.new_writer)
             )
             memory = committed(memory, c.epoch + 1, self.now)
-            d = decide(self.durable, memory, self.reports, self.now, TIMING, left)
+            d = self.decide(memory, left)
             assert d.change_writer is None
             memory = d.memory
         self.memory = memory
         self.assignments = dict(d.assignments)
         self.epochs_seen.append(self.durable.cluster.epoch)
+
+    def decide(self, memory: Memory, left: float) -> Decision:
+        """The decision, as the daemon makes it (given the last assignments to reuse), checked against one
+        made from scratch: `previous` must only save work."""
+        d = decide(self.durable, memory, self.reports, self.now, TIMING, left, previous=self.assignments)
+        assert d == decide(self.durable, memory, self.reports, self.now, TIMING, left)
+        return d
 
     # -- agents -------------------------------------------------------------------------------------------
     def agents(self) -> None:

@@ -315,6 +315,43 @@ def test_node_upsert_keeps_priority_and_maintenance(store: ClusterStore, mysql_d
         admin.close()
 
 
+def test_load_sees_every_edit_of_the_nodes_even_by_hand(store: ClusterStore, mysql_db: MysqlDatabase) -> None:
+    """load() reads the node rows again only when their fingerprint changed: any edit of any column counts."""
+    leadership = leader(store)
+    for name in ("node-a", "node-b", "node-c"):
+        store.upsert_node(leadership, name, f"10.0.0.{name[-1]}", False)
+    first = store.load()
+    assert store.load().nodes is first.nodes  # nothing changed: the rows were not read again
+    edits = (
+        "UPDATE nodes SET priority = 5 WHERE name = 'node-b'",
+        "UPDATE nodes SET maintenance = 1, maintenance_reason = 'by hand' WHERE name = 'node-c'",
+        "UPDATE nodes SET maintenance_reason = 'by hand, again' WHERE name = 'node-c'",
+        "UPDATE nodes SET address = '10.0.0.2' WHERE name = 'node-a'",  # swapped with node-b's
+        "UPDATE nodes SET address = '10.0.0.1' WHERE name = 'node-b'",
+        "UPDATE nodes SET hosts_mishards = 1 WHERE name = 'node-a'",
+        "DELETE FROM nodes WHERE name = 'node-b'",
+    )
+    admin = mysql_db.server.admin(mysql_db.name)
+    try:
+        for sql in edits:
+            with admin.cursor() as cur:
+                cur.execute(sql)
+            admin.commit()
+            with admin.cursor() as cur:
+                cur.execute(
+                    "SELECT name, address, priority, maintenance, maintenance_reason, hosts_mishards FROM nodes"
+                )
+                rows = {r[0]: (r[1], r[2], bool(r[3]), r[4], bool(r[5])) for r in cur.fetchall()}
+            loaded = store.load().nodes
+            seen = {
+                n: (r.address, r.priority, r.maintenance, r.maintenance_reason, r.hosts_mishards)
+                for n, r in loaded.items()
+            }
+            assert seen == rows, sql
+    finally:
+        admin.close()
+
+
 def test_changing_a_node_that_does_not_exist_names_it(store: ClusterStore) -> None:
     leadership = leader(store)
     with pytest.raises(StoreError, match="node 'ghost' does not exist") as excinfo:

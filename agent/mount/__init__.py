@@ -410,6 +410,9 @@ class MountManager:
         self._act(actions, f"{kind} {self.mountpoint} in {res.seconds:.2f} s because {why}")
 
     def _mount(self, mode: Mode, actions: list[str], why: str) -> None:
+        # A new mount is write-probed at once. Its mount id alone cannot tell: the kernel reuses the id of a
+        # mount just unmounted, as a ro -> rw switch does.
+        self._last_write = None
         os.makedirs(self.mountpoint, exist_ok=True)
         argv = ["mount", "-T", self.settings.fstab, "-o", mode, self.mountpoint]
         res = runner.run(argv, timeout_s=self.mount_timeout_s, extra_env=self._password_env())

@@ -115,5 +115,16 @@ def keep_logs(root: Path, to: Path) -> None:
     say(f"logs kept in {to}")
 
 
+def run() -> int:
+    from tests.localcluster.cluster import ClusterSetupError
+
+    try:
+        return main()
+    except (RuntimeError, ClusterSetupError, AssertionError) as exc:  # already up, a missing part, a timeout
+        say(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        say("whatever came up is still there: scripts/cluster down removes it (logs are in its folder first)")
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

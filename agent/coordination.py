@@ -6,7 +6,8 @@ and a leader_address sends the same report there at once; one that does not come
 `coordination.report_timeout_s` moves on to the next coordinator. The leader's answer is the node's assignment
 and, for the writer, its lease, measured from the lease-clock reading taken just before that RPC was sent.
 
-When no coordinator has answered for one report interval and this node holds a rw lease, the reporter reads
+When no coordinator has renewed the lease for one report interval (none answered, or a new leader answered
+without a lease while it still listens) and this node holds a rw lease, the reporter reads
 the MySQL cluster row with the read-only account (`coordination.mysql`) and renews the lease when the row
 still names this node at the lease's epoch (agent.lease). The loop thread never waits for any of this, and this
 thread never waits for the loop.
@@ -200,9 +201,14 @@ class Reporter:
         self.rounds += 1
         answer = self.link.report(self.agent.report_request())
         if answer is not None:
-            self.last_answer_at = answer.sent_at
             self.agent.take_coordinator_answer(answer)
-            return
+            a = answer.assignment
+            if a.role != node_pb2.ROLE_RW or a.lease_ms > 0:
+                self.last_answer_at = answer.sent_at
+                return
+            # A leader that answers but renews no lease (a new one still listening before it decides): for
+            # the lease it is as if no coordinator answered, so the MySQL row may renew it meanwhile. Safe for
+            # the same reason as any MySQL renewal: a change of writer bumps the epoch in that row first.
         silence = lease_now() - self.last_answer_at
         if silence < self.interval_s or not self.agent.lease_to_renew():
             return

@@ -155,6 +155,8 @@ class Agent:
         self._last_refusal: str | None = None
         self._last_rw: Assignment | None = None
         self._started: dict[str, float] = {}
+        # (container id, monotonic time its health checks began failing or None, whether it ever passed one)
+        self._health_record: tuple[str, float | None, bool] = ("", None, False)
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
         self._runtimes: tuple[float, list[str]] | None = None
         self._gpu_read: tuple[float, GpuReport, int] | None = None
@@ -519,6 +521,21 @@ class Agent:
             self._started = {container.id: time.monotonic() - _started_seconds_ago(started)}
         return time.monotonic() - self._started[container.id]
 
+    def _unhealthy_for(self, container_id: str, healthy: bool, running_for: float) -> float:
+        """Seconds the running container has failed its health check: since it started if it never passed
+        one, else since the first failure after its last pass."""
+        same = self._health_record[0] == container_id
+        since = self._health_record[1] if same else None
+        passed_before = same and self._health_record[2]
+        now = time.monotonic()
+        if healthy:
+            self._health_record = (container_id, None, True)
+            return 0.0
+        if since is None:
+            since = now if passed_before else now - running_for
+        self._health_record = (container_id, since, passed_before)
+        return now - since
+
     def _db_dir_exists(self, volume: VolumeSettings) -> bool:
         # Only asked when the mount answered its bounded probes this cycle, so a hung mount is not touched.
         return os.path.isdir(os.path.join(volume.mountpoint, self.config.milvus.db_subdir))
@@ -593,9 +610,11 @@ class Agent:
         running = [c for c in containers if c.running and c.role is not None]
         health_error = None
         running_for = 0.0
+        unhealthy_for = 0.0
         if running:
             health_error = check_milvus_health(self.config.address, self.config.milvus.http_port)
             running_for = self._running_for(running[0])
+            unhealthy_for = self._unhealthy_for(running[0].id, health_error is None, running_for)
             if health_error is None:
                 self.backoff.healthy_for(running_for)
         on_disk = read_text(self.config_file)
@@ -605,6 +624,7 @@ class Agent:
             container_name=self.config.milvus.container_name,
             health_error=health_error,
             running_for_s=running_for,
+            unhealthy_for_s=unhealthy_for,
             mount_mode=mount.mode if mount else None,
             mount_state=mount.state if mount else "unmounted",
             mount_reasons=tuple(mount.reasons) if mount else ("no JuiceFS volume is configured for Milvus",),

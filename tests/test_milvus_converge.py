@@ -105,6 +105,14 @@ def test_a_writer_designate_prepares_during_the_fence_but_never_starts_without_a
     assert next_step(RW, seen(mount_mode="rw")).action is Action.START  # the promotion: one step left
 
 
+def test_a_container_that_was_healthy_gets_the_whole_timeout_after_its_first_failed_check() -> None:
+    """Running for long is not being unhealthy for long: the timeout counts from the first failed check."""
+    broken = seen(container("rw"), mount_mode="rw", health_error="connection refused", running_for_s=100.0)
+    assert next_step(RW, replace(broken, unhealthy_for_s=0.5)).action is Action.WAIT
+    assert next_step(RW, replace(broken, unhealthy_for_s=60.0)).action is Action.STOP
+    assert next_step(RW, broken).action is Action.STOP  # never healthy since it started 100 s ago
+
+
 def test_the_extra_container_stopped_is_not_the_one_in_the_wanted_role() -> None:
     good = container("ro", id="good")
     old = container("rw", status="exited", id="old", name="milvus-prev", exit_code=0)

@@ -13,7 +13,7 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |   |                                                             | a lease self-fence doesn't)|
 | 6 | a container runs in the wrong role, or none is wanted       | stop it (graceful)        |
 | 7 | it runs with an outdated config                             | stop it (restart)         |
-| 8 | it runs and is not healthy past the health timeout          | stop it (restart, backoff)|
+| 8 | it runs and has failed its health check for the timeout     | stop it (restart, backoff)|
 | 9 | it runs, not yet healthy                                    | wait for the health check |
 |10 | it runs and is healthy                                      | nothing (converged)       |
 |11 | none runs; the mount is not in the role's mode              | mount in the role's mode  |
@@ -90,6 +90,7 @@ class Seen:
     backoff_left_s: float
     health_timeout_s: float
     db_dir_exists: bool = True
+    unhealthy_for_s: float | None = None  # failing its health check this long (None: since it started)
 
 
 def _ours(seen: Seen) -> list[ContainerState]:
@@ -153,10 +154,11 @@ def next_step(want: Want, seen: Seen) -> Step:
         if current.config_sha256 != want.config_sha256:
             return Step(Action.STOP, f"restarting {current.role} container: its server_config.yaml changed", current.id)
         if seen.health_error:
-            if seen.running_for_s >= seen.health_timeout_s:
+            unhealthy_for = seen.running_for_s if seen.unhealthy_for_s is None else seen.unhealthy_for_s
+            if unhealthy_for >= seen.health_timeout_s:
                 return Step(
                     Action.STOP,
-                    f"restarting {current.role} container: unhealthy for {seen.running_for_s:.0f}s "
+                    f"restarting {current.role} container: unhealthy for {unhealthy_for:.0f}s "
                     f"({seen.health_error})",
                     current.id,
                     counts_as_crash=True,

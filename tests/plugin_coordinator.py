@@ -56,6 +56,7 @@ class CoordinatorProcess:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.credentials: grpc.ChannelCredentials | None = None  # set when it serves mutual TLS
+        self._channel: grpc.Channel | None = None
 
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.data, sort_keys=False))
@@ -88,9 +89,13 @@ class CoordinatorProcess:
         return self.process is not None and self.process.poll() is None
 
     def stub(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
-        if self.credentials is not None:
-            return coordinator_pb2_grpc.CoordinatorServiceStub(grpc.secure_channel(self.address, self.credentials))
-        return coordinator_pb2_grpc.CoordinatorServiceStub(grpc.insecure_channel(self.address))
+        """A stub on one channel kept for this process (a channel per call costs a connection per call)."""
+        if self._channel is None:
+            if self.credentials is not None:
+                self._channel = grpc.secure_channel(self.address, self.credentials)
+            else:
+                self._channel = grpc.insecure_channel(self.address)
+        return coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
 
     def events(self, limit: int = 200) -> list[coordinator_pb2.Event]:
         return list(self.stub().ListEvents(coordinator_pb2.ListEventsRequest(limit=limit), timeout=5))

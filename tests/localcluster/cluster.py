@@ -139,6 +139,7 @@ class LocalCluster:
         self.db = db
         self.coordinators = coordinators if isinstance(coordinators, list) else [coordinators]
         self.coordinator = self.coordinators[0]
+        self._last_leader: CoordinatorProcess | None = None
         self.tls = tls
         self.firewall = Firewall(rule_comment(root))
         readonly_password = root / "reader-mysql-password"
@@ -205,14 +206,25 @@ class LocalCluster:
         return next((c for c in self.coordinators if c.running() and c.leads()), None)
 
     def status(self) -> Any:
-        """The cluster status from the leading coordinator (any coordinator that answers, else the error)."""
+        """The cluster status from the leading coordinator (asked first: the last one that led), else from
+        any coordinator that answers, else the error. One RPC when the leader has not changed."""
         error: Exception | None = None
-        leader = self.leader()
-        for c in [leader] if leader is not None else [c for c in self.coordinators if c.running()]:
+        fallback = None
+        last = [self._last_leader] if self._last_leader is not None else []
+        for c in last + [c for c in self.coordinators if c not in last]:
+            if not c.running():
+                continue
             try:
-                return c.status()
+                s = c.status()
             except grpc.RpcError as exc:
                 error = exc
+                continue
+            if s.leader == c.name or len(self.coordinators) == 1:
+                self._last_leader = c
+                return s
+            fallback = fallback or s
+        if fallback is not None:
+            return fallback
         raise error or RuntimeError("no coordinator is running")
 
     def writer(self) -> str:

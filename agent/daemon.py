@@ -49,7 +49,7 @@ from agent.milvus.container import (
     MilvusDocker,
     check_milvus_health,
 )
-from agent.milvus.converge import Action, Seen, Step, Want, next_step
+from agent.milvus.converge import Action, Seen, Step, Want, next_step, wanted_role
 from agent.milvus.leasewatch import (
     LEASE_FILE_NAME,
     LeaseFile,
@@ -155,8 +155,7 @@ class Agent:
         self._last_refusal: str | None = None
         self._last_rw: Assignment | None = None
         self._started: dict[str, float] = {}
-        # (container id, monotonic time its health checks began failing or None, whether it ever passed one)
-        self._health_record: tuple[str, float | None, bool] = ("", None, False)
+        self._last_healthy: tuple[str, float] = ("", 0.0)  # (container id, when it last passed its health check)
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
         self._runtimes: tuple[float, list[str]] | None = None
         self._gpu_read: tuple[float, GpuReport, int] | None = None
@@ -180,9 +179,8 @@ class Agent:
         # `on_role_change` (the reporter's report_soon) tells the coordinator at once when the role running changes.
         self.wake = threading.Event()
         self.on_role_change: Callable[[], None] | None = None
-        self._mishards_restart_lock = threading.Lock()
-        self._mishards_restarting = False
-        self._mishards_restart_again = False
+        self._mishards_restart_wanted = threading.Event()
+        self._mishards_restarter: threading.Thread | None = None
         self._last_no_renewal: str | None = None
         self._last_answer: tuple[str, int, str, int] | None = None
         self._last_answer_refusal: str | None = None
@@ -276,11 +274,19 @@ class Agent:
         with self._assign_lock:
             refusal = judge_assignment(assignment, self.state.highest_epoch)
             if refusal is None:
-                self.pushed = assignment
-                self._remember_epoch(assignment.epoch)
+                self._take(assignment)
         if refusal:
             log.warning("refused assignment %s at epoch %d: %s", assignment.role, assignment.epoch, refusal)
         return refusal
+
+    def _take(self, assignment: Assignment) -> None:
+        """Make `assignment` the current one (the caller holds _assign_lock, and has judged it). A change of
+        role, epoch or writer wakes the loop, so it acts now rather than at its next tick."""
+        old = self.pushed
+        self.pushed = assignment
+        self._remember_epoch(assignment.epoch)
+        if old is None or (old.role, old.epoch, old.writer) != (assignment.role, assignment.epoch, assignment.writer):
+            self.wake.set()
 
     def _remember_epoch(self, epoch: int) -> None:
         if epoch > self.state.highest_epoch:
@@ -303,8 +309,7 @@ class Agent:
             if refusal is None and assignment.role == "rw" and assignment.writer not in ("", self.config.node_name):
                 refusal = f"it assigns rw to this node but names {assignment.writer} as the writer"
             if refusal is None:
-                self.pushed = assignment
-                self._remember_epoch(assignment.epoch)
+                self._take(assignment)
                 if assignment.role == "rw":
                     self.lease = after_rw_answer(
                         self.lease,
@@ -329,8 +334,6 @@ class Agent:
             return refusal
         self._last_answer_refusal = None
         key = (assignment.role, assignment.epoch, assignment.writer, assignment.lease_ms)
-        if key[:3] != (self._last_answer or ("", 0, ""))[:3]:
-            self.wake.set()
         if key != self._last_answer:
             self._last_answer = key
             lease = f" with a {assignment.lease_ms / 1000:.1f}s lease" if assignment.role == "rw" else ""
@@ -522,18 +525,12 @@ class Agent:
         return time.monotonic() - self._started[container.id]
 
     def _unhealthy_for(self, container_id: str, healthy: bool, running_for: float) -> float:
-        """Seconds the running container has failed its health check: since it started if it never passed
-        one, else since the first failure after its last pass."""
-        same = self._health_record[0] == container_id
-        since = self._health_record[1] if same else None
-        passed_before = same and self._health_record[2]
+        """Seconds since the running container last passed its health check, or since it started."""
         now = time.monotonic()
         if healthy:
-            self._health_record = (container_id, None, True)
+            self._last_healthy = (container_id, now)
             return 0.0
-        if since is None:
-            since = now if passed_before else now - running_for
-        self._health_record = (container_id, since, passed_before)
+        since = self._last_healthy[1] if self._last_healthy[0] == container_id else now - running_for
         return now - since
 
     def _db_dir_exists(self, volume: VolumeSettings) -> bool:
@@ -593,13 +590,8 @@ class Agent:
         volume = self.milvus_volume
         mount = mounts.get(volume.name) if volume else None
 
-        role = assignment.role if assignment.role in ("rw", "ro") else "none"
-        # Told ro at the new epoch but named as its writer: this node is the writer-designate while the old
-        # writer is fenced. It prepares as rw (container stopped, mount rw, rw config) and starts nothing
-        # until a rw assignment brings a lease (agent/milvus/converge.py, rule 15).
-        designate = self.coordinated and role == "ro" and assignment.writer == self.config.node_name
-        if designate:
-            role = "rw"
+        # A writer-designate prepares as rw during the fence and starts nothing without a lease (converge.py).
+        role, designate = wanted_role(assignment.role, assignment.writer, self.config.node_name, self.coordinated)
         text, render_error = (None, None)
         if role != "none":
             text, render_error = self._rendered_config(role, gpu_report)
@@ -799,21 +791,18 @@ class Agent:
         """Restart Mishards in the background: a restart takes seconds (up to its stop timeout) and must never
         hold up the loop, which may be promoting this node to writer at the same moment. Changes that arrive
         during a restart cause one more restart after it, so Mishards ends up reading the latest file."""
-        with self._mishards_restart_lock:
-            if self._mishards_restarting:
-                self._mishards_restart_again = True
-                return
-            self._mishards_restarting = True
-        threading.Thread(target=self._mishards_restarter, name="mishards-restart", daemon=True).start()
+        self._mishards_restart_wanted.set()
+        if self._mishards_restarter is None:
+            self._mishards_restarter = threading.Thread(
+                target=self._restart_mishards_when_wanted, name="mishards-restart", daemon=True
+            )
+            self._mishards_restarter.start()
 
-    def _mishards_restarter(self) -> None:
+    def _restart_mishards_when_wanted(self) -> None:
         while True:
+            self._mishards_restart_wanted.wait()
+            self._mishards_restart_wanted.clear()
             self._restart_mishards_now()
-            with self._mishards_restart_lock:
-                if not self._mishards_restart_again:
-                    self._mishards_restarting = False
-                    return
-                self._mishards_restart_again = False
 
     def _restart_mishards_now(self) -> None:
         name = self.config.mishards.container_name

@@ -348,10 +348,9 @@ def _track_reader_health(
 ) -> Memory:
     healthy: dict[str, float] = {}
     since = memory.healthy_since
-    detect_after_s = timing.detect_after_s
     for name, report in reports.items():
         if (
-            now - report.received_at <= detect_after_s  # _fresh, inlined: this runs for every node on every tick
+            _fresh(report, now, timing)
             and report.role_running == "ro"
             and report.mount_state in ("healthy", "degraded")
             and report.gpu_health != "failed"
@@ -639,10 +638,10 @@ def _advance(
             memory = replace(memory, transition=t)
         elif now - t.promoted_at > timing.promote_timeout_s:
             return _promotion_failed(durable, memory, t, reports, now, timing, now_unix)
-        elif now - _last_heard(new_report, t) > timing.detect_after_s:
+        elif (silent_s := now - _last_heard(new_report, t)) > timing.detect_after_s:
             # A node that stops reporting while it is promoted (a resumed writer that was powered off with the
             # old leader, say) is as failed as a writer that stops reporting: no need to wait the whole timeout.
-            silent = f"{t.new} has not reported for {now - _last_heard(new_report, t):.1f}s while being promoted"
+            silent = f"{t.new} has not reported for {silent_s:.1f}s while being promoted"
             return _promotion_failed(durable, memory, t, reports, now, timing, now_unix, silent)
         else:
             return (
@@ -826,8 +825,8 @@ def _assignments(
     reader_reason = f"a reader at epoch {epoch}"
     out: dict[str, Assignment] = {}
     before = previous if previous is not None else {}
-    # This runs for every node on every tick: an Assignment is built only when a node's differs from the one
-    # it had (a frozen dataclass costs microseconds to build, a comparison a fraction of that).
+    # This runs for every node on every tick: an Assignment (a frozen dataclass, ~3 us to build) is built only
+    # when a node's differs from the one it had; otherwise the node keeps that same object.
     for name in sorted(set(reports) | set(durable.nodes)):
         record = durable.nodes.get(name)
         role, lease, reason = "ro", 0, reader_reason
@@ -846,18 +845,15 @@ def _assignments(
         elif t is not None and name == t.old:
             reason = f"demoted: {t.new} takes over at epoch {t.epoch}"
         had = before.get(name)
-        if (
-            had is not None
-            and had.role == role
-            and had.epoch == epoch
-            and had.lease_ms == lease
-            and had.writer == writer
-            and had.writer_address == writer_address
-            and had.writer_http_port == writer_http
-            and had.discovery is None
-            and had.reason == reason
-        ):
+        told = (role, epoch, lease, writer, writer_address, writer_http, reason)
+        if had is not None and had.discovery is None and _told(had) == told:
             out[name] = had
         else:
             out[name] = Assignment(name, role, epoch, lease, writer, writer_address, writer_http, None, reason)
     return out
+
+
+def _told(a: Assignment) -> tuple[object, ...]:
+    """Every field of an assignment but its node and discovery, in _assignments' order (a test checks that
+    no field is missing: a field left out here would let a changed assignment pass for the old one)."""
+    return (a.role, a.epoch, a.lease_ms, a.writer, a.writer_address, a.writer_http_port, a.reason)

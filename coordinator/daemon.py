@@ -204,16 +204,7 @@ class Coordinator:
                 self.pending_request = None
         started = time.perf_counter()
         now = time.monotonic()
-        decision = decide(
-            durable,
-            self.memory,
-            reports,
-            now,
-            self.config.timing,
-            self.leadership.left_s(now),
-            time.time(),
-            self.published.assignments,
-        )
+        decision = self._decide(durable, self.memory, reports, now)
         self._measure(time.perf_counter() - started)
         if decision.change_writer is not None:
             with self.answer_lock:
@@ -274,16 +265,7 @@ class Coordinator:
         elif t is not None and t.kind == "switchover":
             self.counters.switchovers += 1
         self._announce(durable, old, change.new_writer, epoch, reports)
-        again = decide(
-            durable,
-            memory,
-            reports,
-            now,
-            self.config.timing,
-            self.leadership.left_s(now),
-            time.time(),
-            self.published.assignments,
-        )
+        again = self._decide(durable, memory, reports, now)
         if again.change_writer is not None:  # cannot happen: the transition is committed now
             log.error("decision asked for a second change of writer in one tick; holding it")
             again = replace(again, change_writer=None)
@@ -308,6 +290,20 @@ class Coordinator:
 
     def _invalidate_durable(self) -> None:
         self._durable_generation += 1
+
+    def _decide(self, durable: Durable, memory: Memory, reports: dict[str, Report], now: float) -> Decision:
+        """The pure core on this leader's state; the last published assignments let it reuse unchanged ones."""
+        assert self.leadership is not None
+        return decide(
+            durable,
+            memory,
+            reports,
+            now,
+            self.config.timing,
+            self.leadership.left_s(now),
+            time.time(),
+            self.published.assignments,
+        )
 
     def _load_durable(self, now: float) -> Durable:
         """The durable state: the copy from an earlier tick unless something was written since, or it is older

@@ -173,11 +173,15 @@ def signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
+def mounts_under(root: str) -> list[str]:
+    """Mount points below `root`, in mount order."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return [m.mountpoint for m in mountinfo.parse(f.read()) if m.mountpoint.startswith(root + "/")]
+
+
 def cleanup_mounts_under(root: str) -> None:
     """Lazily unmount everything under `root` and end its juicefs processes (resumed first if stopped)."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        mounts = [m.mountpoint for m in mountinfo.parse(f.read()) if m.mountpoint.startswith(root + "/")]
-    for mp in reversed(mounts):
+    for mp in reversed(mounts_under(root)):
         pids = juicefs_pids(mp)
         signal_all(pids, signal.SIGCONT)
         subprocess.run(["umount", "-l", mp], capture_output=True, timeout=30, check=False)

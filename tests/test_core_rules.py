@@ -303,3 +303,19 @@ def test_only_nodes_hosting_mishards_are_told_the_discovery() -> None:
     d = decide(durable(), settled(), reports, 100.0, T, 5)
     assert d.assignments["c"].discovery == d.discovery and d.discovery is not None
     assert d.assignments["b"].discovery is None and d.assignments["a"].discovery is None
+
+
+def test_an_unchanged_assignment_is_reused_and_every_field_counts_in_the_comparison() -> None:
+    from dataclasses import fields
+
+    from coordinator.core import _told
+    from coordinator.model import Assignment
+
+    compared = set(Assignment.__dataclass_fields__) - {"node", "discovery"}
+    sample = Assignment("a", "ro", 1, 0, "b", "10.0.0.2", 19121, None, "r")
+    assert len(_told(sample)) == len(compared) == len(fields(Assignment)) - 2
+    d = decide(durable(), settled(), healthy_cluster(100.0), 100.0, T, 5)
+    again = decide(durable(), d.memory, healthy_cluster(100.5), 100.5, T, 5, 0.0, d.assignments)
+    assert all(again.assignments[n] is d.assignments[n] for n in "bc")  # readers: nothing changed
+    moved = decide(durable(writer="b", epoch=2), d.memory, healthy_cluster(101.0, 2), 101.0, T, 5, 0.0, d.assignments)
+    assert moved.assignments["c"] is not d.assignments["c"] and moved.assignments["c"].epoch == 2

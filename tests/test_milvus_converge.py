@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from agent.milvus.container import ContainerState
-from agent.milvus.converge import Action, Seen, Want, next_step
+from agent.milvus.converge import Action, Seen, Want, next_step, wanted_role
 
 SHA = "a" * 64
 
@@ -103,6 +103,10 @@ def test_a_writer_designate_prepares_during_the_fence_but_never_starts_without_a
     assert [s.action for s in steps] == [Action.STOP, Action.MOUNT, Action.WRITE_CONFIG, Action.WAIT]
     assert steps[1].mount_mode == "rw" and "holding no valid lease" in steps[3].reason
     assert next_step(RW, seen(mount_mode="rw")).action is Action.START  # the promotion: one step left
+    assert wanted_role("ro", "me", "me", coordinated=True) == ("rw", True)
+    assert wanted_role("ro", "other", "me", coordinated=True) == ("ro", False)
+    assert wanted_role("ro", "me", "me", coordinated=False) == ("ro", False)  # a local file names no designate
+    assert wanted_role("rw", "me", "me", coordinated=True) == ("rw", False)
 
 
 def test_a_container_that_was_healthy_gets_the_whole_timeout_after_its_first_failed_check() -> None:

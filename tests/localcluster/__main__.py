@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             if line.startswith("export "):
                 key, _, value = line.removeprefix("export ").partition("=")
                 env[key] = value
-        ctl = str(Path(sys.executable).parent / "coordinatorctl")
+        from tests.localcluster.up import coordinatorctl_path
+
+        ctl = coordinatorctl_path()
         os.execve(ctl, [ctl, "status"], env)
 
     timing = {"failover_window_s": 0} if args.command == "chaos" else {}

@@ -17,13 +17,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from tests.localcluster import faults
-from tests.localcluster.cluster import ClusterNode, WriteClient
+from tests.localcluster.cluster import ClusterNode, Say, WriteClient
 from tests.localcluster.up import RunningCluster
 from tests.mishards_env import env_values
 from tests.plugin_agent import wait_until
 
 Fault = Callable[[RunningCluster, ClusterNode], faults.Undo]
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def epochs_grew(rc: RunningCluster) -> str | None:
     return f"epoch went back: {bad}" if bad else None
 
 
-def run_scenario(rc: RunningCluster, client: WriteClient, scenario: Scenario, progress: Progress) -> ScenarioResult:
+def run_scenario(rc: RunningCluster, client: WriteClient, scenario: Scenario, progress: Say) -> ScenarioResult:
     result = ScenarioResult(scenario.name)
     began = time.monotonic()
     wait_healthy(rc, 180)
@@ -192,7 +191,7 @@ def table(results: list[ScenarioResult]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
-def run_suite(rc: RunningCluster, scenarios: list[Scenario], progress: Progress) -> list[ScenarioResult]:
+def run_suite(rc: RunningCluster, scenarios: list[Scenario], progress: Say) -> list[ScenarioResult]:
     client = WriteClient(rc.cluster, lookup_s=0.2).start()
     try:
         wait_until(lambda: len(client.acknowledged) > 5, 60, lambda: f"first writes ({client.last_error})")

@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from tests.standin import writelog
 NET_CLS = Path("/sys/fs/cgroup/net_cls")
 CGROUP_PREFIX = "jfs-milvus-test-"
 RULE_TAG = "jfs-milvus-localcluster"
+Say = Callable[[str], None]  # where a long operation tells its progress, one line at a time
 
 
 class ClusterSetupError(RuntimeError):

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from tests.localcluster.chaos import wait_healthy
-from tests.localcluster.cluster import WriteClient
+from tests.localcluster.cluster import Say, WriteClient
 from tests.localcluster.phases import power_off_writer
 from tests.localcluster.up import ClusterSpec, RunningCluster, bring_up
 from tests.plugin_agent import wait_until
-
-Say = Callable[[str], None]
 
 
 def run_demo(spec: ClusterSpec, say: Say) -> dict[str, Any]:

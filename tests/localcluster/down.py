@@ -14,17 +14,13 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
-from agent.mount import mountinfo
-from tests.localcluster.cluster import CGROUP_PREFIX, NET_CLS, rule_comment, sweep_rules
+from tests.localcluster.cluster import CGROUP_PREFIX, NET_CLS, Say, rule_comment, sweep_rules
 from tests.localcluster.up import MANIFEST
-from tests.plugin_juicefs import cleanup_mounts_under
-
-Progress = Callable[[str], None]
+from tests.plugin_juicefs import cleanup_mounts_under, mounts_under
 
 
 def processes_under(root: Path) -> list[psutil.Process]:
@@ -53,11 +49,6 @@ def containers_under(root: Path) -> list[str]:
     return names
 
 
-def mounts_under(root: Path) -> list[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return [m.mountpoint for m in mountinfo.parse(f.read()) if m.mountpoint.startswith(str(root) + "/")]
-
-
 def rules_tagged(root: Path) -> list[str]:
     saved = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True)
     return [line for line in saved.stdout.splitlines() if rule_comment(root) in line]
@@ -80,7 +71,7 @@ def _kill(processes: list[psutil.Process]) -> None:
     psutil.wait_procs(processes, timeout=10)
 
 
-def tear_down(root: Path, progress: Progress) -> list[str]:
+def tear_down(root: Path, progress: Say) -> list[str]:
     """Remove everything of the cluster in `root`; returns what is left (empty when all went)."""
     root = root.resolve()
     if not root.exists():
@@ -97,7 +88,7 @@ def tear_down(root: Path, progress: Progress) -> list[str]:
     progress(f"removing {len(names)} containers")
     if names:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
-    progress(f"unmounting {len(mounts_under(root))} JuiceFS mounts")
+    progress(f"unmounting {len(mounts_under(str(root)))} JuiceFS mounts")
     cleanup_mounts_under(str(root))
     rest = processes_under(root)
     progress(f"stopping {len(rest)} remaining processes (MariaDB, Redis, juicefs)")
@@ -108,7 +99,7 @@ def tear_down(root: Path, progress: Progress) -> list[str]:
         with contextlib.suppress(OSError):
             cgroup.rmdir()
     deadline = time.monotonic() + 10
-    while mounts_under(root) and time.monotonic() < deadline:
+    while mounts_under(str(root)) and time.monotonic() < deadline:
         time.sleep(0.2)
     left = leftovers(root, cgroups)
     if not any(item.startswith("mount") for item in left):
@@ -120,7 +111,7 @@ def leftovers(root: Path, cgroups: list[Path] | None = None) -> list[str]:
     """Everything of the cluster still on this machine, one line each."""
     left = [f"process {p.pid}: {' '.join(p.cmdline())[:120]}" for p in processes_under(root) if p.is_running()]
     left += [f"container {name}" for name in containers_under(root)]
-    left += [f"mount {mp}" for mp in mounts_under(root)]
+    left += [f"mount {mp}" for mp in mounts_under(str(root))]
     left += [f"iptables rule {rule}" for rule in rules_tagged(root)]
     left += [f"cgroup {cg}" for cg in (node_cgroups(root) if cgroups is None else cgroups) if cg.exists()]
     if root.exists():

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tests.localcluster import faults
-from tests.localcluster.cluster import WriteClient
+from tests.localcluster.cluster import Say, WriteClient
 from tests.localcluster.up import RunningCluster
 from tests.mishards_env import env_values
 from tests.plugin_agent import wait_until
-
-Say = Callable[[str], None]
 
 # The coordinator's phase names, then what the client saw. Each phase ends where the next begins.
 PHASES = ("detect", "decide", "fence", "promote", "healthy", "mishards")

@@ -15,14 +15,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from coordinator.certs import make_certs
 from tests.fakenvml.build import build_fake_nvml
-from tests.localcluster.cluster import ClusterNode, LocalCluster, TlsFiles, ensure_net_cls
+from tests.localcluster.cluster import ClusterNode, LocalCluster, Say, TlsFiles, ensure_net_cls
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_juicefs import RedisServer, format_volume, juicefs_binary
@@ -34,7 +33,6 @@ DEFAULT_ROOT = Path("/var/tmp/jfs-milvus-cluster")
 MANIFEST = "cluster.json"
 CLUSTER_NAME = "demo"
 MISHARDS_PORT = 19531
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,7 @@ class RunningCluster:
         return env
 
     def coordinatorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        ctl = shutil.which("coordinatorctl") or str(Path(sys.executable).parent / "coordinatorctl")
+        ctl = coordinatorctl_path()
         return subprocess.run(
             [ctl, *args], capture_output=True, text=True, env=dict(os.environ, **self.operator_env()), timeout=60
         )
@@ -148,6 +146,11 @@ class RunningCluster:
         (self.root / "env").write_text("# . this file, then run coordinatorctl\n" + "\n".join(lines) + "\n")
 
 
+def coordinatorctl_path() -> str:
+    """This checkout's coordinatorctl (beside the Python running this), not one on PATH that may be older."""
+    return str(Path(sys.executable).parent / "coordinatorctl")
+
+
 def missing_prerequisites() -> list[str]:
     missing = []
     if os.geteuid() != 0:
@@ -174,7 +177,7 @@ def with_product_defaults(c: CoordinatorProcess, timing: dict[str, Any]) -> None
     c.data["timing"] = dict(timing)
 
 
-def bring_up(spec: ClusterSpec, progress: Progress) -> RunningCluster:
+def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
     began = time.monotonic()
     missing = missing_prerequisites()
     if missing:

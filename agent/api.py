@@ -71,6 +71,7 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         writer_seen_healthy_age_s=status.get("writer_seen_healthy_age_s", -1.0),
         mishards_writer=status.get("mishards_writer", ""),
         lease_left_s=status.get("lease_left_s", 0.0),
+        row_lease_ms=status.get("row_lease_ms", 0),
     )
     gpu = status.get("gpu")
     if gpu:
@@ -162,6 +163,7 @@ def assignment_from_wire(a: node_pb2.Assignment, source: str, default_reason: st
         writer_address=a.writer_address,
         writer_http_port=a.writer_http_port,
         lease_ms=a.lease_ms,
+        row_lease_ms=a.row_lease_ms,
     )
 
 

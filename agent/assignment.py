@@ -38,6 +38,7 @@ class Assignment:
     writer_address: str = ""  # where a reader witnesses the writer's health (GET /state)
     writer_http_port: int = 0
     lease_ms: int = 0
+    row_lease_ms: int = 0  # what one MySQL cluster row read renews a writer's lease for (agent.lease)
 
     def lease_valid(self, now: float) -> bool:
         return self.lease_deadline is None or now < self.lease_deadline

@@ -7,10 +7,11 @@ and a leader_address sends the same report there at once; one that does not come
 and, for the writer, its lease, measured from the lease-clock reading taken just before that RPC was sent.
 
 When no coordinator has renewed the lease for one report interval (none answered, or a new leader answered
-without a lease while it still listens) and this node holds a rw lease, the reporter reads
-the MySQL cluster row with the read-only account (`coordination.mysql`) and renews the lease when the row
-still names this node at the lease's epoch (agent.lease). The loop thread never waits for any of this, and this
-thread never waits for the loop.
+without a lease while it still listens) and this node holds a rw lease, a second thread reads the MySQL cluster
+row with the read-only account (`coordination.mysql`) three times per row lease (what one read renews, at most
+a whole lease, as the coordinator said) and renews the lease when the row still names this node at the lease's
+epoch (agent.lease). It never waits for a report to time out, so a short row lease holds while the coordinators
+are unreachable. The loop thread never waits for any of this, and these threads never wait for the loop.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class ReportingAgent(Protocol):
 
     def take_coordinator_answer(self, answer: LeaderAnswer) -> str | None: ...
 
-    def lease_to_renew(self) -> bool: ...
+    def renewable_lease_s(self) -> float | None: ...
 
     def renew_lease_from_row(self, writer: str | None, epoch: int, sent_at: float, silence_s: float) -> None: ...
 
@@ -155,13 +156,14 @@ class Reporter:
         self.mysql: MysqlReadSettings | None = settings.mysql
         self.link = CoordinatorLink(config.coordinators, config.tls, settings.report_timeout_s)
         self.last_answer_at = lease_now()
-        if agent.lease_to_renew():
+        if agent.renewable_lease_s() is not None:
             # A lease left by the previous agent process: nobody has renewed it since, so try MySQL at once.
             self.last_answer_at -= self.interval_s
         self.rounds = 0
         self._stop = threading.Event()
         self._soon = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reporter", daemon=True)
+        self._renewer = threading.Thread(target=self._renew_run, name="row-renewer", daemon=True)
 
     def start(self) -> None:
         log.info(
@@ -171,6 +173,7 @@ class Reporter:
             "mutual TLS" if self.link.credentials is not None else "plaintext",
         )
         self._thread.start()
+        self._renewer.start()
 
     def report_soon(self) -> None:
         """Report now rather than at the next interval (the role running changed: the coordinator waits on it)."""
@@ -180,6 +183,7 @@ class Reporter:
         self._stop.set()
         self._soon.set()
         self._thread.join(timeout=5)
+        self._renewer.join(timeout=5)
         self.link.close()
 
     def _run(self) -> None:
@@ -205,12 +209,24 @@ class Reporter:
             a = answer.assignment
             if a.role != node_pb2.ROLE_RW or a.lease_ms > 0:
                 self.last_answer_at = answer.sent_at
-                return
             # A leader that answers but renews no lease (a new one still listening before it decides): for
             # the lease it is as if no coordinator answered, so the MySQL row may renew it meanwhile. Safe for
             # the same reason as any MySQL renewal: a change of writer bumps the epoch in that row first.
+
+    def _renew_run(self) -> None:
+        while not self._stop.is_set():
+            row_lease_s = self.agent.renewable_lease_s()
+            try:
+                self.renew_once()
+            except Exception:  # the renewer must survive anything one round throws
+                log.exception("lease renewal round failed; continuing")
+            period = min(self.interval_s, row_lease_s / 3) if row_lease_s else self.interval_s / 2
+            self._stop.wait(max(0.05, period))
+
+    def renew_once(self) -> None:
+        """One read of the MySQL cluster row, when this node holds a rw lease no coordinator renewed lately."""
         silence = lease_now() - self.last_answer_at
-        if silence < self.interval_s or not self.agent.lease_to_renew():
+        if silence < self.interval_s or self.agent.renewable_lease_s() is None:
             return
         if self.mysql is None:
             self.agent.note_no_renewal(

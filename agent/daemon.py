@@ -175,10 +175,12 @@ class Agent:
                 lease_ms=self.lease.lease_ms,
             )
         self._renewal_note = ""
-        # Set when a new assignment arrives, so the loop acts on it at once rather than at its next tick;
-        # `on_role_change` (the reporter's report_soon) tells the coordinator at once when the role running changes.
+        # Set when a new assignment arrives, so the loop acts on it at once rather than at its next tick.
+        # `report_soon` (the reporter's) sends a report now rather than at the next interval, when the
+        # coordinator waits on what changed: the role running, the writer's health as this reader sees it,
+        # or a pushed rw assignment whose lease only a report's answer brings.
         self.wake = threading.Event()
-        self.on_role_change: Callable[[], None] | None = None
+        self.report_soon: Callable[[], None] = lambda: None
         self._mishards_restart_wanted = threading.Event()
         self._mishards_restarter: threading.Thread | None = None
         self._last_no_renewal: str | None = None
@@ -212,7 +214,9 @@ class Agent:
         found = read_lease_file(self.lease_file)
         if found is None or found.epoch < self.state.highest_epoch:
             return None
-        lease = Lease(found.epoch, found.lease_ms, found.deadline, renewed_by="lease file (agent restart)")
+        lease = Lease(
+            found.epoch, found.lease_ms, found.deadline, "lease file (agent restart)", row_lease_ms=found.row_lease_ms
+        )
         left = lease.left(lease_now())
         log.info("found a writer lease for epoch %d on disk with %.1fs left (%s)", lease.epoch, left, self.lease_file)
         return lease
@@ -222,7 +226,10 @@ class Agent:
         if self.lease is None:
             return
         try:
-            write_lease_file(self.lease_file, LeaseFile(self.lease.deadline, self.lease.epoch, self.lease.lease_ms))
+            lease = self.lease
+            write_lease_file(
+                self.lease_file, LeaseFile(lease.deadline, lease.epoch, lease.lease_ms, lease.row_lease_ms)
+            )
         except OSError as exc:
             # The wrapper then kills the writer at the old deadline: safe, and said here.
             self._note_error(f"lease file {self.lease_file} not written: {exc}")
@@ -270,13 +277,16 @@ class Agent:
         """An assignment from the API; returns why it was refused, or None when taken.
 
         In coordinated mode a pushed rw assignment carries no lease of its own: the writer starts once a
-        report's answer grants one (within a report interval), while a push that demotes acts at once."""
+        report's answer grants one, so it reports at once, while a push that demotes acts at once."""
         with self._assign_lock:
             refusal = judge_assignment(assignment, self.state.highest_epoch)
             if refusal is None:
                 self._take(assignment)
+            lease = self.lease
         if refusal:
             log.warning("refused assignment %s at epoch %d: %s", assignment.role, assignment.epoch, refusal)
+        elif self.coordinated and assignment.role == "rw" and (lease is None or lease.epoch != assignment.epoch):
+            self.report_soon()
         return refusal
 
     def _take(self, assignment: Assignment) -> None:
@@ -311,13 +321,17 @@ class Agent:
             if refusal is None:
                 self._take(assignment)
                 if assignment.role == "rw":
+                    held = self.lease is not None and self.lease.valid(answer.sent_at)
                     self.lease = after_rw_answer(
                         self.lease,
                         assignment.epoch,
                         assignment.lease_ms,
                         answer.sent_at,
                         f"coordinator {answer.coordinator}",
+                        assignment.row_lease_ms,
                     )
+                    if not held and self.lease is not None and self.lease.valid(lease_now()):
+                        self.wake.set()  # a writer waiting for its lease (rule 15) starts now, not at its next tick
                     self._save_lease()
                     self._renewal_note = ""
                     self._last_no_renewal = None
@@ -347,11 +361,14 @@ class Agent:
             )
         return None
 
-    def lease_to_renew(self) -> bool:
-        """This node is assigned rw and holds a lease for that epoch (live or lapsed)."""
+    def renewable_lease_s(self) -> float | None:
+        """What one MySQL row read would renew this node's writer lease for; None when it holds none to renew
+        (it must be assigned rw and hold a lease, live or lapsed, for that epoch)."""
         with self._assign_lock:
-            a = self.pushed
-            return a is not None and a.role == "rw" and self.lease is not None and self.lease.epoch == a.epoch
+            a, lease = self.pushed, self.lease
+            if a is None or a.role != "rw" or lease is None or lease.epoch != a.epoch:
+                return None
+            return lease.row_renewal_ms / 1000
 
     def renew_lease_from_row(self, writer: str | None, epoch: int, sent_at: float, silence_s: float) -> None:
         with self._assign_lock:
@@ -369,7 +386,7 @@ class Agent:
             log.info(
                 "renewed the writer lease for %.1fs from the MySQL cluster row (writer %s, epoch %d): "
                 "no coordinator answered for %.1fs",
-                renewed.lease_ms / 1000,
+                renewed.row_renewal_ms / 1000,
                 writer,
                 epoch,
                 silence_s,
@@ -574,6 +591,7 @@ class Agent:
         return step
 
     def _cycle(self) -> Step:
+        observing = time.monotonic()
         containers: tuple[ContainerState, ...] = ()
         docker_error = None
         try:
@@ -642,7 +660,9 @@ class Agent:
         elif self.coordinated and step.action is Action.REMOVE and "lease lapsed" in step.reason:
             step = replace(step, reason=f"{self._lapse()}; {step.reason}")
         rw_running = any(c.running and c.role == "rw" for c in containers)
+        acting = time.monotonic()
         outcome = self._act(step, want, text, gpu_report, volume, rw_running)
+        took = f" ({time.monotonic() - acting:.2f}s, after observing for {acting - observing:.2f}s)"
 
         current = next((c for c in containers if c.running and c.role is not None), None)
         healthy = bool(current) and health_error is None and step.action is Action.NOTHING
@@ -651,8 +671,8 @@ class Agent:
         self.snapshot.container = current
         self.snapshot.container_healthy = healthy
         role_running = current.role if healthy and current and current.role else "none"
-        if role_running != self.snapshot.role_running and self.on_role_change is not None:
-            self.on_role_change()
+        if role_running != self.snapshot.role_running:
+            self.report_soon()
         self.snapshot.role_running = role_running
         self.snapshot.assignment = assignment
         self.snapshot.highest_epoch = self.state.highest_epoch
@@ -661,16 +681,17 @@ class Agent:
         self.snapshot.write_probe_ms = mount.write_probe_ms if mount else None
         self.log_context.role = self.snapshot.role_running
         self._sync_mishards(assignment)
-        self._log_step(outcome)
+        self._log_step(outcome, took)
         return outcome
 
-    def _log_step(self, step: Step) -> None:
+    def _log_step(self, step: Step, took: str = "") -> None:
         key = (step.action.value, step.reason)
         if step.action in (Action.NOTHING, Action.WAIT) and key == self._last_logged:
             return
         self._last_logged = key
         level = logging.WARNING if step.action in (Action.KILL,) else logging.INFO
-        log.log(level, "%s: %s", step.action.value, step.reason)
+        acted = step.action not in (Action.NOTHING, Action.WAIT)
+        log.log(level, "%s: %s%s", step.action.value, step.reason, took if acted else "")
 
     def _act(
         self,
@@ -735,10 +756,13 @@ class Agent:
         if assignment.writer == self.config.node_name:
             return
         target = (assignment.writer_address, assignment.writer_http_port)
-        if self._witness is None or self._witness[0] != target:
-            self._witness = (target, None)
-        if check_milvus_health(*target, timeout_s=WITNESS_TIMEOUT_S) is None:
-            self._witness = (target, time.monotonic())
+        seen_before = self._witness is not None and self._witness[0] == target and self._witness[1] is not None
+        # Only the latest check vouches: a failed one withdraws the sighting at once (and says so at once), so a
+        # writer that is down is not kept alive by what this reader saw before it went.
+        seen = check_milvus_health(*target, timeout_s=WITNESS_TIMEOUT_S) is None
+        self._witness = (target, time.monotonic() if seen else None)
+        if seen_before and not seen:
+            self.report_soon()
 
     def writer_seen_healthy_age_s(self) -> float:
         if self._witness is None or self._witness[1] is None:
@@ -882,4 +906,5 @@ class Agent:
             "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
             "mishards_writer": self.mishards_writer,
             "lease_left_s": self.lease.left(lease_now()) if self.lease is not None else 0.0,
+            "row_lease_ms": self.lease.row_renewal_ms if self.lease is not None else 0,
         }

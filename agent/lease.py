@@ -10,15 +10,18 @@ The rule:
   [sent_at, sent_at + lease_ms), where `sent_at` is the lease clock read just before the RPC was sent;
   the coordinator received the request later, so this lease always ends before the coordinator's view of it;
 - a read of the MySQL cluster row sent at `sent_at` that still names this node as writer at epoch E renews it
-  to sent_at + (the last lease_ms granted for E): a promotion writes the row first and then waits out a
-  whole lease, so the row read before that write proves nobody else may write yet;
-- anything else renews nothing; a newer grant replaces the deadline (it may shorten it).
+  to sent_at + row_lease_ms (what the coordinator's last grant for E allowed, at most lease_ms; shorter, so a
+  failover fences for less): a change of writer commits a new epoch to that row first and then waits until
+  commit + row_lease_ms (and until every lease it granted ended), so the row read before that commit proves
+  nobody else may write yet;
+- anything else renews nothing; a coordinator's newer grant replaces the deadline (it may shorten it); a row
+  read only ever extends it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 def lease_now() -> float:
@@ -32,6 +35,12 @@ class Lease:
     lease_ms: int  # the length the coordinator last granted for this epoch
     deadline: float  # on the lease clock
     renewed_by: str  # "coordinator HOST:PORT" | "MySQL cluster row" | "lease file (agent restart)"
+    row_lease_ms: int = 0  # the length a MySQL row read renews it for; 0: lease_ms (an older coordinator)
+
+    @property
+    def row_renewal_ms(self) -> int:
+        """How long one read of the MySQL cluster row renews this lease for."""
+        return min(self.lease_ms, self.row_lease_ms) if self.row_lease_ms > 0 else self.lease_ms
 
     def valid(self, now: float) -> bool:
         return now < self.deadline
@@ -40,17 +49,25 @@ class Lease:
         return max(0.0, self.deadline - now)
 
 
-def granted(epoch: int, lease_ms: int, sent_at: float, coordinator: str) -> Lease:
+def granted(epoch: int, lease_ms: int, sent_at: float, coordinator: str, row_lease_ms: int = 0) -> Lease:
     """The lease a coordinator's rw answer grants, measured from when this node sent the request."""
-    return Lease(epoch=epoch, lease_ms=lease_ms, deadline=sent_at + lease_ms / 1000.0, renewed_by=coordinator)
+    return Lease(
+        epoch=epoch,
+        lease_ms=lease_ms,
+        deadline=sent_at + lease_ms / 1000.0,
+        renewed_by=coordinator,
+        row_lease_ms=row_lease_ms,
+    )
 
 
-def after_rw_answer(current: Lease | None, epoch: int, lease_ms: int, sent_at: float, coordinator: str) -> Lease | None:
+def after_rw_answer(
+    current: Lease | None, epoch: int, lease_ms: int, sent_at: float, coordinator: str, row_lease_ms: int = 0
+) -> Lease | None:
     """The lease after an rw answer. `lease_ms` 0 means the leader renews nothing (a new leader still listening,
     or one whose own lease is short): the lease this node holds for this epoch runs on unchanged, exactly as if
     no answer had come, and without one the node holds none."""
     if lease_ms > 0:
-        return granted(epoch, lease_ms, sent_at, coordinator)
+        return granted(epoch, lease_ms, sent_at, coordinator, row_lease_ms)
     return current if current is not None and current.epoch == epoch else None
 
 
@@ -64,9 +81,7 @@ def renewed_by_row(
         return f"the MySQL cluster row names writer {row_writer or 'none'}, not this node"
     if row_epoch != lease.epoch:
         return f"the MySQL cluster row is at epoch {row_epoch}, this node's lease is for epoch {lease.epoch}"
-    return Lease(
-        epoch=lease.epoch,
-        lease_ms=lease.lease_ms,
-        deadline=sent_at + lease.lease_ms / 1000.0,
-        renewed_by="MySQL cluster row",
-    )
+    deadline = sent_at + lease.row_renewal_ms / 1000.0
+    if deadline <= lease.deadline:
+        return lease  # what a coordinator granted runs longer still: a row read never shortens it
+    return replace(lease, deadline=deadline, renewed_by="MySQL cluster row")

@@ -17,12 +17,14 @@ from agent.coordination import Reporter
 from agent.daemon import Agent
 from agent.logsetup import LogContext, configure_logging
 from agent.metrics import MetricsServer, render_metrics
+from agent.milvus.converge import Action
 from agent.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("jfs_milvus.agent")
 
 
 M_ARENA_MAX = -8  # glibc mallopt parameter
+STEPS_AT_ONCE = 6  # converging steps taken back to back before the loop waits its interval again
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -55,7 +57,7 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
     agent.start()
     reporter = Reporter(agent, config) if config.coordinators else None
     if reporter is not None:
-        agent.on_role_change = reporter.report_soon
+        agent.report_soon = reporter.report_soon
         reporter.start()
     api = serve(agent, config)
     metrics = MetricsServer(config.address, config.metrics_port, lambda: render_metrics(agent.status()))
@@ -64,22 +66,34 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
     notify("READY=1\nSTATUS=converging")
     watchdog = watchdog_interval_s()
     last_ping = 0.0
+    acted_in_a_row = 0
     try:
         while not stop.is_set():
             started = time.monotonic()
+            agent.wake.clear()  # before the cycle: news that arrives during it wakes the next one
             if reload.is_set():
                 reload.clear()
                 _reload(agent)
+            acted, wait_s = False, config.loop_interval_s
             try:
                 step = agent.loop_once()
                 notify(f"STATUS={step.action.value}: {step.reason}"[:200])
+                acted = step.action not in (Action.NOTHING, Action.WAIT)
+                if step.recheck_s is not None:
+                    wait_s = min(wait_s, step.recheck_s)
             except Exception:  # the loop must survive anything one cycle throws
                 log.exception("loop cycle failed; continuing")
             if watchdog is not None and time.monotonic() - last_ping >= watchdog / 2:
                 notify("WATCHDOG=1")
                 last_ping = time.monotonic()
-            agent.wake.wait(max(0.0, config.loop_interval_s - (time.monotonic() - started)))
-            agent.wake.clear()
+            # A step that changed something (stop, mount, write the config...) is followed by the next one at
+            # once: a promotion is several steps, each would otherwise wait a whole interval. A table that kept
+            # acting without converging would still wait its interval after a few.
+            acted_in_a_row = acted_in_a_row + 1 if acted else 0
+            if acted and acted_in_a_row < STEPS_AT_ONCE:
+                continue
+            acted_in_a_row = 0
+            agent.wake.wait(max(0.0, wait_s - (time.monotonic() - started)))
     finally:
         notify("STOPPING=1")
         log.info("stopping on signal; the Milvus container is left running as it is")

@@ -1,6 +1,6 @@
 """Failover benchmark: power the writer off N times on a local cluster and time every phase.
 
-    sudo .venv/bin/python bench/failover.py --runs 10 [--nodes 3] [--dir /var/tmp/jfs-milvus-failover-bench]
+    sudo .venv/bin/python bench/failover.py --runs 10 [--nodes 3] [--dir DIR] [--logs DIR]
 
 Each run powers the current writer off (agent, Milvus container and JuiceFS mount killed at once) while a
 client writes every 20 ms, waits for the cluster to fail over by itself, powers the node back on and waits
@@ -24,6 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from coordinator.core import Timing
+from tests.localcluster.__main__ import keep_logs
 from tests.localcluster.chaos import wait_healthy
 from tests.localcluster.cluster import WriteClient
 from tests.localcluster.down import tear_down
@@ -32,6 +34,7 @@ from tests.localcluster.up import ClusterSpec, bring_up
 from tests.plugin_agent import wait_until
 
 TARGET_S = 5.0
+T = Timing()  # the product's defaults
 
 
 def say(line: str) -> None:
@@ -58,7 +61,11 @@ def report(runs: list[FailoverFigures], lost: int, overlaps: int, nodes: int) ->
     return {
         "runs": len(runs),
         "nodes": nodes,
-        "settings": "product defaults (report 1 s, detect_after 2.5 s, lease 3 s + 0.3 s margin), failover_window_s=0",
+        "settings": (
+            f"product defaults (report {T.report_interval_s:g} s, detect_after {T.detect_after_s:g} s, "
+            f"lease {T.lease_s:g} s, row lease {T.row_lease_s:g} s + {T.fence_margin_s:g} s margin), "
+            "failover_window_s=0"
+        ),
         "load_average": os.getloadavg()[0],
         "phase_starts_s_after_power_off": {k: summary(v) for k, v in at.items()},
         "phase_durations_s": {k: summary(v) for k, v in durations.items()},
@@ -79,6 +86,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/jfs-milvus-failover-bench"))
+    parser.add_argument("--logs", type=Path, metavar="DIR", help="keep every agent's and coordinator's log here")
     args = parser.parse_args()
     spec = ClusterSpec(args.dir.resolve(), args.nodes, timing={"failover_window_s": 0}, subnet=12)
     runs: list[FailoverFigures] = []
@@ -102,6 +110,8 @@ def main() -> int:
         wait_healthy(rc, 180)
         verdict = rc.cluster.verdict(set(client.acknowledged))
     finally:
+        if args.logs:
+            keep_logs(spec.root, args.logs, say)
         tear_down(spec.root, say)
     print(json.dumps(report(runs, len(verdict.missing), len(verdict.overlaps), args.nodes), indent=2))
     return 0 if not verdict.missing and not verdict.overlaps else 1

@@ -106,6 +106,7 @@ def _read(top: Section) -> CoordinatorConfig | None:
         report_interval_s=t.number("report_interval_s", d.report_interval_s, minimum=0.1, maximum=60),
         detect_after_s=t.number("detect_after_s", d.detect_after_s, minimum=0.2, maximum=600),
         lease_s=t.number("lease_s", d.lease_s, minimum=0.5, maximum=600),
+        row_lease_s=t.number("row_lease_s", d.row_lease_s, minimum=0.6, maximum=600),
         fence_margin_s=t.number("fence_margin_s", d.fence_margin_s, minimum=0, maximum=60),
         fault_grace_s=t.number("fault_grace_s", d.fault_grace_s, minimum=0, maximum=600),
         container_grace_s=t.number("container_grace_s", d.container_grace_s, minimum=0, maximum=3600),
@@ -125,6 +126,8 @@ def _read(top: Section) -> CoordinatorConfig | None:
         )
     if timing.lease_s <= timing.report_interval_s:
         t.problem("lease_s", timing.lease_s, "must be longer than report_interval_s, or every writer fences itself")
+    if timing.row_lease_s > timing.lease_s:
+        t.problem("row_lease_s", timing.row_lease_s, f"must be at most lease_s ({timing.lease_s:g})")
     if leader_lease_s is not None and timing.lease_s > leader_lease_s:
         me.problem(
             "leader_lease_s",

@@ -36,8 +36,9 @@ GPU_RANK = {"healthy": 0, "unavailable": 1, "degraded": 1}
 @dataclass(frozen=True)
 class Timing:
     report_interval_s: float = 1.0
-    detect_after_s: float = 2.5  # writer reports missing this long: it is down (unless witnessed healthy)
+    detect_after_s: float = 2.0  # writer reports missing this long: it is down (unless witnessed healthy)
     lease_s: float = 3.0  # lease granted to the writer with each answer
+    row_lease_s: float = 1.0  # what one read of the MySQL row renews it for, while no coordinator answers
     fence_margin_s: float = 0.3  # added to the lease when fencing, for clock-rate drift
     fault_grace_s: float = 2.0  # a writer fault (mount, GPU, probe) must last this long
     container_grace_s: float = 10.0  # the agent restarts a crashed container itself within this
@@ -683,42 +684,54 @@ def _fence_state(t: Transition, reports: Mapping[str, Report], now: float, timin
     assert t.committed_at is not None
     if t.forced:
         return True, "forced by the operator without waiting for the old writer"
-    lease_end = t.committed_at + timing.lease_s + timing.fence_margin_s
     if t.kind == "resume":
+        lease_end = t.committed_at + timing.lease_s + timing.fence_margin_s
         # Who the previous leader told rw is unknown (a silent node may be one): only time proves it.
         if now >= lease_end:
             return True, "a full lease has passed since this leader took over"
         return False, f"a new leader waits {lease_end - now:.1f}s more, a full lease, before any node writes"
-    suspects = [
-        r
+    suspects: dict[str, Report | None] = {
+        name: r
         for name, r in reports.items()
         if name != t.new and r.container_role == "rw" and r.received_at > t.committed_at - timing.detect_after_s
-    ]
-    if t.old is not None and t.old not in {r.node for r in suspects}:
+    }
+    if t.old is not None and t.old not in suspects:
         old = reports.get(t.old)
         if old is None or old.received_at <= t.committed_at or old.highest_epoch < t.epoch:
-            suspects.append(
-                old
-                or Report(
-                    node=t.old,
-                    address="",
-                    received_at=0,
-                    role_running="none",
-                    container_role="rw",
-                    highest_epoch=0,
-                    gpu_health="unavailable",
-                )
-            )
-    unacked = [
-        r.node
-        for r in suspects
-        if not (r.received_at > t.committed_at and r.highest_epoch >= t.epoch and r.container_role != "rw")
-    ]
+            suspects[t.old] = old
+    unacked = {
+        name: r
+        for name, r in suspects.items()
+        if r is None or not (r.received_at > t.committed_at and r.highest_epoch >= t.epoch and r.container_role != "rw")
+    }
     if not unacked:
         return True, "the old writer acknowledged its demotion" if t.old else "no other writer to fence"
+    lease_end = max(_lease_ends_by(name, r, t, timing) for name, r in unacked.items()) + timing.fence_margin_s
+    names = ", ".join(sorted(unacked))
     if now >= lease_end:
-        return True, f"the lease of {', '.join(sorted(unacked))} ran out"
-    return False, f"waiting for {', '.join(sorted(unacked))} to stop or for its lease to end in {lease_end - now:.1f}s"
+        return True, f"the lease of {names} ran out"
+    return False, f"waiting for {names} to stop or for its lease to end in {lease_end - now:.1f}s"
+
+
+def _lease_ends_by(name: str, report: Report | None, t: Transition, timing: Timing) -> float:
+    """The latest a lease held by `name` can end, on this leader's clock (before the margin).
+
+    - This leader's grants: each runs from when the node sent the report it answers, and none is granted from
+      the commit on (leases_withheld, then the committed roles), so the last ends by
+      min(its latest report, the commit) + lease_s. The Report handler keeps each node's latest report.
+      Grants of earlier leaders ended before this leader started (they are bounded by their leadership).
+    - Renewals from the MySQL cluster row: only the old writer can have any (the row named it until the
+      commit), and each ends by the read's send time, before the commit, + what one read renews: the
+      row_lease_s its report says it applies, never less than this leader's, and a whole lease when unsaid.
+    Without any report from the node, a whole lease from the commit covers both."""
+    assert t.committed_at is not None
+    if report is None:
+        return t.committed_at + timing.lease_s
+    granted = min(report.received_at, t.committed_at) + timing.lease_s
+    if name != t.old:
+        return granted
+    row_s = timing.lease_s if report.row_lease_s is None else max(report.row_lease_s, timing.row_lease_s)
+    return max(granted, t.committed_at + min(row_s, timing.lease_s))
 
 
 def _last_heard(report: Report | None, t: Transition) -> float:
@@ -821,6 +834,7 @@ def _assignments(
     writer_http = wreport.milvus_http_port if wreport else 0
     lease_s = min(timing.lease_s, leadership_left_s)
     lease_ms = int(lease_s * 1000) if lease_s >= timing.min_lease_s else 0
+    row_lease_ms = int(min(timing.row_lease_s, timing.lease_s) * 1000)
     epoch = cluster.epoch
     reader_reason = f"a reader at epoch {epoch}"
     out: dict[str, Assignment] = {}
@@ -829,12 +843,12 @@ def _assignments(
     # when a node's differs from the one it had; otherwise the node keeps that same object.
     for name in sorted(set(reports) | set(durable.nodes)):
         record = durable.nodes.get(name)
-        role, lease, reason = "ro", 0, reader_reason
+        role, lease, row_lease, reason = "ro", 0, 0, reader_reason
         if record is not None and record.maintenance and name != writer:
             role, reason = "none", "in maintenance"
         elif name == writer and change is None and _writer_may_hold_lease(durable, memory, reports.get(name)):
             if lease_ms:
-                role, lease, reason = "rw", lease_ms, f"the writer at epoch {epoch}"
+                role, lease, row_lease, reason = "rw", lease_ms, row_lease_ms, f"the writer at epoch {epoch}"
             else:
                 role, reason = "rw", "the writer; no lease while this leader's own is short"
         elif name == writer and t is None:
@@ -845,15 +859,17 @@ def _assignments(
         elif t is not None and name == t.old:
             reason = f"demoted: {t.new} takes over at epoch {t.epoch}"
         had = before.get(name)
-        told = (role, epoch, lease, writer, writer_address, writer_http, reason)
+        told = (role, epoch, lease, writer, writer_address, writer_http, reason, row_lease)
         if had is not None and had.discovery is None and _told(had) == told:
             out[name] = had
         else:
-            out[name] = Assignment(name, role, epoch, lease, writer, writer_address, writer_http, None, reason)
+            out[name] = Assignment(
+                name, role, epoch, lease, writer, writer_address, writer_http, None, reason, row_lease
+            )
     return out
 
 
 def _told(a: Assignment) -> tuple[object, ...]:
     """Every field of an assignment but its node and discovery, in _assignments' order (a test checks that
     no field is missing: a field left out here would let a changed assignment pass for the old one)."""
-    return (a.role, a.epoch, a.lease_ms, a.writer, a.writer_address, a.writer_http_port, a.reason)
+    return (a.role, a.epoch, a.lease_ms, a.writer, a.writer_address, a.writer_http_port, a.reason, a.row_lease_ms)

@@ -23,7 +23,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from agent.logsetup import LogContext
@@ -206,6 +206,7 @@ class Coordinator:
         now = time.monotonic()
         decision = self._decide(durable, self.memory, reports, now)
         self._measure(time.perf_counter() - started)
+        previous = self.published.assignments
         if decision.change_writer is not None:
             with self.answer_lock:
                 # No answer may renew a lease from here until the committed decision is published.
@@ -219,6 +220,7 @@ class Coordinator:
         else:
             with self.answer_lock:
                 self._publish(durable, decision)
+        self._push_changes(previous, decision.assignments, reports)
         self._record(decision)
         if self.log_context is not None:
             self.log_context.epoch = durable.cluster.epoch
@@ -269,11 +271,24 @@ class Coordinator:
         if again.change_writer is not None:  # cannot happen: the transition is committed now
             log.error("decision asked for a second change of writer in one tick; holding it")
             again = replace(again, change_writer=None)
-        if old is not None and old in again.assignments and self.push is not None:
-            # Tell the old writer at once rather than at its next report: a planned switchover then waits
-            # for one report, not two. Fencing never depends on this message arriving.
-            self.push(reports.get(old), again.assignments[old], self.leadership.term)
         return durable, again
+
+    def _push_changes(
+        self, previous: Mapping[str, Assignment], assignments: Mapping[str, Assignment], reports: dict[str, Report]
+    ) -> None:
+        """Tell a node at once, rather than at its next report, when its role, epoch or writer changed: the old
+        writer stops sooner, the new one asks for its lease at once, readers watch the new writer. Nothing
+        depends on a push arriving; the next report's answer says the same."""
+        if self.push is None or self.leadership is None:
+            return
+        for name, now_told in assignments.items():
+            before = previous.get(name)
+            if before is not None and (before.role, before.epoch, before.writer) != (
+                now_told.role,
+                now_told.epoch,
+                now_told.writer,
+            ):
+                self.push(reports.get(name), now_told, self.leadership.term)
 
     def _publish(self, durable: Durable, decision: Decision) -> None:
         self.memory = decision.memory
@@ -409,7 +424,11 @@ class Coordinator:
         if leadership is None or self.memory is None:
             return False, None
         with self._state_lock:
-            self.reports[report.node] = report
+            # Only a newer report replaces one: the fence counts the last lease granted from the latest report
+            # (core._lease_ends_by), and a report delayed in gRPC must not hide a later one already answered.
+            before = self.reports.get(report.node)
+            if before is None or report.received_at >= before.received_at:
+                self.reports[report.node] = report
         published = self.published
         assignment = published.assignments.get(report.node)
         if assignment is None:

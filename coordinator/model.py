@@ -66,6 +66,7 @@ class Report:
     writer_seen_healthy_age_s: float | None = None  # witness of the writer's Milvus health, None: never
     lease_left_s: float = 0.0
     agent_port: int = 0  # the agent's API, for assignments pushed at once
+    row_lease_s: float | None = None  # what a MySQL row read renews its writer lease for; None: not said
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Assignment:
     writer_http_port: int = 0
     discovery: Discovery | None = None
     reason: str = ""
+    row_lease_ms: int = 0  # the writer's: what one MySQL cluster row read renews its lease for
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
         writer_seen_healthy_age_s=obs.writer_seen_healthy_age_s if obs.writer_seen_healthy_age_s >= 0 else None,
         lease_left_s=obs.lease_left_s,
         agent_port=obs.agent_port,
+        row_lease_s=obs.row_lease_ms / 1000 if obs.row_lease_ms else None,
     )
 
 
@@ -94,6 +95,7 @@ def assignment_pb(a: Assignment) -> node_pb2.Assignment:
         reason=a.reason,
         writer_address=a.writer_address,
         writer_http_port=a.writer_http_port,
+        row_lease_ms=a.row_lease_ms,
     )
     if a.discovery is not None:
         out.discovery.CopyFrom(

@@ -28,8 +28,12 @@ class Received:
     answered: bool  # as leader
 
 
-def rw(epoch: int, lease_ms: int, writer: str, reason: str = "test grants rw") -> node_pb2.Assignment:
-    return node_pb2.Assignment(role=node_pb2.ROLE_RW, epoch=epoch, lease_ms=lease_ms, writer=writer, reason=reason)
+def rw(
+    epoch: int, lease_ms: int, writer: str, reason: str = "test grants rw", row_lease_ms: int = 0
+) -> node_pb2.Assignment:
+    return node_pb2.Assignment(
+        role=node_pb2.ROLE_RW, epoch=epoch, lease_ms=lease_ms, writer=writer, reason=reason, row_lease_ms=row_lease_ms
+    )
 
 
 def ro(epoch: int, writer: str = "", reason: str = "test assigns ro", **extra: object) -> node_pb2.Assignment:

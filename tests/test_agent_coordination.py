@@ -57,6 +57,17 @@ def test_a_lease_runs_from_the_send_time_and_the_row_renews_only_this_writer_and
     assert "no writer lease" in str(renewed_by_row(None, "n1", "n1", 4, 110.0))
 
 
+def test_a_row_read_renews_for_the_row_lease_and_never_shortens_a_grant() -> None:
+    lease = granted(epoch=4, lease_ms=3000, sent_at=100.0, coordinator="c1", row_lease_ms=1500)
+    assert lease.row_renewal_ms == 1500
+    assert renewed_by_row(lease, "n1", "n1", 4, sent_at=101.0) is lease  # 102.5 < 103.0: the grant runs longer
+    later = renewed_by_row(lease, "n1", "n1", 4, sent_at=102.0)
+    assert isinstance(later, Lease) and later.deadline == 103.5 and later.row_lease_ms == 1500
+    # No row lease said (an older coordinator), or one longer than the lease: a row read renews one whole lease.
+    assert granted(4, 3000, 100.0, "c1").row_renewal_ms == 3000
+    assert granted(4, 1200, 100.0, "c1", row_lease_ms=1500).row_renewal_ms == 1200
+
+
 def test_an_rw_answer_without_a_lease_renews_nothing_and_shortens_nothing() -> None:
     lease = granted(epoch=4, lease_ms=3000, sent_at=100.0, coordinator="c1")
     assert after_rw_answer(lease, 4, 0, 101.0, "c2") is lease  # a new leader still listening: no demotion
@@ -67,10 +78,13 @@ def test_an_rw_answer_without_a_lease_renews_nothing_and_shortens_nothing() -> N
 
 
 def test_the_lease_file_is_early_for_the_wrapper_and_refused_from_another_boot(tmp_path: Path) -> None:
-    text = render_lease_file(LeaseFile(deadline=1000.0, epoch=3, lease_ms=5000), "boot-a")
-    assert text == f"{int((1000.0 - WRAPPER_EARLY_S) * 100)} boot-a 3 5000\n"
+    text = render_lease_file(LeaseFile(deadline=1000.0, epoch=3, lease_ms=5000, row_lease_ms=1500), "boot-a")
+    assert text == f"{int((1000.0 - WRAPPER_EARLY_S) * 100)} boot-a 3 5000 1500\n"
     back = parse_lease_file(text, "boot-a")
     assert back is not None and back.epoch == 3 and back.deadline == pytest.approx(1000.0 - WRAPPER_EARLY_S)
+    assert back.row_lease_ms == 1500
+    older = parse_lease_file("99970 boot-a 3 5000\n", "boot-a")  # an older agent's file: no row lease said
+    assert older is not None and older.row_lease_ms == 0 and older.lease_ms == 5000
     assert parse_lease_file(text, "boot-b") is None and parse_lease_file("garbage", "boot-a") is None
     path = str(tmp_path / "lease")
     write_lease_file(path, LeaseFile(deadline=lease_now() + 5, epoch=1, lease_ms=5000))
@@ -417,8 +431,11 @@ def test_a_reader_witnesses_the_writers_health(
     finally:
         writer.shutdown()
         writer.server_close()
-    time.sleep(3)
-    assert fake.last().writer_seen_healthy_age_s >= 2.0  # type: ignore[union-attr]
+    # The writer is gone: the next failed check withdraws the sighting at once (and reports it at once), rather
+    # than letting the last one count until it is stale.
+    gone = time.monotonic()
+    wait_until(lambda: fake.last().writer_seen_healthy_age_s < 0, 5, "the sighting withdrawn")  # type: ignore[union-attr]
+    assert time.monotonic() - gone < 2.5
 
     other = free_port()  # a writer never seen at all
     fake.lead(ro(2, writer="w2", writer_address="127.0.0.1", writer_http_port=other))
@@ -460,15 +477,18 @@ def test_without_a_coordinator_the_mysql_row_renews_the_writer_lease(
     )
     node.env["JFS_TEST_MYSQL_PASSWORD"] = database.readonly.password.reveal()
     set_row(node.name, 1)
-    lease_ms = 5000  # the agent restart below must fit well inside one lease on a busy machine
-    fake.lead(rw(1, lease_ms, node.name))
+    lease_ms = 5000
+    row_lease_ms = 4000  # what one row read renews: the agent restart below must fit well inside it
+    fake.lead(rw(1, lease_ms, node.name, row_lease_ms=row_lease_ms))
     node.start()
     first = node.wait_role("rw").container.id
     fake.stop()
     time.sleep(lease_ms / 1000 + 2)
     status = node.status()
-    assert status.role_running == node_pb2.ROLE_RW and status.container.id == first and status.lease_left_s > 0
-    assert "renewed the writer lease for 5.0s from the MySQL cluster row" in node.log()
+    assert status.role_running == node_pb2.ROLE_RW and status.container.id == first
+    assert 0 < status.lease_left_s <= row_lease_ms / 1000  # renewed for the row lease, not the whole lease
+    assert fake.last().row_lease_ms == row_lease_ms  # type: ignore[union-attr]  # what the coordinator fences for
+    assert "renewed the writer lease for 4.0s from the MySQL cluster row" in node.log()
 
     node.kill()  # an agent restart during the outage keeps the writer: its lease is on disk, MySQL renews it
     node.start()
@@ -480,7 +500,39 @@ def test_without_a_coordinator_the_mysql_row_renews_the_writer_lease(
     set_row("someone-else", 2)  # a promotion elsewhere: the row no longer names this node
     changed = time.monotonic()
     gone = wait_until(lambda: not running(node) and time.monotonic(), 15, "the writer to stop")
-    assert gone - changed <= lease_ms / 1000 + 1.0
+    assert gone - changed <= row_lease_ms / 1000 + 1.0
     # Whoever is first says why: the agent ("lease expired ...") or the in-container watchdog (exit 75).
     wait_until(lambda: any(w in node.log() for w in WHY_A_WRITER_ENDED), 10, "the agent to say why")
     assert "the MySQL cluster row names writer someone-else, not this node" in node.log()
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_promotion_acts_at_once_not_at_the_loop_interval(
+    agent_node: Callable[..., AgentNode], coordinators: Callable[[], FakeCoordinator]
+) -> None:
+    """With a 10 s loop interval, a promotion that waited an interval between its steps (stop ro, mount rw, write
+    the config), or for its next tick once its lease came, would take 10-40 s: each step waits only on the one
+    before it, and the lease wakes the loop."""
+    fake = coordinators()
+    fake.lead(ro(1, writer="other"))
+    node = coordinated(agent_node, fake.address)
+    node.write_config(loop_interval_s=10)
+    node.start()
+    node.wait_role("ro", timeout=60)
+
+    designate = ro(2, writer=node.name)  # the committed epoch names this node: it prepares during the fence
+    fake.lead(designate)
+    told = time.monotonic()
+    node.push(designate)
+    wait_until(lambda: node.mount_mode() == "rw" and node.config_role() == "rw", 30, "the designate ready")
+    prepared_s = time.monotonic() - told
+    assert not running(node)  # ready to write, but nothing runs without a lease
+
+    fake.lead(rw(2, LEASE_MS, node.name))
+    promoted = time.monotonic()
+    node.push(rw(2, 0, node.name))  # a push carries no lease: the agent asks for one with a report at once
+    node.wait_role("rw", timeout=30)
+    started_s = time.monotonic() - promoted
+    assert prepared_s < 6, f"prepared in {prepared_s:.1f}s\n{node.log()[-3000:]}"
+    assert started_s < 4, f"started in {started_s:.1f}s\n{node.log()[-3000:]}"

@@ -187,3 +187,25 @@ def test_an_unreadable_file_is_one_clear_problem(tmp_path: Path) -> None:
     run = subprocess.run([*AGENT, "check-config", missing], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip() == f"{missing}: (file) = '{missing}': cannot be read: No such file or directory"
+
+
+def test_coordinator_timing_that_would_break_the_fence_or_the_writer_is_refused(tmp_path: Path) -> None:
+    from coordinator.config import load_coordinator_config
+
+    secret = tmp_path / "pw"
+    secret.write_text("pw\n")
+    secret.chmod(0o600)
+    base = (
+        "cluster: prod\n"
+        "coordinator: {id: coord-1, listen: '127.0.0.1:19800'}\n"
+        f"mysql: {{host: 127.0.0.1, user: u, database: d, password_file: {secret}}}\n"
+    )
+    good = load_coordinator_config(write(tmp_path, base + "timing: {row_lease_s: 2.0}\n", "c.yaml"))
+    assert good.timing.row_lease_s == 2.0 and good.timing.lease_s == 3.0
+    assert load_coordinator_config(write(tmp_path, base, "d.yaml")).timing.row_lease_s == 1.0
+    path = write(tmp_path, base + "timing: {lease_s: 2, row_lease_s: 2.5, detect_after_s: 0.5}\n", "bad.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_coordinator_config(path)
+    text = "\n".join(str(p) for p in info.value.problems)
+    assert "bad.yaml" in text and "timing.row_lease_s" in text and "2.5" in text and "at most lease_s (2)" in text
+    assert "timing.detect_after_s" in text and "longer than report_interval_s" in text

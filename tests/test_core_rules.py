@@ -319,3 +319,50 @@ def test_an_unchanged_assignment_is_reused_and_every_field_counts_in_the_compari
     assert all(again.assignments[n] is d.assignments[n] for n in "bc")  # readers: nothing changed
     moved = decide(durable(writer="b", epoch=2), d.memory, healthy_cluster(101.0, 2), 101.0, T, 5, 0.0, d.assignments)
     assert moved.assignments["c"] is not d.assignments["c"] and moved.assignments["c"].epoch == 2
+
+
+def test_a_silent_writer_is_fenced_until_its_last_grant_and_its_last_row_read_can_have_run_out() -> None:
+    now = 100.0
+    last = now - T.detect_after_s - 0.1  # a's last report, answered with a whole lease
+    d = decide(durable(), settled(), {**healthy_cluster(now), "a": rep("a", last, "rw")}, now, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+    memory = committed(d.memory, 2, now)
+    after = durable(writer="b", epoch=2)
+
+    def promoted(at: float, old: Report) -> bool:
+        reports = {"a": old, "b": rep("b", at - 0.1, epoch=2), "c": rep("c", at - 0.1, epoch=2)}
+        t = decide(after, memory, reports, at, T, 5).memory.transition
+        return t is not None and t.promoted_at is not None
+
+    # Its grants ended by last + lease (before the commit); a row read sent before the commit renews for its row
+    # lease, so the fence ends at commit + row lease + margin, not at commit + a whole lease.
+    says = rep("a", last, "rw", row_lease_s=T.row_lease_s)
+    row_end = now + T.row_lease_s + T.fence_margin_s
+    assert T.row_lease_s < T.lease_s and last + T.lease_s < now + T.row_lease_s
+    assert not promoted(row_end - 0.02, says) and promoted(row_end + 0.02, says)
+    # An agent that does not say what a row read renews it for (an older one) is given a whole lease.
+    unsaid = rep("a", last, "rw")
+    full = now + T.lease_s + T.fence_margin_s
+    assert not promoted(full - 0.02, unsaid) and promoted(full + 0.02, unsaid)
+    # One that says more than this leader allows (an earlier leader's setting) is given what it says.
+    longer = rep("a", last, "rw", row_lease_s=2.5)
+    assert not promoted(now + 2.5 + T.fence_margin_s - 0.02, longer)
+    assert promoted(now + 2.5 + T.fence_margin_s + 0.02, longer)
+
+
+def test_an_old_writer_that_does_not_acknowledge_is_fenced_a_whole_lease_from_its_last_report() -> None:
+    now = 100.0
+    memory = settled(request=Request("switchover", "b", "planned"))
+    d = decide(durable(), memory, healthy_cluster(now), now, T, 5)
+    assert d.change_writer == ChangeWriter("b", 1)
+    memory = committed(d.memory, 2, now + 0.05)
+    after = durable(writer="b", epoch=2)
+
+    def promoted(at: float) -> bool:
+        # a keeps reporting its rw container after the commit: answered ro, so no grant after the commit counts
+        reports = {**healthy_cluster(at - 0.1, epoch=2), "a": rep("a", at - 0.1, "rw", 1, row_lease_s=1.5)}
+        t = decide(after, memory, reports, at, T, 5).memory.transition
+        return t is not None and t.promoted_at is not None
+
+    end = now + 0.05 + T.lease_s + T.fence_margin_s
+    assert not promoted(end - 0.02) and promoted(end + 0.02)

@@ -109,6 +109,14 @@ def test_a_writer_designate_prepares_during_the_fence_but_never_starts_without_a
     assert wanted_role("rw", "me", "me", coordinated=True) == ("rw", False)
 
 
+def test_a_container_that_just_started_is_checked_again_soon_then_at_the_loop_interval() -> None:
+    starting = seen(container("rw"), mount_mode="rw", health_error="connection refused", running_for_s=0.3)
+    step = next_step(RW, starting)
+    assert step.action is Action.WAIT and step.recheck_s is not None and step.recheck_s <= 0.2
+    assert next_step(RW, replace(starting, running_for_s=45.0)).recheck_s is None  # a slow start: no busy loop
+    assert next_step(RW, replace(starting, health_error=None)).recheck_s is None  # healthy: nothing to look for
+
+
 def test_a_container_that_was_healthy_gets_the_whole_timeout_after_its_first_failed_check() -> None:
     """Running for long is not being unhealthy for long: the timeout counts from the first failed check."""
     broken = seen(container("rw"), mount_mode="rw", health_error="connection refused", running_for_s=100.0)

@@ -15,6 +15,8 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 | 7 | it runs with an outdated config                             | stop it (restart)         |
 | 8 | it runs and has failed its health check for the timeout     | stop it (restart, backoff)|
 | 9 | it runs, not yet healthy                                    | wait for the health check |
+|   |                                                             | (look again in 0.2 s while|
+|   |                                                             | it is starting)           |
 |10 | it runs and is healthy                                      | nothing (converged)       |
 |11 | none runs; the mount is not in the role's mode              | mount in the role's mode  |
 |12 | none runs; the mount is not healthy                         | wait (never start on it)  |
@@ -38,6 +40,9 @@ from dataclasses import dataclass
 from agent.milvus.container import ContainerState
 from agent.milvus.leasewatch import LEASE_EXPIRED_EXIT
 
+STARTING_RECHECK_S = 0.2  # how often a container that just started is checked until it first answers
+STARTING_WINDOW_S = 30.0  # for this long after its start; then at the loop interval again
+
 
 class Action(enum.Enum):
     NOTHING = "nothing"
@@ -57,6 +62,7 @@ class Step:
     container_id: str | None = None
     mount_mode: str | None = None
     counts_as_crash: bool = False
+    recheck_s: float | None = None  # look again this soon rather than a whole loop interval later
 
 
 @dataclass(frozen=True)
@@ -168,12 +174,18 @@ def next_step(want: Want, seen: Seen) -> Step:
             if unhealthy_for >= seen.health_timeout_s:
                 return Step(
                     Action.STOP,
-                    f"restarting {current.role} container: unhealthy for {unhealthy_for:.0f}s "
-                    f"({seen.health_error})",
+                    f"restarting {current.role} container: unhealthy for {unhealthy_for:.0f}s ({seen.health_error})",
                     current.id,
                     counts_as_crash=True,
                 )
-            return Step(Action.WAIT, f"waiting for {current.role} container health check ({seen.health_error})")
+            # A container that just started is checked again soon: a promotion ends when it first answers.
+            soon = STARTING_RECHECK_S if seen.running_for_s < STARTING_WINDOW_S else None
+            return Step(
+                Action.WAIT,
+                f"waiting for {current.role} container health check ({seen.health_error})",
+                current.id,
+                recheck_s=soon,
+            )
         return Step(Action.NOTHING, f"running {current.role} at epoch {want.epoch}, healthy")
 
     if want.role not in ("rw", "ro"):

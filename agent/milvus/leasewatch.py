@@ -2,7 +2,7 @@
 
 The agent writes `<conf dir>/lease` (seen in the container as /var/lib/milvus/conf/lease) at every renewal:
 
-    DEADLINE_CS BOOT_ID EPOCH LEASE_MS
+    DEADLINE_CS BOOT_ID EPOCH LEASE_MS ROW_LEASE_MS
 
 DEADLINE_CS is the lease deadline on CLOCK_BOOTTIME in centiseconds (the clock of /proc/uptime, which a
 container shares with the host), moved `WRAPPER_EARLY_S` earlier so that the wrapper's polling never lets
@@ -83,20 +83,27 @@ class LeaseFile:
     deadline: float  # as the agent holds it (CLOCK_BOOTTIME seconds), before WRAPPER_EARLY_S
     epoch: int
     lease_ms: int
+    row_lease_ms: int = 0  # what a MySQL row read renews it for (agent.lease.Lease); 0: lease_ms
 
 
 def render_lease_file(lease: LeaseFile, boot: str) -> str:
     deadline_cs = int((lease.deadline - WRAPPER_EARLY_S) * 100)
-    return f"{max(0, deadline_cs)} {boot} {lease.epoch} {lease.lease_ms}\n"
+    return f"{max(0, deadline_cs)} {boot} {lease.epoch} {lease.lease_ms} {lease.row_lease_ms}\n"
 
 
 def parse_lease_file(text: str, boot: str) -> LeaseFile | None:
     """The lease in the file, or None when it is unreadable or from another boot. The deadline read back is the
-    wrapper's (early) one: an agent that restarts trusts no more than the wrapper does."""
+    wrapper's (early) one: an agent that restarts trusts no more than the wrapper does. A file of four fields
+    (an older agent's) renews from the row for its whole lease, as that agent did."""
     fields = text.split()
-    if len(fields) != 4 or fields[1] != boot or not all(f.isdigit() for f in (fields[0], fields[2], fields[3])):
+    if len(fields) not in (4, 5) or fields[1] != boot or not all(f.isdigit() for f in fields[:1] + fields[2:]):
         return None
-    return LeaseFile(deadline=int(fields[0]) / 100.0, epoch=int(fields[2]), lease_ms=int(fields[3]))
+    return LeaseFile(
+        deadline=int(fields[0]) / 100.0,
+        epoch=int(fields[2]),
+        lease_ms=int(fields[3]),
+        row_lease_ms=int(fields[4]) if len(fields) == 5 else 0,
+    )
 
 
 def write_lease_file(path: str, lease: LeaseFile) -> None:

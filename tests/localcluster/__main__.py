@@ -1,10 +1,10 @@
 """`scripts/cluster`: a whole jfs-milvus cluster on this machine.
 
-    up [--nodes N] [--coordinators N] [--dir D]   start it (and leave it running)
-    status [--dir D]                              coordinatorctl status against it
-    down [--dir D]                                stop it and leave nothing behind
-    demo [--json]                                 up, then the failover demo (the README's quickstart)
-    chaos [--ci] [--only NAME] [--json FILE]      the chaos suite on a cluster of its own, then its table
+up [--nodes N] [--coordinators N] [--dir D]   start it (and leave it running)
+status [--dir D]                              coordinatorctl status against it
+down [--dir D]                                stop it and leave nothing behind
+demo [--json]                                 up, then the failover demo (the README's quickstart)
+chaos [--ci] [--only NAME] [--json FILE]      the chaos suite on a cluster of its own, then its table
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.localcluster.up import DEFAULT_ROOT, MANIFEST, ClusterSpec
@@ -107,14 +108,14 @@ def run_chaos(spec: ClusterSpec, args: argparse.Namespace) -> int:
     return 0 if all(r.outcome == "ok" for r in results) else 1
 
 
-def keep_logs(root: Path, to: Path) -> None:
+def keep_logs(root: Path, to: Path, tell: Callable[[str], None] = say) -> None:
     import shutil
 
     to.mkdir(parents=True, exist_ok=True)
     for log in [*root.glob("*.log"), *root.glob("nodes/*/agent.log")]:
         name = log.name if log.parent == root else f"{log.parent.name}.log"
         shutil.copy(log, to / name)
-    say(f"logs kept in {to}")
+    tell(f"logs kept in {to}")
 
 
 def run() -> int:

@@ -169,9 +169,7 @@ class LocalCluster:
                 volumes=(vol,),
             )
             node_volume = dataclasses.replace(volume, volume=vol, settings=settings, root=node_root)
-            node = ClusterNode(
-                node_root, node_volume, image, name=name, address=addresses[i], classid=classid_base + i
-            )
+            node = ClusterNode(node_root, node_volume, image, name=name, address=addresses[i], classid=classid_base + i)
             node.write_config(
                 coordinators=[c.address for c in self.coordinators],
                 coordination={

@@ -42,7 +42,9 @@ def failover_event(events: list[Any], after_id: int, new_writer: str) -> Any | N
     done = [
         e
         for e in events
-        if e.id > after_id and e.kind == "failover" and e.node == new_writer
+        if e.id > after_id
+        and e.kind == "failover"
+        and e.node == new_writer
         and "mishards" in {p.name for p in e.phases}
     ]  # the event is written at the commit and updated as each phase begins: wait for the last one
     return done[-1] if done else None

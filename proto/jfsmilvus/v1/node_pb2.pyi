@@ -150,7 +150,7 @@ class ContainerStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., healthy: _Optional[bool] = ..., restarts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class NodeObservation(_message.Message):
     LEASE_LEFT_S_FIELD_NUMBER: _ClassVar[int]
     AGENT_PORT_FIELD_NUMBER: _ClassVar[int]
     DOCKER_RUNTIMES_FIELD_NUMBER: _ClassVar[int]
+    ROW_LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     agent_version: str
@@ -185,7 +186,8 @@ class NodeObservation(_message.Message):
     lease_left_s: float
     agent_port: int
     docker_runtimes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ...) -> None: ...
+    row_lease_ms: int
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ...) -> None: ...
 
 class DiscoveryConfig(_message.Message):
     __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")
@@ -200,7 +202,7 @@ class DiscoveryConfig(_message.Message):
     def __init__(self, writer_address: _Optional[str] = ..., writer_port: _Optional[int] = ..., hosts: _Optional[_Iterable[str]] = ..., discovery_port: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("role", "epoch", "lease_ms", "writer", "discovery", "reason", "writer_address", "writer_http_port")
+    __slots__ = ("role", "epoch", "lease_ms", "writer", "discovery", "reason", "writer_address", "writer_http_port", "row_lease_ms")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +211,7 @@ class Assignment(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     WRITER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     WRITER_HTTP_PORT_FIELD_NUMBER: _ClassVar[int]
+    ROW_LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     role: Role
     epoch: int
     lease_ms: int
@@ -217,4 +220,5 @@ class Assignment(_message.Message):
     reason: str
     writer_address: str
     writer_http_port: int
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., lease_ms: _Optional[int] = ..., writer: _Optional[str] = ..., discovery: _Optional[_Union[DiscoveryConfig, _Mapping]] = ..., reason: _Optional[str] = ..., writer_address: _Optional[str] = ..., writer_http_port: _Optional[int] = ...) -> None: ...
+    row_lease_ms: int
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., lease_ms: _Optional[int] = ..., writer: _Optional[str] = ..., discovery: _Optional[_Union[DiscoveryConfig, _Mapping]] = ..., reason: _Optional[str] = ..., writer_address: _Optional[str] = ..., writer_http_port: _Optional[int] = ..., row_lease_ms: _Optional[int] = ...) -> None: ...

@@ -103,7 +103,11 @@ def test_every_command_against_a_running_cluster(local_cluster: Callable[..., Lo
 def test_doctor_warns_about_eviction_and_fails_without_mysql(local_cluster: Callable[..., LocalCluster]) -> None:
     cluster = local_cluster(2)
     cluster.start()
-    cluster.wait_for_writer(90)
+    writer = cluster.wait_for_writer(90)
+    for reader in cluster.nodes.values():
+        if reader is not writer:
+            reader.wait_role("ro")
+    # Set only once every node has mounted: `juicefs mount` (1.4.2) sets maxmemory-policy back to noeviction.
     config = str(cluster.coordinator.config_path)
     cluster.volume.redis.client().config_set("maxmemory-policy", "allkeys-lru")
 

@@ -71,6 +71,19 @@ class Connection:
             f"no coordinator answers ({'; '.join(errors)}); check --coordinator, ${ADDRESS_ENV} or the TLS files"
         )
 
+    def status(self) -> coordinator_pb2.ClusterStatus:
+        """The cluster as the leader sees it (a follower knows no node's state); a follower's answer, which says
+        who leads, only when the leader it names does not answer."""
+        address, stub = self.any()
+        status = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
+        if status.leader_address and status.leader_address != address:
+            try:
+                request = coordinator_pb2.ClusterStatusRequest()
+                return self._stub(status.leader_address).GetClusterStatus(request, timeout=self.timeout_s)
+            except grpc.RpcError:
+                return status
+        return status
+
     def leader(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
         address, stub = self.any()
         status = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
@@ -213,8 +226,7 @@ def render_status(data: dict[str, Any]) -> str:
 
 def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
     while True:
-        _, stub = conn.any()
-        data = status_data(stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=conn.timeout_s))
+        data = status_data(conn.status())
         if args.watch is None:
             emit(data, args.output, render_status)
             return EXIT_OK

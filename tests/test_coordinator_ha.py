@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -74,6 +77,17 @@ def test_two_coordinators_one_leads_and_the_other_takes_over(
     assert a.leads() and not b.leads()
     follower_answer = report(b, "node-a")
     assert not follower_answer.leader and follower_answer.leader_address == a.address
+    report(a, "node-a")
+    # `coordinatorctl status` shows the leader's view even when a follower answers first.
+    run = subprocess.run(
+        [sys.executable, "-m", "coordinator.ctl", "--coordinator", f"{b.address},{a.address}", "status", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    shown = json.loads(run.stdout)
+    assert run.returncode == 0 and shown["leader"].startswith("coord-a") and "follows" not in shown["why"], shown
+    assert [n["name"] for n in shown["nodes"] if n["lag_s"] is not None] == ["node-a"], shown  # the leader heard it
     a.kill()
     began = time.monotonic()
     wait_until(b.leads, 15, "coord-b taking over")

@@ -44,7 +44,7 @@ SCENARIOS = (
     Scenario("writer cut from coordinators", (faults.cut_from_coordinators,), "stay", ci=True),
     Scenario("writer cut from everything", (faults.cut_off,), "failover", ci=True),
     Scenario("a reader cut off", (faults.cut_off,), "stay", target="reader"),
-    Scenario("leading coordinator killed", (faults.kill_leader,), "stay"),
+    Scenario("leading coordinator killed", (faults.kill_leader,), "stay", ci=True),
     Scenario("all coordinators down 60 s", (faults.stop_coordinators,), "stay", hold_s=0),
     Scenario("MySQL restarted", (faults.restart_mysql,), "any"),
     Scenario("Redis restarted", (faults.restart_redis,), "any"),

@@ -218,7 +218,7 @@ class LocalCluster:
             except grpc.RpcError as exc:
                 error = exc
                 continue
-            if s.leader == c.name or len(self.coordinators) == 1:
+            if s.leader_address == c.address or len(self.coordinators) == 1:
                 self._last_leader = c
                 return s
             fallback = fallback or s

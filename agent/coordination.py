@@ -215,13 +215,15 @@ class Reporter:
 
     def _renew_run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             row_lease_s = self.agent.renewable_lease_s()
             try:
                 self.renew_once()
             except Exception:  # the renewer must survive anything one round throws
                 log.exception("lease renewal round failed; continuing")
+            # Paced by send time, not by when the read came back: a slow MySQL delays one renewal, not the next.
             period = min(self.interval_s, row_lease_s / 3) if row_lease_s else self.interval_s / 2
-            self._stop.wait(max(0.05, period))
+            self._stop.wait(max(0.05, period - (time.monotonic() - started)))
 
     def renew_once(self) -> None:
         """One read of the MySQL cluster row, when this node holds a rw lease no coordinator renewed lately."""

@@ -321,7 +321,7 @@ class Agent:
             if refusal is None:
                 self._take(assignment)
                 if assignment.role == "rw":
-                    held = self.lease is not None and self.lease.valid(answer.sent_at)
+                    held = self.lease is not None and self.lease.valid(lease_now())
                     self.lease = after_rw_answer(
                         self.lease,
                         assignment.epoch,

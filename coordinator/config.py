@@ -102,11 +102,13 @@ def _read(top: Section) -> CoordinatorConfig | None:
 
     t = top.section("timing")
     d = Timing()
+    lease_s = t.number("lease_s", d.lease_s, minimum=0.5, maximum=600)
     timing = Timing(
         report_interval_s=t.number("report_interval_s", d.report_interval_s, minimum=0.1, maximum=60),
         detect_after_s=t.number("detect_after_s", d.detect_after_s, minimum=0.2, maximum=600),
-        lease_s=t.number("lease_s", d.lease_s, minimum=0.5, maximum=600),
-        row_lease_s=t.number("row_lease_s", d.row_lease_s, minimum=0.6, maximum=600),
+        lease_s=lease_s,
+        # Unset, it follows a shorter lease_s down: a row read never renews for more than a whole lease.
+        row_lease_s=t.number("row_lease_s", min(d.row_lease_s, lease_s), minimum=0.5, maximum=600),
         fence_margin_s=t.number("fence_margin_s", d.fence_margin_s, minimum=0, maximum=60),
         fault_grace_s=t.number("fault_grace_s", d.fault_grace_s, minimum=0, maximum=600),
         container_grace_s=t.number("container_grace_s", d.container_grace_s, minimum=0, maximum=3600),

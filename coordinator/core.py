@@ -730,8 +730,9 @@ def _lease_ends_by(name: str, report: Report | None, t: Transition, timing: Timi
     granted = min(report.received_at, t.committed_at) + timing.lease_s
     if name != t.old:
         return granted
+    # Unclamped: a longer row lease the node reports (an earlier leader's lease_s) is what it renews for.
     row_s = timing.lease_s if report.row_lease_s is None else max(report.row_lease_s, timing.row_lease_s)
-    return max(granted, t.committed_at + min(row_s, timing.lease_s))
+    return max(granted, t.committed_at + row_s)
 
 
 def _last_heard(report: Report | None, t: Transition) -> float:

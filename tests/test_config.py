@@ -203,6 +203,9 @@ def test_coordinator_timing_that_would_break_the_fence_or_the_writer_is_refused(
     good = load_coordinator_config(write(tmp_path, base + "timing: {row_lease_s: 2.0}\n", "c.yaml"))
     assert good.timing.row_lease_s == 2.0 and good.timing.lease_s == 3.0
     assert load_coordinator_config(write(tmp_path, base, "d.yaml")).timing.row_lease_s == 1.0
+    shorter = base + "timing: {lease_s: 0.8, report_interval_s: 0.2}\n"
+    short = load_coordinator_config(write(tmp_path, shorter, "e.yaml"))
+    assert short.timing.row_lease_s == 0.8  # unset, it follows a shorter lease down
     path = write(tmp_path, base + "timing: {lease_s: 2, row_lease_s: 2.5, detect_after_s: 0.5}\n", "bad.yaml")
     with pytest.raises(ConfigError) as info:
         load_coordinator_config(path)

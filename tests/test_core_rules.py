@@ -348,6 +348,9 @@ def test_a_silent_writer_is_fenced_until_its_last_grant_and_its_last_row_read_ca
     longer = rep("a", last, "rw", row_lease_s=2.5)
     assert not promoted(now + 2.5 + T.fence_margin_s - 0.02, longer)
     assert promoted(now + 2.5 + T.fence_margin_s + 0.02, longer)
+    # Even one longer than this leader's whole lease (an earlier leader with a longer lease_s granted it).
+    longest = rep("a", last, "rw", row_lease_s=T.lease_s + 1)
+    assert not promoted(now + T.lease_s + 1 + T.fence_margin_s - 0.02, longest)
 
 
 def test_an_old_writer_that_does_not_acknowledge_is_fenced_a_whole_lease_from_its_last_report() -> None:

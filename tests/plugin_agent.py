@@ -32,10 +32,19 @@ REPO = Path(__file__).resolve().parent.parent
 LABEL_NODE = "io.jfs-milvus.node"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    """A port free now and never handed out before in this test run: the kernel may give the same free port
+    to two binds in a row, and two parts of one node (its agent API, its Milvus HTTP port) then collide."""
+    while True:
+        with socket.socket() as s:
+            s.bind((address, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_until(

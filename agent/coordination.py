@@ -218,17 +218,19 @@ class Reporter:
             started = time.monotonic()
             row_lease_s = self.agent.renewable_lease_s()
             try:
-                self.renew_once()
+                if row_lease_s is not None:
+                    self._renew_once()
             except Exception:  # the renewer must survive anything one round throws
                 log.exception("lease renewal round failed; continuing")
             # Paced by send time, not by when the read came back: a slow MySQL delays one renewal, not the next.
             period = min(self.interval_s, row_lease_s / 3) if row_lease_s else self.interval_s / 2
             self._stop.wait(max(0.05, period - (time.monotonic() - started)))
 
-    def renew_once(self) -> None:
-        """One read of the MySQL cluster row, when this node holds a rw lease no coordinator renewed lately."""
+    def _renew_once(self) -> None:
+        """One read of the MySQL cluster row for the rw lease this node holds, when no coordinator renewed it
+        lately (the row names it at that epoch or the read renews nothing: agent.lease.renewed_by_row)."""
         silence = lease_now() - self.last_answer_at
-        if silence < self.interval_s or self.agent.renewable_lease_s() is None:
+        if silence < self.interval_s:
             return
         if self.mysql is None:
             self.agent.note_no_renewal(

@@ -281,22 +281,35 @@ class Agent:
         with self._assign_lock:
             refusal = judge_assignment(assignment, self.state.highest_epoch)
             if refusal is None:
-                self._take(assignment)
-            lease = self.lease
+                self._take(assignment, self.lease)
+            lease = self._rw_lease()
         if refusal:
             log.warning("refused assignment %s at epoch %d: %s", assignment.role, assignment.epoch, refusal)
-        elif self.coordinated and assignment.role == "rw" and (lease is None or lease.epoch != assignment.epoch):
+        elif self.coordinated and assignment.role == "rw" and (lease is None or not lease.valid(lease_now())):
             self.report_soon()
         return refusal
 
-    def _take(self, assignment: Assignment) -> None:
-        """Make `assignment` the current one (the caller holds _assign_lock, and has judged it). A change of
-        role, epoch or writer wakes the loop, so it acts now rather than at its next tick."""
-        old = self.pushed
-        self.pushed = assignment
+    def _take(self, assignment: Assignment, lease: Lease | None) -> None:
+        """Make `assignment` and `lease` the current ones (the caller holds _assign_lock, and has judged the
+        assignment). What the loop acts on changing wakes it now rather than at its next tick: the role, epoch or
+        writer, or whether a writer's lease is valid (rule 15 holds a writer ready to start until it is)."""
+        before = self._loop_cares_about()
+        self.pushed, self.lease = assignment, lease
         self._remember_epoch(assignment.epoch)
-        if old is None or (old.role, old.epoch, old.writer) != (assignment.role, assignment.epoch, assignment.writer):
+        if self._loop_cares_about() != before:
             self.wake.set()
+
+    def _loop_cares_about(self) -> tuple[str, int, str, bool] | None:
+        a, lease = self.pushed, self._rw_lease()
+        return None if a is None else (a.role, a.epoch, a.writer, lease is not None and lease.valid(lease_now()))
+
+    def _rw_lease(self) -> Lease | None:
+        """The lease for the epoch this node is assigned rw at, live or lapsed; None when it is not assigned rw
+        or holds no lease for that epoch (the caller holds _assign_lock). Only this lease lets a writer run."""
+        a, lease = self.pushed, self.lease
+        if a is None or a.role != "rw" or lease is None or lease.epoch != a.epoch:
+            return None
+        return lease
 
     def _remember_epoch(self, epoch: int) -> None:
         if epoch > self.state.highest_epoch:
@@ -319,19 +332,18 @@ class Agent:
             if refusal is None and assignment.role == "rw" and assignment.writer not in ("", self.config.node_name):
                 refusal = f"it assigns rw to this node but names {assignment.writer} as the writer"
             if refusal is None:
-                self._take(assignment)
+                lease = self.lease
                 if assignment.role == "rw":
-                    held = self.lease is not None and self.lease.valid(lease_now())
-                    self.lease = after_rw_answer(
-                        self.lease,
+                    lease = after_rw_answer(
+                        lease,
                         assignment.epoch,
                         assignment.lease_ms,
                         answer.sent_at,
                         f"coordinator {answer.coordinator}",
                         assignment.row_lease_ms,
                     )
-                    if not held and self.lease is not None and self.lease.valid(lease_now()):
-                        self.wake.set()  # a writer waiting for its lease (rule 15) starts now, not at its next tick
+                self._take(assignment, lease)
+                if assignment.role == "rw":
                     self._save_lease()
                     self._renewal_note = ""
                     self._last_no_renewal = None
@@ -365,10 +377,8 @@ class Agent:
         """What one MySQL row read would renew this node's writer lease for; None when it holds none to renew
         (it must be assigned rw and hold a lease, live or lapsed, for that epoch)."""
         with self._assign_lock:
-            a, lease = self.pushed, self.lease
-            if a is None or a.role != "rw" or lease is None or lease.epoch != a.epoch:
-                return None
-            return lease.row_renewal_ms / 1000
+            lease = self._rw_lease()
+        return lease.row_renewal_ms / 1000 if lease is not None else None
 
     def renew_lease_from_row(self, writer: str | None, epoch: int, sent_at: float, silence_s: float) -> None:
         with self._assign_lock:
@@ -447,7 +457,7 @@ class Agent:
             self._local_file_ignored = True
         with self._assign_lock:
             assignment = self.pushed
-            lease = self.lease
+            lease = self._rw_lease()
             highest = self.state.highest_epoch
         if assignment is None:
             running = next((c for c in containers if c.running and c.role in ("rw", "ro")), None)
@@ -459,9 +469,8 @@ class Agent:
                 reason=f"keeping {role} until a coordinator answers",
             )
         if assignment.role == "rw":
-            # Only a lease for this very epoch counts; without one the deadline is already past.
-            deadline = lease.deadline if lease is not None and lease.epoch == assignment.epoch else 0.0
-            assignment = replace(assignment, lease_deadline=deadline)
+            # Only a lease for this very epoch counts (_rw_lease); without one the deadline is already past.
+            assignment = replace(assignment, lease_deadline=lease.deadline if lease is not None else 0.0)
         return assignment
 
     def _writer_may_run(self, assignment: Assignment) -> bool:
@@ -662,7 +671,7 @@ class Agent:
         rw_running = any(c.running and c.role == "rw" for c in containers)
         acting = time.monotonic()
         outcome = self._act(step, want, text, gpu_report, volume, rw_running)
-        took = f" ({time.monotonic() - acting:.2f}s, after observing for {acting - observing:.2f}s)"
+        timing = (time.monotonic() - acting, acting - observing)
 
         current = next((c for c in containers if c.running and c.role is not None), None)
         healthy = bool(current) and health_error is None and step.action is Action.NOTHING
@@ -681,17 +690,20 @@ class Agent:
         self.snapshot.write_probe_ms = mount.write_probe_ms if mount else None
         self.log_context.role = self.snapshot.role_running
         self._sync_mishards(assignment)
-        self._log_step(outcome, took)
+        self._log_step(outcome, timing)
         return outcome
 
-    def _log_step(self, step: Step, took: str = "") -> None:
+    def _log_step(self, step: Step, timing: tuple[float, float]) -> None:
+        """One line per step that acted (with how long it took, after how long observing), and per new wait."""
         key = (step.action.value, step.reason)
-        if step.action in (Action.NOTHING, Action.WAIT) and key == self._last_logged:
+        if not step.acted:
+            if key != self._last_logged:
+                self._last_logged = key
+                log.info("%s: %s", step.action.value, step.reason)
             return
         self._last_logged = key
-        level = logging.WARNING if step.action in (Action.KILL,) else logging.INFO
-        acted = step.action not in (Action.NOTHING, Action.WAIT)
-        log.log(level, "%s: %s%s", step.action.value, step.reason, took if acted else "")
+        level = logging.WARNING if step.action is Action.KILL else logging.INFO
+        log.log(level, "%s: %s (%.2fs, after observing for %.2fs)", step.action.value, step.reason, *timing)
 
     def _act(
         self,
@@ -866,6 +878,7 @@ class Agent:
     # -- for the API -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         snap = self.snapshot
+        lease = self.lease  # read once: the reporter thread may replace it meanwhile
         return {
             "node": self.config.node_name,
             "address": self.config.address,
@@ -905,6 +918,6 @@ class Agent:
             "docker_runtimes": self._runtimes[1] if self._runtimes else [],
             "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
             "mishards_writer": self.mishards_writer,
-            "lease_left_s": self.lease.left(lease_now()) if self.lease is not None else 0.0,
-            "row_lease_ms": self.lease.row_renewal_ms if self.lease is not None else 0,
+            "lease_left_s": lease.left(lease_now()) if lease is not None else 0.0,
+            "row_lease_ms": lease.row_renewal_ms if lease is not None else 0,
         }

@@ -17,7 +17,6 @@ from agent.coordination import Reporter
 from agent.daemon import Agent
 from agent.logsetup import LogContext, configure_logging
 from agent.metrics import MetricsServer, render_metrics
-from agent.milvus.converge import Action
 from agent.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("jfs_milvus.agent")
@@ -78,7 +77,7 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
             try:
                 step = agent.loop_once()
                 notify(f"STATUS={step.action.value}: {step.reason}"[:200])
-                acted = step.action not in (Action.NOTHING, Action.WAIT)
+                acted = step.acted
                 if step.recheck_s is not None:
                     wait_s = min(wait_s, step.recheck_s)
             except Exception:  # the loop must survive anything one cycle throws

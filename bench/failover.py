@@ -25,10 +25,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coordinator.core import Timing
-from tests.localcluster.__main__ import keep_logs
 from tests.localcluster.chaos import wait_healthy
 from tests.localcluster.cluster import WriteClient
-from tests.localcluster.down import tear_down
+from tests.localcluster.down import keep_logs, tear_down
 from tests.localcluster.phases import FailoverFigures, power_off_writer
 from tests.localcluster.up import ClusterSpec, bring_up
 from tests.plugin_agent import wait_until

@@ -835,7 +835,7 @@ def _assignments(
     writer_http = wreport.milvus_http_port if wreport else 0
     lease_s = min(timing.lease_s, leadership_left_s)
     lease_ms = int(lease_s * 1000) if lease_s >= timing.min_lease_s else 0
-    row_lease_ms = int(min(timing.row_lease_s, timing.lease_s) * 1000)
+    row_lease_ms = int(timing.row_lease_s * 1000)  # at most lease_s (config); the agent caps it at its lease
     epoch = cluster.epoch
     reader_reason = f"a reader at epoch {epoch}"
     out: dict[str, Assignment] = {}

@@ -8,6 +8,7 @@ chosen by --coordinator, $JFS_MILVUS_COORDINATOR or the coordinator config; acti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -71,24 +72,28 @@ class Connection:
             f"no coordinator answers ({'; '.join(errors)}); check --coordinator, ${ADDRESS_ENV} or the TLS files"
         )
 
+    def _first_status(self) -> tuple[coordinator_pb2.ClusterStatus, coordinator_pb2_grpc.CoordinatorServiceStub, bool]:
+        """The first answering coordinator's status; a stub on the leader it names, or on itself; whether the
+        leader is another coordinator."""
+        address, stub = self.any()
+        status = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
+        if status.leader_address and status.leader_address != address:
+            return status, self._stub(status.leader_address), True
+        return status, stub, False
+
     def status(self) -> coordinator_pb2.ClusterStatus:
         """The cluster as the leader sees it (a follower knows no node's state); a follower's answer, which says
         who leads, only when the leader it names does not answer."""
-        address, stub = self.any()
-        status = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
-        if status.leader_address and status.leader_address != address:
-            try:
-                request = coordinator_pb2.ClusterStatusRequest()
-                return self._stub(status.leader_address).GetClusterStatus(request, timeout=self.timeout_s)
-            except grpc.RpcError:
-                return status
+        status, stub, elsewhere = self._first_status()
+        if elsewhere:
+            with contextlib.suppress(grpc.RpcError):
+                return stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
         return status
 
     def leader(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
-        address, stub = self.any()
-        status = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
-        if status.leader_address and status.leader_address != address:
-            return self._stub(status.leader_address)
+        status, stub, elsewhere = self._first_status()
+        if elsewhere:
+            return stub
         if not status.leader:
             raise CtlError(f"no coordinator leads right now ({status.why}); retry in a few seconds")
         return stub

@@ -283,11 +283,9 @@ class Coordinator:
             return
         for name, now_told in assignments.items():
             before = previous.get(name)
-            if before is not None and (before.role, before.epoch, before.writer) != (
-                now_told.role,
-                now_told.epoch,
-                now_told.writer,
-            ):
+            if before is None or before is now_told:  # decide keeps an unchanged node's object: most, every tick
+                continue
+            if (before.role, before.epoch, before.writer) != (now_told.role, now_told.epoch, now_told.writer):
                 self.push(reports.get(name), now_told, self.leadership.term)
 
     def _publish(self, durable: Durable, decision: Decision) -> None:

@@ -36,14 +36,14 @@ class SlowFirstDelivery:
         self.slow_node, self.delay_s = slow_node, delay_s
         self.arrived: list[tuple[str, str]] = []
         self.started = threading.Event()
-        self._first = True
         self._lock = threading.Lock()
 
     def __call__(self, target: str, assignment: Assignment, term: int) -> str:
         with self._lock:
-            first, self._first = self._first and assignment.node == self.slow_node, self._first
+            first = assignment.node == self.slow_node and not self.started.is_set()
+            if first:
+                self.started.set()
         if first:
-            self.started.set()
             time.sleep(self.delay_s)
         with self._lock:
             self.arrived.append((assignment.node, assignment.role))

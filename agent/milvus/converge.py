@@ -64,6 +64,11 @@ class Step:
     counts_as_crash: bool = False
     recheck_s: float | None = None  # look again this soon rather than a whole loop interval later
 
+    @property
+    def acted(self) -> bool:
+        """It changed something on the node (a wait or nothing changes nothing)."""
+        return self.action not in (Action.NOTHING, Action.WAIT)
+
 
 @dataclass(frozen=True)
 class Want:

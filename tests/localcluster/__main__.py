@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.localcluster.up import DEFAULT_ROOT, MANIFEST, ClusterSpec
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_chaos(spec: ClusterSpec, args: argparse.Namespace) -> int:
     from tests.localcluster.chaos import SCENARIOS, as_json, run_suite, table
-    from tests.localcluster.down import tear_down
+    from tests.localcluster.down import keep_logs, tear_down
     from tests.localcluster.up import bring_up
 
     chosen = [s for s in SCENARIOS if (not args.ci or s.ci) and (not args.only or any(o in s.name for o in args.only))]
@@ -100,22 +99,12 @@ def run_chaos(spec: ClusterSpec, args: argparse.Namespace) -> int:
         results = run_suite(rc, chosen, say)
     finally:
         if args.logs:
-            keep_logs(spec.root, args.logs)
+            keep_logs(spec.root, args.logs, say)
         tear_down(spec.root, say)
     print(table(results), flush=True)
     if args.json:
         args.json.write_text(as_json(results) + "\n")
     return 0 if all(r.outcome == "ok" for r in results) else 1
-
-
-def keep_logs(root: Path, to: Path, tell: Callable[[str], None] = say) -> None:
-    import shutil
-
-    to.mkdir(parents=True, exist_ok=True)
-    for log in [*root.glob("*.log"), *root.glob("nodes/*/agent.log")]:
-        name = log.name if log.parent == root else f"{log.parent.name}.log"
-        shutil.copy(log, to / name)
-    tell(f"logs kept in {to}")
 
 
 def run() -> int:

@@ -71,6 +71,15 @@ def _kill(processes: list[psutil.Process]) -> None:
     psutil.wait_procs(processes, timeout=10)
 
 
+def keep_logs(root: Path, to: Path, progress: Say) -> None:
+    """Copy every coordinator's and agent's log of the cluster in `root` to `to` (before tearing it down)."""
+    to.mkdir(parents=True, exist_ok=True)
+    for log in [*root.glob("*.log"), *root.glob("nodes/*/agent.log")]:
+        name = log.name if log.parent == root else f"{log.parent.name}.log"
+        shutil.copy(log, to / name)
+    progress(f"logs kept in {to}")
+
+
 def tear_down(root: Path, progress: Say) -> list[str]:
     """Remove everything of the cluster in `root`; returns what is left (empty when all went)."""
     root = root.resolve()

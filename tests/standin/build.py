@@ -16,11 +16,13 @@ import fcntl
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 CACHE_DIR = Path(os.environ.get("JFS_MILVUS_TEST_CACHE", "/var/cache/jfs-milvus-test"))
 MIRROR = os.environ.get("JFS_MILVUS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
-PACKAGES = ("python3", "python3-yaml")
+PACKAGES = ("python3", "python3-yaml", "python3-pymysql", "libstdc++6")  # libstdc++: grpcio's wheel
 EXCLUDE = ("apt",)  # minbase brings apt; nothing here needs it, and leaving it out drops ~10 MB of libraries
 # Removed from the root fs: nothing the server needs at run time.
 TRIM_PATHS = (
@@ -51,15 +53,33 @@ TRIM_PATHS = (
 RECIPE_VERSION = 1  # bump to force a new root fs
 IMAGE_REPO = "jfs-milvus-standin"
 BASE_REPO = "jfs-milvus-standin-base"
-IMAGE_FILES = ("server.py", "writelog.py", "mishards.py")
-DOCKERFILE = f"""\
-FROM {{base}}
-COPY {" ".join(IMAGE_FILES)} /opt/standin/
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+PACKAGE_FILES = (
+    "__init__.py",
+    "server.py",
+    "engine.py",
+    "meta.py",
+    "segments.py",
+    "wal.py",
+    "milvusconf.py",
+    "writelog.py",
+)  # the package `standin` in the image
+IMAGE_FILES = ("mishards.py",)  # beside it, run as scripts
+FLAVORS = ("cpu", "gpu")
+# Python packages the server needs beyond Debian's python3-yaml and python3-pymysql, as wheels for the image's
+# CPython 3.11: grpcio, protobuf 3.20.x (the last runtime that loads pymilvus 1.0.1's generated modules), and
+# milvus.proto's generated modules, taken from pymilvus 1.0.1's wheel (milvus/grpc_gen) as the package milvus_grpc.
+SITE_REQUIREMENTS = ("grpcio==1.85.3", "protobuf==3.20.3")
+PYMILVUS = "pymilvus==1.0.1"
+DOCKERFILE = """\
+FROM {base}
+COPY site /opt/standin/site
+COPY standin /opt/standin/standin
+COPY mishards.py /opt/standin/
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/opt/standin:/opt/standin/site \\
+    JFS_MILVUS_STANDIN_FLAVOR={flavor}
 EXPOSE 19530 19121
-STOPSIGNAL SIGTERM
-LABEL org.jfs-milvus.standin=1
-CMD ["python3", "/opt/standin/server.py"]
+LABEL org.jfs-milvus.standin=1 org.jfs-milvus.standin.flavor={flavor}
+CMD ["python3", "-m", "standin.server"]
 """
 
 Progress = Callable[[str], None]
@@ -99,9 +119,54 @@ def recipe_hash() -> str:
     return _sha(json.dumps(recipe, sort_keys=True).encode())
 
 
-def image_hash() -> str:
-    parts = [Path(__file__).read_bytes()] + [(HERE / name).read_bytes() for name in IMAGE_FILES]
+def image_hash(flavor: str = "cpu") -> str:
+    names = [*PACKAGE_FILES, *IMAGE_FILES]
+    parts = [Path(__file__).read_bytes(), flavor.encode()] + [(HERE / name).read_bytes() for name in names]
     return _sha(b"\0".join(parts))
+
+
+def site_hash() -> str:
+    return _sha(json.dumps([SITE_REQUIREMENTS, PYMILVUS, platform.machine()]).encode())
+
+
+def build_site(target: Path, progress: Progress) -> None:
+    """pip-install the server's wheels for the image's CPython 3.11 into `target`, and milvus_grpc beside them."""
+    machine = platform.machine()
+    with tempfile.TemporaryDirectory(prefix="standin-site-", dir=CACHE_DIR) as tmp:
+        site = Path(tmp) / "site"
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+        _run_streamed(
+            [
+                *pip,
+                "install",
+                "--target",
+                str(site),
+                "--only-binary=:all:",
+                "--platform",
+                f"manylinux2014_{machine}",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+                *SITE_REQUIREMENTS,
+            ],
+            progress,
+        )
+        wheels = Path(tmp) / "wheels"
+        _run_streamed([*pip, "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels), PYMILVUS], progress)
+        (wheel,) = wheels.glob("pymilvus-*.whl")
+        package = site / "milvus_grpc"
+        package.mkdir()
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.namelist():
+                if member.startswith("milvus/grpc_gen/") and member.endswith(".py"):
+                    (package / Path(member).name).write_bytes(archive.read(member))
+        if not (package / "milvus_pb2_grpc.py").is_file():
+            raise RuntimeError(f"{wheel.name} holds no milvus/grpc_gen/milvus_pb2_grpc.py")
+        shutil.rmtree(site / "bin", ignore_errors=True)
+        os.replace(site, target)
 
 
 def _docker(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -150,11 +215,16 @@ def build_rootfs(
         partial.rename(tarball)
 
 
-def _build_image(tag: str, base_tag: str, progress: Progress) -> None:
+def _build_image(tag: str, base_tag: str, site: Path, flavor: str, progress: Progress) -> None:
     with tempfile.TemporaryDirectory(prefix="standin-ctx-") as ctx:
+        package = Path(ctx) / "standin"
+        package.mkdir()
+        for name in PACKAGE_FILES:
+            shutil.copy(HERE / name, package / name)
         for name in IMAGE_FILES:
             shutil.copy(HERE / name, Path(ctx) / name)
-        (Path(ctx) / "Dockerfile").write_text(DOCKERFILE.format(base=base_tag))
+        shutil.copytree(site, Path(ctx) / "site")
+        (Path(ctx) / "Dockerfile").write_text(DOCKERFILE.format(base=base_tag, flavor=flavor))
         # The classic builder uses the local base image and never asks a registry.
         env = {**os.environ, "DOCKER_BUILDKIT": "0"}
         result = _docker("build", "--pull=false", "-q", "-t", tag, ctx, check=False, env=env)
@@ -170,12 +240,15 @@ def build_lock() -> Iterator[None]:
         yield
 
 
-def ensure_standin(progress: Progress = _stderr) -> StandinBuild:
-    """Build what is missing of the stand-in image and say what was built."""
+def ensure_standin(progress: Progress = _stderr, flavor: str = "cpu") -> StandinBuild:
+    """Build what is missing of the stand-in image of `flavor` (cpu | gpu) and say what was built."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
     rhash = recipe_hash()
-    tag = f"{IMAGE_REPO}:{image_hash()}"
+    tag = f"{IMAGE_REPO}:{flavor}-{image_hash(flavor)}"
     base_tag = f"{BASE_REPO}:{rhash}"
     tarball = CACHE_DIR / f"rootfs-{rhash}.tar"
+    site = CACHE_DIR / f"site-{site_hash()}"
     built_rootfs = built_base = built_image = False
     if image_exists(tag):
         return StandinBuild(tag, base_tag, tarball, False, False, False)
@@ -189,20 +262,24 @@ def ensure_standin(progress: Progress = _stderr) -> StandinBuild:
                 progress(f"importing {tarball.name} as {base_tag}")
                 _docker("import", "--message", "jfs-milvus stand-in base", str(tarball), base_tag)
                 built_base = True
+            if not site.is_dir():
+                progress(f"installing the server's wheels into {site}")
+                build_site(site, progress)
             progress(f"building {tag} FROM {base_tag}")
-            _build_image(tag, base_tag, progress)
+            _build_image(tag, base_tag, site, flavor, progress)
             built_image = True
             progress(f"built {tag}")
     return StandinBuild(tag, base_tag, tarball, built_rootfs, built_base, built_image)
 
 
-def ensure_standin_image() -> str:
-    """The tag of the stand-in image, building it first if needed (cached by content)."""
-    return ensure_standin().tag
+def ensure_standin_image(flavor: str = "cpu") -> str:
+    """The tag of the stand-in image of `flavor`, building it first if needed (cached by content)."""
+    return ensure_standin(flavor=flavor).tag
 
 
 def main() -> int:
-    print(ensure_standin_image())
+    flavor = sys.argv[1] if len(sys.argv) > 1 else "cpu"
+    print(ensure_standin_image(flavor))
     return 0
 
 

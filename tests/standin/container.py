@@ -1,30 +1,55 @@
-"""Run stand-in containers for tests: write their server_config.yaml, start, talk HTTP, stop, remove."""
+"""Run stand-in containers for tests: write their server_config.yaml, start, call them, signal, stop, remove."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 CONTAINER_ROOT = "/var/lib/milvus"
 TEST_LABEL = "org.jfs-milvus.test=standin"  # every container started here carries it
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_PYTHON = REPO / ".venv-milvus1" / "bin" / "python"
+CALL_SCRIPT = Path(__file__).resolve().parent / "pymilvus_call.py"
+FAST_KNOBS = {"start_s": 0.3, "stop_s": 0.1}  # most tests need no realistic delays
 
 
-def render_config(role: str, address: str = "0.0.0.0", port: int = 19530, http_port: int = 19121) -> str:
+def render_config(
+    role: str,
+    meta_uri: str,
+    address: str = "0.0.0.0",
+    port: int = 19530,
+    http_port: int = 19121,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> str:
     """A Milvus 1.x (config version 0.5) server_config.yaml: `network` holds flat dotted keys, as Milvus reads."""
-    return (
-        "version: 0.5\n"
-        f"cluster:\n  enable: true\n  role: {role}\n"
-        f"network:\n  bind.address: {address}\n  bind.port: {port}\n  http.enable: true\n  http.port: {http_port}\n"
-        f"storage:\n  path: {CONTAINER_ROOT}\n  auto_flush_interval: 1\n"
-        f"wal:\n  enable: true\n  path: {CONTAINER_ROOT}/wal\n"
-    )
+    config: dict[str, Any] = {
+        "version": "0.5",
+        "cluster": {"enable": True, "role": role},
+        "general": {"meta_uri": meta_uri},
+        "network": {"bind.address": address, "bind.port": port, "http.enable": True, "http.port": http_port},
+        "storage": {"path": CONTAINER_ROOT, "auto_flush_interval": 1},
+        "wal": {"enable": True, "recovery_error_ignore": False, "path": f"{CONTAINER_ROOT}/wal"},
+        "logs": {"path": f"{CONTAINER_ROOT}/logs"},
+        "standin": dict(FAST_KNOBS),
+    }
+    for section, values in (overrides or {}).items():
+        if values is None:
+            config.pop(section, None)
+        elif isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -37,49 +62,92 @@ def docker(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Co
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
 
 
+def milvus_calls(host: str, port: int, calls: list[list[Any]], timeout_s: float = 10) -> list[dict[str, Any]]:
+    """Run pymilvus 1.0.1 calls (tests/standin/pymilvus_call.py) in .venv-milvus1; one answer per call."""
+    if not CLIENT_PYTHON.exists():
+        raise RuntimeError(f"{CLIENT_PYTHON} is missing: run scripts/setup-test-env")
+    done = subprocess.run(
+        [str(CLIENT_PYTHON), str(CALL_SCRIPT), host, str(port), str(timeout_s)],
+        input=json.dumps(calls),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s * len(calls) + 30,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pymilvus_call failed ({done.returncode}): {done.stderr[-2000:]}")
+    return list(json.loads(done.stdout))
+
+
 @dataclass
 class StandinContainer:
     name: str
     node: str
     epoch: int
     role: str
-    http_url: str  # http://host:port of network.http.port
-    bind_url: str  # http://host:port of network.bind.port (answers the same endpoints)
+    host: str  # where the container's ports are reachable from here
+    grpc_port: int  # network.bind.port, published
+    http_port: int  # network.http.port, published
+    wal_dir: Path
+    db_dir: Path
+    logs_dir: Path = field(default_factory=Path)
 
-    def request(self, method: str, path: str, body: Any = None, base: str | None = None) -> tuple[int, Any]:
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def request(self, method: str, path: str) -> tuple[int, Any]:
         """(HTTP status, decoded JSON body); HTTP errors are returned, not raised."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request((base or self.http_url) + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
+        req = urllib.request.Request(self.http_url + path, method=method)
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
-    def write(self, record_id: str, payload: Any = None) -> tuple[int, Any]:
-        return self.request("POST", "/write", {"id": record_id, "payload": payload})
+    def info(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/standin")[1])
 
-    def wait_ready(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
+    def calls(self, calls: list[list[Any]], timeout_s: float = 10) -> list[dict[str, Any]]:
+        return milvus_calls(self.host, self.grpc_port, calls, timeout_s)
+
+    def call(self, method: str, *args: Any, timeout_s: float = 10) -> dict[str, Any]:
+        return self.calls([[method, *args]], timeout_s)[0]
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        """Seconds until /state answered Success; raises with the logs when it exits first."""
+        began = time.monotonic()
+        deadline = began + timeout
         while True:
             try:
                 if self.request("GET", "/state") == (200, {"message": "Success", "code": 0}):
-                    return
+                    return time.monotonic() - began
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline or not self.running():
                 raise RuntimeError(f"stand-in {self.name} not ready; logs:\n{self.logs()}")
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def running(self) -> bool:
         result = docker("inspect", "-f", "{{.State.Running}}", self.name, check=False)
         return result.stdout.strip() == "true"
 
-    def stop(self, timeout: int = 10) -> int:
-        """`docker stop` (SIGTERM, SIGKILL after `timeout` s); the exit code."""
-        docker("stop", "-t", str(timeout), self.name, timeout=timeout + 30)
-        return int(docker("inspect", "-f", "{{.State.ExitCode}}", self.name).stdout.strip())
+    def exit_code(self, timeout: float = 30) -> int:
+        """Wait for the container to exit; its exit code."""
+        result = docker("wait", self.name, timeout=timeout)
+        return int(result.stdout.strip())
+
+    def signal(self, name: str) -> None:
+        docker("kill", "--signal", name, self.name)
+
+    def stop(self, timeout: int = 10, signal: str = "SIGINT") -> int:
+        """Send `signal` (Milvus's graceful one is SIGINT), SIGKILL after `timeout` s; the exit code."""
+        self.signal(signal)
+        try:
+            return self.exit_code(timeout)
+        except subprocess.TimeoutExpired:
+            docker("kill", self.name, check=False)
+            return self.exit_code(30)
 
     def logs(self) -> str:
         result = docker("logs", self.name, check=False)
@@ -95,33 +163,50 @@ def start_standin(
     node: str,
     role: str,
     db_dir: Path,
-    conf_dir: Path,
+    work_dir: Path,
+    meta_uri: str,
     epoch: int = 1,
-    address: str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    env: dict[str, str] | None = None,
+    db_read_only: bool | None = None,
+    wait: bool = True,
 ) -> StandinContainer:
-    """Start a stand-in with `db_dir` as its db/ and wait for /state.
+    """Start a stand-in with `db_dir` as its db/ (read-only for ro unless told), its own WAL and logs folders
+    under `work_dir`, ports published on random 127.0.0.1 ports; wait for /state unless `wait` is False.
 
-    Without `address` the container's ports map to random host ports on 127.0.0.1; with it, the container
-    uses the host network and binds `address` on two free ports written into its config.
-    """
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    db_dir.mkdir(parents=True, exist_ok=True)
-    args = ["run", "-d", "--name", name, "--label", TEST_LABEL, "-e", f"JFS_MILVUS_NODE={node}"]
-    args += ["-e", f"JFS_MILVUS_EPOCH={epoch}", "-v", f"{db_dir}:{CONTAINER_ROOT}/db"]
-    args += ["-v", f"{conf_dir}:{CONTAINER_ROOT}/conf:ro"]
-    if address is None:
-        (conf_dir / "server_config.yaml").write_text(render_config(role))
-        args += ["-p", "127.0.0.1::19530", "-p", "127.0.0.1::19121"]
-    else:
-        port, http_port = free_port(address), free_port(address)
-        (conf_dir / "server_config.yaml").write_text(render_config(role, address, port, http_port))
-        args += ["--network", "host"]
+    The container uses the host network namespace's view of MySQL: `meta_uri` must name an address the
+    container can reach (the tests' MariaDB listens on 127.0.0.1, so the container runs on the host network)."""
+    conf_dir, wal_dir, logs_dir = work_dir / "conf", work_dir / "wal", work_dir / "logs"
+    for path in (conf_dir, wal_dir, logs_dir, db_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    port, http_port = free_port(), free_port()
+    overrides = dict(overrides or {})
+    network = {"bind.port": port, "http.port": http_port, **(overrides.pop("network", None) or {})}
+    config = render_config(role, meta_uri, port=port, http_port=http_port, overrides={"network": network, **overrides})
+    (conf_dir / "server_config.yaml").write_text(config)
+    read_only = role == "ro" if db_read_only is None else db_read_only
+    args = ["run", "-d", "--name", name, "--label", TEST_LABEL, "--network", "host"]
+    args += ["-e", f"JFS_MILVUS_NODE={node}", "-e", f"JFS_MILVUS_EPOCH={epoch}"]
+    for key, value in (env or {}).items():
+        args += ["-e", f"{key}={value}"]
+    args += ["-v", f"{db_dir}:{CONTAINER_ROOT}/db{':ro' if read_only else ''}"]
+    args += ["-v", f"{conf_dir}:{CONTAINER_ROOT}/conf:ro", "-v", f"{wal_dir}:{CONTAINER_ROOT}/wal"]
+    args += ["-v", f"{logs_dir}:{CONTAINER_ROOT}/logs"]
     docker(*args, image)
-    if address is None:
-        http_url = "http://" + docker("port", name, "19121/tcp").stdout.split()[0]
-        bind_url = "http://" + docker("port", name, "19530/tcp").stdout.split()[0]
-    else:
-        http_url, bind_url = f"http://{address}:{http_port}", f"http://{address}:{port}"
-    container = StandinContainer(name, node, epoch, role, http_url, bind_url)
-    container.wait_ready()
+    container = StandinContainer(name, node, epoch, role, "127.0.0.1", port, http_port, wal_dir, db_dir, logs_dir)
+    if wait:
+        container.wait_ready()
     return container
+
+
+def wal_lines(wal_dir: Path) -> list[str]:
+    try:
+        return (wal_dir / "mxlog.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def chmod_tree(path: Path, mode: int) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), mode)

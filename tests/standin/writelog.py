@@ -21,7 +21,7 @@ from typing import Any
 FORMAT_VERSION = 1
 WRITELOG_DIR = "writelog"  # under the shared volume's db/ directory
 SUFFIX = ".jsonl"
-KINDS = ("start", "tick", "write", "stop")
+KINDS = ("start", "tick", "write", "flush", "stop")
 
 
 class WriteLogError(ValueError):

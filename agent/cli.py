@@ -108,9 +108,48 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    errors, warnings = check_milvus_setup(config)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    for warning in warnings:
+        print(f"warning: {warning}")
     volumes = ", ".join(v.name for v in config.juicefs.volumes) or "none"
     print(f"{path}: OK (node {config.node_name} at {config.address}, volumes: {volumes})")
     return EXIT_OK
+
+
+def check_milvus_setup(config: AgentConfig) -> tuple[list[str], list[str]]:
+    """What the daemon would find when it renders server_config.yaml: errors (Milvus would not start) and
+    warnings (it would start, but not as the operator may think)."""
+    from agent.atomicfile import read_text
+    from agent.milvus.server_config import BaseConfigError, base_config_warnings, parse_base_config
+
+    milvus = config.milvus
+    warnings: list[str] = []
+    if milvus.flavor == "gpu" and milvus.gpus == "none":
+        warnings.append(
+            "milvus.flavor is gpu and milvus.gpus is none: the agent never starts a GPU image without GPUs "
+            "(run a CPU image with milvus.flavor: cpu)"
+        )
+    elif milvus.flavor == "gpu" and not config.gpu.enabled:
+        warnings.append(
+            "milvus.flavor is gpu and gpu.enabled is false: without the GPU monitor the agent never starts a GPU "
+            "image (it cannot tell which GPUs to give it)"
+        )
+    try:
+        text = read_text(milvus.base_config)
+    except OSError as exc:
+        return [f"{milvus.base_config}: cannot be read: {exc.strerror}"], warnings
+    if text is None:
+        warnings.append(f"{milvus.base_config} (milvus.base_config) does not exist: Milvus runs on its defaults")
+        return [], warnings
+    try:
+        base = parse_base_config(text, milvus.base_config)
+    except BaseConfigError as exc:
+        return [str(exc)], warnings
+    return [], warnings + base_config_warnings(base, milvus.base_config)
 
 
 def _load_or_report(explicit: str | None) -> AgentConfig | None:

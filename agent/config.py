@@ -23,7 +23,9 @@ from agent.configschema import (
     parse_config_text,
     secret_ref,
 )
-from agent.secrets import SecretRef, secret_file_problem
+from agent.milvus.gpuchoice import FLAVORS
+from agent.milvus.metauri import MetaUriError, parse_meta_uri, password_problem
+from agent.secrets import SecretError, SecretRef, secret_file_problem
 
 DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/agent.yaml"
 CONFIG_ENV = "JFS_MILVUS_AGENT_CONFIG"
@@ -98,10 +100,13 @@ class MilvusSettings:
     gpus: str = "all"
     gpu_indexes: tuple[int, ...] = ()
     set_gpu_devices: bool = True
+    # Required by the config file (cluster roles keep Milvus's metadata in MySQL); None only without a file.
     meta_uri: str | None = None
     meta_password: SecretRef | None = None
+    flavor: str = "gpu"  # gpu: never started without its GPUs; cpu: a CPU image, no GPU request
     stop_timeout_s: float = 30.0
-    health_timeout_s: float = 120.0
+    start_timeout_s: float = 600.0  # to the first answered GET /state (WAL replay, preload)
+    health_timeout_s: float = 120.0  # of failed checks, once it has answered
 
 
 @dataclass(frozen=True)
@@ -374,13 +379,50 @@ def _read_milvus(sec: Section, juicefs: JuicefsSettings) -> MilvusSettings:
         gpus=gpus,
         gpu_indexes=gpu_indexes,
         set_gpu_devices=sec.boolean("set_gpu_devices", True),
-        meta_uri=sec.string("meta_uri", None, check=lambda v: _check_url_without_password(v, ("mysql",))),
-        meta_password=secret_ref(sec, "meta_password", required=False),
+        meta_uri=_read_meta_uri(sec),
+        meta_password=_read_meta_password(sec),
+        flavor=sec.choice("flavor", FLAVORS, "gpu"),
         stop_timeout_s=sec.number("stop_timeout_s", 30.0, minimum=1, maximum=3600),
+        start_timeout_s=sec.number("start_timeout_s", 600.0, minimum=1, maximum=86400),
         health_timeout_s=sec.number("health_timeout_s", 120.0, minimum=1, maximum=3600),
     )
     sec.finish()
     return settings
+
+
+def _meta_uri_problem(value: str) -> str | None:
+    try:
+        parse_meta_uri(value)
+    except MetaUriError as exc:
+        return str(exc)
+    return None
+
+
+def _read_meta_uri(sec: Section) -> str | None:
+    if sec.data.get("meta_uri") is None:
+        sec.missing(
+            "meta_uri",
+            "required; Milvus nodes in cluster roles keep their metadata in MySQL, mysql://USER@HOST:PORT/DATABASE "
+            "(SQLite on the shared volume cannot serve readers)",
+        )
+    return sec.string("meta_uri", None, check=_meta_uri_problem)
+
+
+def _read_meta_password(sec: Section) -> SecretRef | None:
+    """The MySQL password for meta_uri: required, and loaded here so that one Milvus cannot use is refused now
+    (a secret the agent cannot read yet, such as an unset variable, is checked again at every start)."""
+    ref = secret_ref(sec, "meta_password", required=True)
+    if ref is None or (ref.file and secret_file_problem(ref.file)):
+        return ref
+    try:
+        password = ref.load().reveal()
+    except (SecretError, OSError):
+        return ref
+    problem = password_problem(password)
+    if problem:
+        key = "meta_password_file" if ref.file else "meta_password_env"
+        sec.problem(key, ref.file or ref.env, f"the MySQL password in it {problem}")
+    return ref
 
 
 def _read_mishards(sec: Section) -> MishardsSettings:

@@ -100,6 +100,10 @@ class Section:
     def problem(self, name: str, value: object, allowed: str) -> None:
         self.problems.append(ConfigProblem(self.file, self.key(name) or "(top level)", value, allowed))
 
+    def missing(self, name: str, why: str) -> None:
+        """A required key is absent; `why` says what it must hold and why it is needed."""
+        self.problems.append(ConfigProblem(self.file, self.key(name), _MISSING, why))
+
     def has(self, name: str) -> bool:
         return name in self.data
 
@@ -321,5 +325,5 @@ def secret_ref(sec: Section, stem: str, required: bool = False) -> SecretRef | N
     if env:
         return SecretRef(env=env)
     if required:
-        sec.problem(f"{stem}_file", None, f"a secret is required: set {stem}_file (mode 0600) or {stem}_env")
+        sec.missing(f"{stem}_file", f"a secret is required; set {stem}_file (a file of mode 0600) or {stem}_env")
     return None

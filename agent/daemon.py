@@ -50,6 +50,7 @@ from agent.milvus.container import (
     check_milvus_health,
 )
 from agent.milvus.converge import Action, Seen, Step, Want, next_step, wanted_role
+from agent.milvus.gpuchoice import GpuChoice, choose_gpus
 from agent.milvus.leasewatch import (
     LEASE_FILE_NAME,
     LeaseFile,
@@ -57,10 +58,12 @@ from agent.milvus.leasewatch import (
     read_lease_file,
     write_lease_file,
 )
+from agent.milvus.metauri import MetaUriError, parse_meta_uri
 from agent.milvus.server_config import (
     CONTAINER_CONF_DIR,
     BaseConfigError,
     RoleSettings,
+    base_config_warnings,
     parse_base_config,
     render_server_config,
 )
@@ -77,6 +80,7 @@ from agent.state import LocalState, load_state, save_state
 
 log = logging.getLogger("jfs_milvus.agent")
 
+_SECONDS = re.compile(r"\d+(\.\d+)?s\b")
 BACKOFF_MAX_S = 60.0
 HEALTHY_RESETS_BACKOFF_S = 60.0
 WITNESS_TIMEOUT_S = 0.5
@@ -157,6 +161,7 @@ class Agent:
         self._started: dict[str, float] = {}
         self._last_healthy: tuple[str, float] = ("", 0.0)  # (container id, when it last passed its health check)
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
+        self._base_warned: set[str] = set()
         self._runtimes: tuple[float, list[str]] | None = None
         self._gpu_read: tuple[float, GpuReport, int] | None = None
         # Coordinated mode: the latest coordinator answer or push lives in self.pushed; it, the lease and the
@@ -405,7 +410,7 @@ class Agent:
     def note_no_renewal(self, why: str) -> None:
         """The lease was due for renewal and was not renewed: say why, once per kind of reason."""
         self._renewal_note = why
-        kind = re.sub(r"\d+(\.\d+)?s", "Ns", why)
+        kind = _SECONDS.sub("Ns", why)
         if kind != self._last_no_renewal:
             self._last_no_renewal = kind
             lease = self.lease
@@ -494,43 +499,50 @@ class Agent:
             errors.append(message)
             del errors[:-10]
 
-    def _rendered_config(self, role: str, gpu_report: GpuReport | None) -> tuple[str | None, str | None]:
+    def _rendered_config(self, role: str, gpus: GpuChoice) -> tuple[str | None, str | None]:
         """(server_config.yaml text, error); rendered again only when one of its inputs changed."""
         milvus = self.config.milvus
+        if not milvus.meta_uri or milvus.meta_password is None:
+            return None, "milvus.meta_uri and milvus.meta_password_file (or _env) must be set in the agent config"
         base_text = read_text(milvus.base_config) or ""
         try:
-            password = milvus.meta_password.load() if milvus.meta_password else None
+            password = milvus.meta_password.load()
         except SecretError as exc:
-            return None, str(exc)
-        gpu_uuids = self._container_gpus(gpu_report)
-        settings = RoleSettings(
-            role=role,
-            meta_uri=milvus.meta_uri,
-            meta_password=password,
-            # Inside the container Milvus listens on its standard ports; the host ports are mapped onto them.
-            port=MILVUS_PORT,
-            http_port=MILVUS_HTTP_PORT,
-            gpu_count=None if gpu_uuids is None or not milvus.set_gpu_devices else len(gpu_uuids),
-        )
+            return None, f"milvus.meta_password: {exc}"
+        try:
+            settings = RoleSettings(
+                role=role,
+                meta_uri=parse_meta_uri(milvus.meta_uri),
+                meta_password=password,
+                # Inside the container Milvus listens on its standard ports; the host ports are mapped onto them.
+                port=MILVUS_PORT,
+                http_port=MILVUS_HTTP_PORT,
+                gpu_count=gpus.render_count,
+            )
+        except MetaUriError as exc:
+            return None, f"milvus.meta_uri: {exc}"
         key = (base_text, settings)
         if self._render_cache is not None and self._render_cache[0] == key:
             return self._render_cache[1], None
         try:
-            text = render_server_config(parse_base_config(base_text, milvus.base_config), settings)
-        except BaseConfigError as exc:
+            base = parse_base_config(base_text, milvus.base_config)
+            text = render_server_config(base, settings)
+        except (BaseConfigError, MetaUriError) as exc:
             return None, str(exc)
+        self._warn_about_base(base)
         self._render_cache = (key, text)
         return text, None
 
-    def _container_gpus(self, report: GpuReport | None) -> tuple[str, ...] | None:
-        """UUIDs of the GPUs to give the container: the configured ones that are not failed."""
+    def _warn_about_base(self, base: dict[str, Any]) -> None:
+        """Each warning about the base file once per agent process (Milvus itself would say nothing)."""
+        for warning in base_config_warnings(base, self.config.milvus.base_config):
+            if warning not in self._base_warned:
+                self._base_warned.add(warning)
+                log.warning("base server_config: %s", warning)
+
+    def _gpu_choice(self, report: GpuReport | None) -> GpuChoice:
         milvus = self.config.milvus
-        if milvus.gpus == "none" or report is None or not report.available:
-            return None
-        chosen = [g for g in report.gpus if milvus.gpus == "all" or g.index in milvus.gpu_indexes]
-        if milvus.set_gpu_devices:
-            chosen = [g for g in chosen if g.health != "failed"]
-        return tuple(g.uuid for g in chosen if g.uuid)
+        return choose_gpus(milvus.flavor, milvus.gpus, milvus.gpu_indexes, milvus.set_gpu_devices, report)
 
     @property
     def conf_dir(self) -> str:
@@ -550,14 +562,14 @@ class Agent:
             self._started = {container.id: time.monotonic() - _started_seconds_ago(started)}
         return time.monotonic() - self._started[container.id]
 
-    def _unhealthy_for(self, container_id: str, healthy: bool, running_for: float) -> float:
-        """Seconds since the running container last passed its health check, or since it started."""
+    def _unhealthy_for(self, container_id: str, healthy: bool) -> float | None:
+        """Seconds since the running container last passed its health check; None when it has not answered yet
+        (since it started, as far as this agent process has seen)."""
         now = time.monotonic()
         if healthy:
             self._last_healthy = (container_id, now)
             return 0.0
-        since = self._last_healthy[1] if self._last_healthy[0] == container_id else now - running_for
-        return now - since
+        return now - self._last_healthy[1] if self._last_healthy[0] == container_id else None
 
     def _db_dir_exists(self, volume: VolumeSettings) -> bool:
         # Only asked when the mount answered its bounded probes this cycle, so a hung mount is not touched.
@@ -619,9 +631,10 @@ class Agent:
 
         # A writer-designate prepares as rw during the fence and starts nothing without a lease (converge.py).
         role, designate = wanted_role(assignment.role, assignment.writer, self.config.node_name, self.coordinated)
+        gpus = self._gpu_choice(gpu_report)
         text, render_error = (None, None)
         if role != "none":
-            text, render_error = self._rendered_config(role, gpu_report)
+            text, render_error = self._rendered_config(role, gpus)
         sha = hashlib.sha256(text.encode()).hexdigest() if text else ""
         may_run = not designate and self._writer_may_run(assignment)
         want = Want(role=role, epoch=assignment.epoch, lease_valid=may_run, config_sha256=sha)
@@ -629,11 +642,11 @@ class Agent:
         running = [c for c in containers if c.running and c.role is not None]
         health_error = None
         running_for = 0.0
-        unhealthy_for = 0.0
+        unhealthy_for: float | None = 0.0
         if running:
             health_error = check_milvus_health(self.config.address, self.config.milvus.http_port)
             running_for = self._running_for(running[0])
-            unhealthy_for = self._unhealthy_for(running[0].id, health_error is None, running_for)
+            unhealthy_for = self._unhealthy_for(running[0].id, health_error is None)
             if health_error is None:
                 self.backoff.healthy_for(running_for)
         on_disk = read_text(self.config_file)
@@ -650,6 +663,9 @@ class Agent:
             config_on_disk_sha256=hashlib.sha256(on_disk.encode()).hexdigest() if on_disk is not None else None,
             backoff_left_s=self.backoff.left(time.monotonic()),
             health_timeout_s=self.config.milvus.health_timeout_s,
+            start_timeout_s=self.config.milvus.start_timeout_s,
+            gpu_start_blocker=gpus.start_blocker,
+            gpu_report_unavailable=gpus.report_unavailable,
             db_dir_exists=volume is not None
             and mount is not None
             and mount.state in ("healthy", "degraded")
@@ -670,7 +686,7 @@ class Agent:
             step = replace(step, reason=f"{self._lapse()}; {step.reason}")
         rw_running = any(c.running and c.role == "rw" for c in containers)
         acting = time.monotonic()
-        outcome = self._act(step, want, text, gpu_report, volume, rw_running)
+        outcome = self._act(step, want, text, gpus, volume, rw_running)
         timing = (time.monotonic() - acting, acting - observing)
 
         current = next((c for c in containers if c.running and c.role is not None), None)
@@ -694,8 +710,9 @@ class Agent:
         return outcome
 
     def _log_step(self, step: Step, timing: tuple[float, float]) -> None:
-        """One line per step that acted (with how long it took, after how long observing), and per new wait."""
-        key = (step.action.value, step.reason)
+        """One line per step that acted (with how long it took, after how long observing), and per new wait: a
+        wait whose reason differs only in its seconds ("starting for 3s", "for 4s") is the same wait."""
+        key = (step.action.value, _SECONDS.sub("Ns", step.reason))
         if not step.acted:
             if key != self._last_logged:
                 self._last_logged = key
@@ -710,7 +727,7 @@ class Agent:
         step: Step,
         want: Want,
         text: str | None,
-        gpu_report: GpuReport | None,
+        gpus: GpuChoice,
         volume: VolumeSettings | None,
         rw_running: bool = False,
     ) -> Step:
@@ -735,7 +752,7 @@ class Agent:
             elif step.action is Action.WRITE_CONFIG and text is not None:
                 write_atomic(self.config_file, text, mode=0o600)
             elif step.action is Action.START and volume is not None:
-                spec = self._spec(want, self._container_gpus(gpu_report), volume)
+                spec = self._spec(want, gpus.uuids, volume)
                 if want.role == "rw":
                     os.makedirs(spec.db_dir, exist_ok=True)
                 if spec.leasewatch:

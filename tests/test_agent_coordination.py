@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -91,16 +93,28 @@ def test_the_lease_file_is_early_for_the_wrapper_and_refused_from_another_boot(t
     assert read_lease_file(path) is not None and oct(os.stat(path).st_mode & 0o777) == "0o644"
 
 
-CHILD = 'trap "echo child got TERM; exit 3" TERM; while :; do sleep 0.05; done'
+# Exits as Milvus 1.x does (utils/SignalUtil.cpp): 0 on SIGINT, 1 ("critical signal") on SIGTERM. It installs
+# its own handlers, as Milvus does: a POSIX shell starts a background child with SIGINT ignored.
+SIGNAL_CHILD = """
+import signal, sys, time
+signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+def critical(*_):
+    print("Server received critical signal: 15", file=sys.stderr)
+    sys.exit(1)
+signal.signal(signal.SIGTERM, critical)
+while True:
+    time.sleep(0.05)
+"""
 
 
-def run_wrapper(tmp_path: Path, lease_s: float | None, child: str = CHILD) -> subprocess.Popen[str]:
+def run_wrapper(tmp_path: Path, lease_s: float | None, child: str = SIGNAL_CHILD) -> subprocess.Popen[str]:
     script, lease_file = tmp_path / "leasewatch", tmp_path / "lease"
     script.write_text(LEASEWATCH_SH)
     if lease_s is not None:
         write_lease_file(str(lease_file), LeaseFile(deadline=lease_now() + lease_s, epoch=1, lease_ms=1000))
     env = dict(os.environ, JFS_MILVUS_LEASE_FILE=str(lease_file))
-    return subprocess.Popen(["/bin/sh", str(script), "sh", "-c", child], env=env, stderr=subprocess.PIPE, text=True)
+    argv = ["/bin/sh", str(script), sys.executable, "-c", child]
+    return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
 
 
 def test_the_wrapper_kills_its_child_when_the_lease_lapses(tmp_path: Path) -> None:
@@ -113,16 +127,26 @@ def test_the_wrapper_kills_its_child_when_the_lease_lapses(tmp_path: Path) -> No
     assert took <= 1.0, took  # it fires WRAPPER_EARLY_S before the deadline, within one poll
 
 
-def test_the_wrapper_renews_forwards_sigterm_and_passes_the_exit_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_wrapper_forwards_term_and_int_as_sigint_so_milvus_exits_0(tmp_path: Path, sig: int) -> None:
+    """`docker stop` (stop signal SIGINT) or a SIGTERM to the wrapper both reach Milvus as SIGINT: a clean stop."""
+    proc = run_wrapper(tmp_path, lease_s=5.0)
+    time.sleep(0.5)  # the child has installed its handlers
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0, err
+    assert "critical signal" not in err
+
+
+def test_the_wrapper_renews_and_passes_the_exit_code(tmp_path: Path) -> None:
     proc = run_wrapper(tmp_path, lease_s=1.0)
     for _ in range(4):  # renewed past its first deadline
         time.sleep(0.5)
         write_lease_file(str(tmp_path / "lease"), LeaseFile(deadline=lease_now() + 1.0, epoch=1, lease_ms=1000))
     assert proc.poll() is None
-    proc.terminate()
-    _, err = proc.communicate(timeout=5)
-    assert proc.returncode == 3 and "child got TERM" not in err  # the child's own stdout, not stderr
-    done = run_wrapper(tmp_path, lease_s=5.0, child="exit 4")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(5) == 0
+    done = run_wrapper(tmp_path, lease_s=5.0, child="raise SystemExit(4)")
     assert done.wait(5) == 4
     elsewhere = tmp_path / "no-lease"
     elsewhere.mkdir()
@@ -135,18 +159,19 @@ def test_the_coordination_section_is_validated(tmp_path: Path) -> None:
     secret = tmp_path / "mysql-password"
     secret.write_text("pw\n")
     secret.chmod(0o600)
+    milvus = f"milvus: {{meta_uri: 'mysql://milvus@127.0.0.1:3306/milvus', meta_password_file: {secret}}}\n"
     text = f"""
 node: {{name: n1, address: 127.0.0.1}}
 coordinators: ["127.0.0.1:19800", "10.0.0.2:19800"]
 coordination:
   report_interval_s: 2
   mysql: {{host: 127.0.0.1, user: jfs_reader, database: jfs, password_file: {secret}}}
-"""
+{milvus}"""
     config = parse_agent_config(text, "agent.yaml")
     assert config.coordination.report_interval_s == 2 and config.coordination.report_timeout_s == 0.5
     assert config.coordination.mysql is not None and config.coordination.mysql.port == 3306
     assert config.coordination.mysql.password is not None and config.coordination.mysql.password.load().reveal() == "pw"
-    assert parse_agent_config("node: {name: n1, address: 127.0.0.1}\n", "a").coordination.mysql is None
+    assert parse_agent_config(f"node: {{name: n1, address: 127.0.0.1}}\n{milvus}", "a").coordination.mysql is None
 
 
 # -- real agents against a fake coordinator ------------------------------------------------------------------

@@ -6,8 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from agent.gpu.report import GpuReport, GpuStatus
 from agent.milvus.container import ContainerState
 from agent.milvus.converge import Action, Seen, Want, next_step, wanted_role
+from agent.milvus.gpuchoice import choose_gpus
 
 SHA = "a" * 64
 
@@ -41,6 +43,7 @@ def seen(*containers: ContainerState, **kw) -> Seen:
         config_on_disk_sha256=SHA,
         backoff_left_s=0.0,
         health_timeout_s=60.0,
+        start_timeout_s=300.0,
     )
     base.update(kw)
     return Seen(**base)
@@ -68,8 +71,10 @@ RW = Want(role="rw", epoch=4, lease_valid=True, config_sha256=SHA)
         (RW, seen(container("ro")), Action.STOP, "to switch to rw"),
         (Want("none", 5, True, SHA), seen(container("ro")), Action.STOP, "assigned none"),
         (RO, seen(container("ro", sha="b" * 64)), Action.STOP, "server_config.yaml changed"),
-        (RO, seen(container("ro"), health_error="refused", running_for_s=61), Action.STOP, "unhealthy for 61s"),
-        (RO, seen(container("ro"), health_error="refused", running_for_s=5), Action.WAIT, "waiting for ro container"),
+        (RO, seen(container("ro"), health_error="refused", unhealthy_for_s=61), Action.STOP, "unhealthy for 61s"),
+        (RO, seen(container("ro"), health_error="refused", running_for_s=5), Action.WAIT, "starting for 5s"),
+        (RO, seen(container("ro"), health_error="refused", running_for_s=300), Action.STOP, "start_timeout_s (300s)"),
+        (RO, seen(gpu_start_blocker="not starting Milvus: the GPU image needs GPUs"), Action.WAIT, "needs GPUs"),
         (RO, seen(container("ro")), Action.NOTHING, "healthy"),
         (RW, seen(mount_mode="ro"), Action.MOUNT, "mounting JuiceFS rw"),
         (RO, seen(mount_mode=None, mount_state="unmounted"), Action.MOUNT, "mounting JuiceFS ro"),
@@ -119,10 +124,85 @@ def test_a_container_that_just_started_is_checked_again_soon_then_at_the_loop_in
 
 def test_a_container_that_was_healthy_gets_the_whole_timeout_after_its_first_failed_check() -> None:
     """Running for long is not being unhealthy for long: the timeout counts from the first failed check."""
-    broken = seen(container("rw"), mount_mode="rw", health_error="connection refused", running_for_s=100.0)
+    broken = seen(container("rw"), mount_mode="rw", health_error="connection refused", running_for_s=1000.0)
     assert next_step(RW, replace(broken, unhealthy_for_s=0.5)).action is Action.WAIT
+    assert "unhealthy for 0s (limit 60s)" in next_step(RW, replace(broken, unhealthy_for_s=0.5)).reason
     assert next_step(RW, replace(broken, unhealthy_for_s=60.0)).action is Action.STOP
-    assert next_step(RW, broken).action is Action.STOP  # never healthy since it started 100 s ago
+    assert next_step(RW, broken).action is Action.STOP  # never answered since it started 1000 s ago
+
+
+def test_starting_is_judged_by_the_start_timeout_and_failing_by_the_health_timeout() -> None:
+    """A WAL replay or a preload keeps /state silent for minutes: that is starting, not failing (rules 8-10)."""
+    starting = seen(container("ro"), health_error="connection refused", running_for_s=200.0)  # > health timeout
+    step = next_step(RO, starting)
+    assert step.action is Action.WAIT, step
+    assert "ro container starting for 200s (limit 300s)" in step.reason
+    timed_out = next_step(RO, replace(starting, running_for_s=300.0))
+    assert timed_out.action is Action.STOP and timed_out.counts_as_crash
+    assert "did not answer GET /state within milvus.start_timeout_s (300s)" in timed_out.reason
+    answered = replace(starting, unhealthy_for_s=59.0)  # it answered once, then stopped answering 59 s ago
+    assert next_step(RO, answered).action is Action.WAIT
+    failed = next_step(RO, replace(answered, unhealthy_for_s=60.0))
+    assert failed.action is Action.STOP and failed.counts_as_crash and "unhealthy for 60s" in failed.reason
+
+
+# -- GPUs: a GPU image never starts without them (rule 14), a GPU report gone does not restart it (rule 7) ------
+def gpu(index: int, health: str = "healthy") -> GpuStatus:
+    return GpuStatus(
+        index, f"GPU-{index}", "H200", None, None, None, None, None, health, ["xid 79"] if health == "failed" else []
+    )  # type: ignore[arg-type]
+
+
+def report(*gpus: GpuStatus, available: bool = True) -> GpuReport:
+    return GpuReport(
+        available, None if available else "NVML unavailable: libnvidia-ml.so.1 not found", "550", list(gpus), 0.0
+    )
+
+
+def test_a_gpu_image_waits_and_says_why_instead_of_starting_without_gpus() -> None:
+    cases = [
+        (choose_gpus("gpu", "none", (), True, report(gpu(0))), "milvus.gpus is none"),
+        (choose_gpus("gpu", "all", (), True, None), "GPU monitoring is off"),
+        (choose_gpus("gpu", "all", (), True, report(available=False)), "NVML is unavailable: NVML unavailable"),
+        (
+            choose_gpus("gpu", "all", (), True, report(gpu(0, "failed"), gpu(1, "failed"))),
+            "none healthy (gpu 0: xid 79",
+        ),
+        (choose_gpus("gpu", "list", (2,), True, report(gpu(0))), "none of milvus.gpus [2]"),
+    ]
+    for choice, words in cases:
+        assert choice.start_blocker is not None and words in choice.start_blocker, (choice, words)
+        assert choice.start_blocker.startswith("not starting Milvus: the GPU image needs GPUs")
+        step = next_step(RW, seen(mount_mode="rw", gpu_start_blocker=choice.start_blocker, config_on_disk_sha256=None))
+        assert step.action is Action.WAIT and step.reason == choice.start_blocker
+    assert next_step(RO, seen(gpu_start_blocker="x", backoff_left_s=5)).reason == "x"  # said before the backoff
+
+
+def test_the_gpus_a_container_gets_and_the_devices_it_is_told() -> None:
+    two = report(gpu(0), gpu(1, "failed"), gpu(2, "degraded"))
+    choice = choose_gpus("gpu", "all", (), True, two)
+    assert choice.uuids == ("GPU-0", "GPU-2") and choice.render_count == 2 and choice.start_blocker is None
+    assert choose_gpus("gpu", "list", (1, 2), True, two).uuids == ("GPU-2",)
+    kept = choose_gpus("gpu", "all", (), False, two)  # set_gpu_devices: false gives them all, base section kept
+    assert kept.uuids == ("GPU-0", "GPU-1", "GPU-2") and kept.render_count is None
+    cpu = choose_gpus("cpu", "none", (), True, None)  # a CPU image: no request, gpu.enable false, never waits
+    assert cpu.uuids is None and cpu.render_count == 0 and cpu.start_blocker is None
+    assert choose_gpus("cpu", "all", (), True, report(available=False)).start_blocker is None
+
+
+def test_a_gpu_report_that_turns_unavailable_does_not_restart_a_healthy_milvus() -> None:
+    """The render changes when NVML stops answering; restarting then would put Milvus in a container without
+    its GPUs, which cannot load libnvidia-ml.so.1. A GPU that really fails still restarts it on the others."""
+    gone = choose_gpus("gpu", "all", (), True, report(available=False))
+    assert gone.report_unavailable
+    running = seen(container("ro", sha="b" * 64), gpu_start_blocker=gone.start_blocker, gpu_report_unavailable=True)
+    step = next_step(RO, running)
+    assert step.action is Action.NOTHING and "keeps running" in step.reason, step
+    assert next_step(RO, replace(running, health_error="refused", unhealthy_for_s=61)).action is Action.STOP
+    failed = choose_gpus("gpu", "all", (), True, report(gpu(0), gpu(1, "failed")))
+    assert not failed.report_unavailable
+    restart = next_step(RO, seen(container("ro", sha="b" * 64), gpu_report_unavailable=failed.report_unavailable))
+    assert restart.action is Action.STOP and "server_config.yaml changed" in restart.reason
 
 
 def test_the_extra_container_stopped_is_not_the_one_in_the_wanted_role() -> None:

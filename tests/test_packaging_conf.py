@@ -38,7 +38,17 @@ def fake_etc(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("name", "load", "missing"),
     [
-        ("agent.yaml", load_agent_config, ["node: missing", "node.name: missing", "node.address: missing"]),
+        (
+            "agent.yaml",
+            load_agent_config,
+            [
+                "node: missing",
+                "node.name: missing",
+                "node.address: missing",
+                "milvus.meta_uri: missing",
+                "milvus.meta_password_file: missing",
+            ],
+        ),
         ("coordinator.yaml", load_coordinator_config, ["cluster: missing", "mysql: missing"]),
     ],
 )

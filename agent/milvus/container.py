@@ -38,6 +38,7 @@ LABEL_LEASEWATCH = "io.jfs-milvus.leasewatch"
 OWNER = "jfs-milvus-agent"
 MILVUS_PORT = 19530
 MILVUS_HTTP_PORT = 19121
+STOP_SIGNAL = "SIGINT"
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,9 @@ class MilvusDocker:
                 volumes=volumes,
                 device_requests=device_requests,
                 restart_policy={"Name": "no"},
+                # Milvus 1.x stops cleanly on SIGINT (flush, exit 0); SIGTERM is a "critical signal" to it, exit 1
+                # (utils/SignalUtil.cpp). `docker stop` sends this; the lease wrapper forwards it as SIGINT too.
+                stop_signal=STOP_SIGNAL,
                 **wrapper,
             )
         except docker.errors.DockerException as exc:
@@ -348,7 +352,7 @@ class MilvusDocker:
             raise ContainerStartError(f"image {spec.image}: {exc}") from exc
 
     def stop(self, container_id: str, timeout_s: float) -> None:
-        """Stop gracefully (SIGTERM, then SIGKILL after `timeout_s`) and remove the container."""
+        """Stop gracefully (the container's stop signal, SIGINT, then SIGKILL after `timeout_s`) and remove it."""
         client = self._docker()
         try:
             container = self._call("find the container", client.containers.get, container_id)

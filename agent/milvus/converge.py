@@ -12,23 +12,36 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 | 5 | our container has exited                                    | remove it (a crash counts;|
 |   |                                                             | a lease self-fence doesn't)|
 | 6 | a container runs in the wrong role, or none is wanted       | stop it (graceful)        |
-| 7 | it runs with an outdated config                             | stop it (restart)         |
-| 8 | it runs and has failed its health check for the timeout     | stop it (restart, backoff)|
-| 9 | it runs, not yet healthy                                    | wait for the health check |
-|   |                                                             | (look again in 0.2 s while|
-|   |                                                             | it is starting)           |
-|10 | it runs and is healthy                                      | nothing (converged)       |
-|11 | none runs; the mount is not in the role's mode              | mount in the role's mode  |
-|12 | none runs; the mount is not healthy                         | wait (never start on it)  |
-|13 | none runs; a reader finds no db directory on the volume     | wait for the writer       |
-|14 | none runs; server_config.yaml differs from the rendered one | write it                  |
-|15 | none runs; rw is wanted but no lease is valid               | wait (ready, not started) |
-|16 | none runs; a restart backoff is pending                     | wait                      |
-|17 | none runs                                                   | start the container       |
+| 7 | it runs with an outdated config, and the GPU report can say | stop it (restart)         |
+|   | which GPUs a restart gets (while it cannot, a healthy Milvus|                           |
+|   | keeps running: it would restart into a container without   |                           |
+|   | its GPUs)                                                   |                           |
+| 8 | it runs, never answered GET /state, for start_timeout_s     | stop it (restart, backoff)|
+| 9 | it runs, answered once, then failed its health check for    | stop it (restart, backoff)|
+|   | health_timeout_s                                            |                           |
+|10 | it runs, not answering (yet)                                | wait: "starting for Ns    |
+|   |                                                             | (limit Ms)" or "unhealthy |
+|   |                                                             | for Ns"; look again in    |
+|   |                                                             | 0.2 s while it is starting|
+|11 | it runs and is healthy                                      | nothing (converged)       |
+|12 | none runs; the mount is not in the role's mode              | mount in the role's mode  |
+|13 | none runs; the mount is not healthy                         | wait (never start on it)  |
+|14 | none runs; a GPU image has no GPU to run on                 | wait (say why: gpus none, |
+|   | (`agent.milvus.gpuchoice`)                                  | NVML off, none healthy)   |
+|15 | none runs; a reader finds no db directory on the volume     | wait for the writer       |
+|16 | none runs; server_config.yaml differs from the rendered one | write it                  |
+|17 | none runs; rw is wanted but no lease is valid               | wait (ready, not started) |
+|18 | none runs; a restart backoff is pending                     | wait                      |
+|19 | none runs                                                   | start the container       |
+
+Starting and failing are judged apart (rules 8 and 9): a Milvus 1.x container answers `/state` only once its
+MySQL schema check, WAL replay and `preload_collection` are done (server/Server.cpp: the web server starts
+after DBWrapper::StartService), which can take minutes; once it has answered, `health_timeout_s` of failed
+checks is a failure. A start that times out counts as a crash.
 
 A writer-designate (told ro at the new epoch while the old writer is fenced, with itself named as the writer)
-is wanted as rw without a lease: rules 6, 11 and 14 stop its ro container, remount rw and write the rw config
-during the fence, and rule 15 holds it there, so the promotion itself is only rule 17. No Milvus runs rw
+is wanted as rw without a lease: rules 6, 12 and 16 stop its ro container, remount rw and write the rw config
+during the fence, and rule 17 holds it there, so the promotion itself is only rule 19. No Milvus runs rw
 without a lease at any point; a rw mount with no rw Milvus writes nothing to the volume.
 """
 
@@ -99,9 +112,13 @@ class Seen:
     mount_reasons: tuple[str, ...]
     config_on_disk_sha256: str | None
     backoff_left_s: float
-    health_timeout_s: float
+    health_timeout_s: float  # after the container first answered
+    start_timeout_s: float  # to its first answer
     db_dir_exists: bool = True
-    unhealthy_for_s: float | None = None  # failing its health check this long (None: since it started)
+    # Failing its health check this long since it last passed; None: it has not answered since it started.
+    unhealthy_for_s: float | None = None
+    gpu_start_blocker: str | None = None  # why a GPU image cannot be started now (agent.milvus.gpuchoice)
+    gpu_report_unavailable: bool = False  # the GPU report cannot say which GPUs a restart would get
 
 
 def wanted_role(assigned: str, writer: str, node: str, coordinated: bool) -> tuple[str, bool]:
@@ -116,6 +133,39 @@ def wanted_role(assigned: str, writer: str, node: str, coordinated: bool) -> tup
 
 def _ours(seen: Seen) -> list[ContainerState]:
     return [c for c in seen.containers if c.role is not None]
+
+
+def _unanswered(current: ContainerState, seen: Seen) -> Step:
+    """Rules 8-10: a running container that does not answer its health check."""
+    role = current.role
+    if seen.unhealthy_for_s is None:
+        if seen.running_for_s >= seen.start_timeout_s:
+            return Step(
+                Action.STOP,
+                f"restarting {role} container: it did not answer GET /state within milvus.start_timeout_s "
+                f"({seen.start_timeout_s:.0f}s) of its start ({seen.health_error})",
+                current.id,
+                counts_as_crash=True,
+            )
+        waiting = (
+            f"{role} container starting for {seen.running_for_s:.0f}s (limit {seen.start_timeout_s:.0f}s): "
+            f"{seen.health_error}"
+        )
+    elif seen.unhealthy_for_s >= seen.health_timeout_s:
+        return Step(
+            Action.STOP,
+            f"restarting {role} container: unhealthy for {seen.unhealthy_for_s:.0f}s ({seen.health_error})",
+            current.id,
+            counts_as_crash=True,
+        )
+    else:
+        waiting = (
+            f"{role} container unhealthy for {seen.unhealthy_for_s:.0f}s (limit {seen.health_timeout_s:.0f}s): "
+            f"{seen.health_error}"
+        )
+    # A container that just started is checked again soon: a promotion ends when it first answers.
+    soon = STARTING_RECHECK_S if seen.running_for_s < STARTING_WINDOW_S else None
+    return Step(Action.WAIT, f"waiting for the {waiting}", current.id, recheck_s=soon)
 
 
 def next_step(want: Want, seen: Seen) -> Step:
@@ -172,24 +222,16 @@ def next_step(want: Want, seen: Seen) -> Step:
                 f"stopping {current.role} container to switch to {want.role} (epoch {want.epoch})",
                 current.id,
             )
-        if current.config_sha256 != want.config_sha256:
+        outdated = current.config_sha256 != want.config_sha256
+        if outdated and not seen.gpu_report_unavailable:
             return Step(Action.STOP, f"restarting {current.role} container: its server_config.yaml changed", current.id)
         if seen.health_error:
-            unhealthy_for = seen.running_for_s if seen.unhealthy_for_s is None else seen.unhealthy_for_s
-            if unhealthy_for >= seen.health_timeout_s:
-                return Step(
-                    Action.STOP,
-                    f"restarting {current.role} container: unhealthy for {unhealthy_for:.0f}s ({seen.health_error})",
-                    current.id,
-                    counts_as_crash=True,
-                )
-            # A container that just started is checked again soon: a promotion ends when it first answers.
-            soon = STARTING_RECHECK_S if seen.running_for_s < STARTING_WINDOW_S else None
+            return _unanswered(current, seen)
+        if outdated:
             return Step(
-                Action.WAIT,
-                f"waiting for {current.role} container health check ({seen.health_error})",
-                current.id,
-                recheck_s=soon,
+                Action.NOTHING,
+                f"running {current.role} at epoch {want.epoch}, healthy; its server_config.yaml changed, but it keeps "
+                f"running while the GPU report cannot say which GPUs a restart gets ({seen.gpu_start_blocker})",
             )
         return Step(Action.NOTHING, f"running {current.role} at epoch {want.epoch}, healthy")
 
@@ -211,6 +253,8 @@ def next_step(want: Want, seen: Seen) -> Step:
             Action.WAIT,
             f"JuiceFS mount is {seen.mount_state}; not starting {want.role}: {'; '.join(seen.mount_reasons)}",
         )
+    if seen.gpu_start_blocker:
+        return Step(Action.WAIT, seen.gpu_start_blocker)
     if want.role == "ro" and not seen.db_dir_exists:
         return Step(Action.WAIT, "no Milvus db directory on the volume yet: a reader waits for the writer to create it")
     if seen.config_on_disk_sha256 != want.config_sha256:

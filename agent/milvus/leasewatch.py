@@ -11,7 +11,10 @@ clock started again from zero, count as lapsed.
 
 A rw container runs `/bin/sh /jfs-milvus/leasewatch IMAGE-ENTRYPOINT... IMAGE-CMD...`: the script below
 (POSIX sh, shell builtins plus `sleep`) starts the image's own command as its child, forwards SIGTERM and
-SIGINT to it as SIGTERM (a graceful `docker stop`), and every 200 ms compares the file with /proc/uptime.
+SIGINT to it as SIGINT (the container's stop signal is SIGINT; Milvus 1.x flushes and exits 0 on SIGINT, while
+SIGTERM is a "critical signal" to it: stack trace, exit 1, utils/SignalUtil.cpp), and every 200 ms compares the
+file with /proc/uptime. A POSIX shell starts a background child with SIGINT ignored; a program that installs
+its own SIGINT handler (Milvus does, main.cpp; so does any Python `signal.signal(SIGINT, ...)`) still gets it.
 When the deadline has passed, or the file is missing, unreadable or from another boot, it SIGKILLs the child
 and exits with LEASE_EXPIRED_EXIT; leaving PID 1 makes the kernel kill whatever else runs in the container.
 """
@@ -40,7 +43,7 @@ lease_file="${{JFS_MILVUS_LEASE_FILE:-/var/lib/milvus/conf/{LEASE_FILE_NAME}}}"
 read -r boot < {BOOT_ID_PATH}
 "$@" &
 child=$!
-trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+trap 'kill -INT "$child" 2>/dev/null' TERM INT
 while :; do
   if ! kill -0 "$child" 2>/dev/null; then
     wait "$child"

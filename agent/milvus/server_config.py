@@ -1,18 +1,24 @@
 """Render Milvus 1.x `server_config.yaml` for a role from the operator's base file.
 
 Every key the operator set is kept; only what the role needs is overridden: `cluster.enable`, `cluster.role`,
-`general.meta_uri` (with the password), `storage.path` and `wal.path` (container paths: `db/` is the JuiceFS
-volume, `wal/` is local disk so that a reader replays its own WAL), and the GPU device lists when asked.
+`general.meta_uri` (with the raw password, as Milvus parses it: `agent.milvus.metauri`), `network`
+(`bind.address` is always 0.0.0.0: the node address is applied by the port publishing, and a host IP inside
+the container makes Milvus's gRPC server crash on bind), `storage.path` and `wal.path` (container paths: `db/`
+is the JuiceFS volume, `wal/` is local disk so that a reader replays its own WAL), `logs.path` (the logs
+volume; Milvus's default /tmp/milvus/logs would die with the container), and the GPU device lists when asked.
+A base `version` other than 0.5 is refused: Milvus 1.x exits on it. Keys Milvus does not read are kept and
+warned about (`base_config_warnings`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
+from agent.milvus.metauri import MetaUri, meta_uri_with_password
+from agent.milvus.milvuskeys import CONFIG_VERSION, unknown_keys
 from agent.secrets import Secret
 
 CONTAINER_ROOT = "/var/lib/milvus"
@@ -30,23 +36,11 @@ class BaseConfigError(ValueError):
 @dataclass(frozen=True)
 class RoleSettings:
     role: str  # rw | ro
-    meta_uri: str | None  # mysql://user@host:port/db, no password
-    meta_password: Secret | None
+    meta_uri: MetaUri  # from milvus.meta_uri, without the password
+    meta_password: Secret
     port: int
     http_port: int
     gpu_count: int | None  # GPUs visible in the container (numbered 0..n-1); None leaves the gpu section alone
-
-
-def meta_uri_with_password(uri: str, password: Secret | None) -> str:
-    if password is None:
-        return uri
-    parts = urlsplit(uri)
-    user = parts.username or "root"
-    host = parts.hostname or ""
-    netloc = f"{quote(user, safe='')}:{quote(password.reveal(), safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def parse_base_config(text: str, path: str) -> dict[str, Any]:
@@ -59,7 +53,39 @@ def parse_base_config(text: str, path: str) -> dict[str, Any]:
     for section, value in data.items():
         if value is not None and not isinstance(value, dict) and section != "version":
             raise BaseConfigError(f"{path}: section '{section}' must be a mapping, not {type(value).__name__}")
+    if "version" in data and not _is_config_version(data["version"]):
+        raise BaseConfigError(
+            f"{path}: version = {data['version']!r}: Milvus 1.x reads only config version {CONFIG_VERSION} and exits "
+            f"on any other (a 0.x config needs the 1.x layout of server_config.template, version: {CONFIG_VERSION})"
+        )
     return data
+
+
+def _is_config_version(value: object) -> bool:
+    if isinstance(value, float):
+        return str(value) == CONFIG_VERSION
+    return isinstance(value, str) and value == CONFIG_VERSION
+
+
+PINNED = (("network", "bind.address", "0.0.0.0"), ("logs", "path", CONTAINER_LOGS_DIR))
+
+
+def base_config_warnings(base: dict[str, Any], path: str) -> list[str]:
+    """What the operator should know about the base (nothing here stops Milvus): keys Milvus 1.x ignores, and
+    values the agent replaces inside the container."""
+    warnings = unknown_keys(base, path)
+    for section, key, value in PINNED:
+        given = (base.get(section) or {}).get(key)
+        if given is not None and given != value:
+            warnings.append(
+                f"{path}: {section}.{key} = {given!r} is replaced by {value!r} in the container "
+                + (
+                    "(the node address is applied by the port publishing; a host IP makes Milvus's gRPC bind fail)"
+                    if key == "bind.address"
+                    else "(the logs volume, kept on the node under milvus.data_dir)"
+                )
+            )
+    return warnings
 
 
 def render_server_config(base: dict[str, Any], settings: RoleSettings) -> str:
@@ -75,16 +101,16 @@ def render_server_config(base: dict[str, Any], settings: RoleSettings) -> str:
             config[name] = value
         return value
 
-    config.setdefault("version", 0.5)
+    config.setdefault("version", float(CONFIG_VERSION))
     section("cluster").update({"enable": True, "role": settings.role})
-    if settings.meta_uri:
-        section("general")["meta_uri"] = meta_uri_with_password(settings.meta_uri, settings.meta_password)
+    section("general")["meta_uri"] = meta_uri_with_password(settings.meta_uri, settings.meta_password)
     # Milvus 1.x reads the network section with dotted keys ("bind.port"), not nested mappings.
-    network = section("network")
-    network.setdefault("bind.address", "0.0.0.0")
-    network.update({"bind.port": settings.port, "http.enable": True, "http.port": settings.http_port})
+    section("network").update(
+        {"bind.address": "0.0.0.0", "bind.port": settings.port, "http.enable": True, "http.port": settings.http_port}
+    )
     section("storage")["path"] = CONTAINER_ROOT
     section("wal")["path"] = CONTAINER_WAL_DIR
+    section("logs")["path"] = CONTAINER_LOGS_DIR
     if settings.gpu_count is not None:
         gpu = section("gpu")
         devices = [f"gpu{i}" for i in range(settings.gpu_count)]

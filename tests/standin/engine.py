@@ -400,22 +400,22 @@ class Database:
                 self._flush_tables(list(self.mem), flush_all=True)
 
     def _flush_tables(self, tables: list[str], flush_all: bool) -> None:
-        last_lsn = max((self.mem[t].lsn for t in tables), default=0)
-        for name in tables:
-            table = self.mem.pop(name)
+        """MemManagerImpl::Flush: each table with data is serialized with flush_lsn = the highest LSN among those
+        flushed together; a flush-all then raises the global LSN to it (SetGlobalLastLSN only ever raises it).
+        Tables with nothing in memory keep their flush_lsn (MemManagerImpl.cpp:143-192)."""
+        flushed = {t: self.mem.pop(t) for t in tables if t in self.mem}
+        max_lsn = max((m.lsn for m in flushed.values()), default=0)
+        for name, table in flushed.items():
             if table.rows:
                 self._write_segment(name, table)
             if table.deletes:
                 self._apply_deletes(name, table.deletes)
-            self.meta.set_flush_lsn(name, table.lsn)
-        if flush_all and self.wal is not None:
-            lsn = max(last_lsn, self.wal.applied)
-            if self.writable and lsn > self.meta.global_lsn():
-                self.meta.set_global_lsn(lsn)
-                for c in self.meta.collections():  # every collection is flushed up to here
-                    for t in [c.table_id, *(p.table_id for p in self.meta.partitions(c.table_id))]:
-                        self.meta.set_flush_lsn(t, lsn)
-                self.wal.forget_flushed(lsn)
+            self.meta.set_flush_lsn(name, max_lsn)
+        if flush_all and flushed and self.writable:
+            if max_lsn > self.meta.global_lsn():
+                self.meta.set_global_lsn(max_lsn)
+            if self.wal is not None:
+                self.wal.forget_flushed(min(max_lsn, self.meta.global_lsn()))
 
     def _write_segment(self, table: str, mem: MemTable) -> None:
         segment = f"{time.time_ns() // 1000}"

@@ -28,8 +28,7 @@ FLAG_MASK_NO_USERID, FLAG_MASK_HAS_USERID = 0x1, 0x2
 ENGINE_FAISS_IDMAP = 1
 CURRENT_VERSION = "1.0.0"
 
-SCHEMAS = {  # MySQLMetaImpl.cpp:83-131, column for column
-    "Environment": "global_lsn BIGINT NOT NULL",
+SCHEMAS = {  # MySQLMetaImpl.cpp:83-131, column for column, in the order Initialize creates them (:291-342)
     "Tables": (
         "id BIGINT PRIMARY KEY AUTO_INCREMENT, table_id VARCHAR(255) UNIQUE NOT NULL, state INT NOT NULL, "
         "dimension SMALLINT NOT NULL, created_on BIGINT NOT NULL, flag BIGINT DEFAULT 0 NOT NULL, "
@@ -44,6 +43,7 @@ SCHEMAS = {  # MySQLMetaImpl.cpp:83-131, column for column
         "file_size BIGINT DEFAULT 0 NOT NULL, row_count BIGINT DEFAULT 0 NOT NULL, updated_time BIGINT NOT NULL, "
         "created_on BIGINT NOT NULL, date INT DEFAULT -1 NOT NULL, flush_lsn BIGINT DEFAULT 0 NOT NULL"
     ),
+    "Environment": "global_lsn BIGINT NOT NULL",
     "Fields": (
         "collection_id VARCHAR(255) NOT NULL, field_name VARCHAR(255) NOT NULL, field_type INT DEFAULT 0 NOT NULL, "
         "field_params VARCHAR(255) NOT NULL"

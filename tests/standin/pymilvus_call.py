@@ -49,6 +49,10 @@ def main() -> int:
             out.append({"error": f"{type(exc).__name__}: {exc}"})
             continue
         status, value = answer if isinstance(answer, tuple) else (answer, None)
+        code = getattr(status, "code", -1)
+        if not isinstance(code, int):  # a gRPC failure (deadline, unavailable) comes back as a Status too
+            out.append({"error": f"{code}: {getattr(status, 'message', '')}"})
+            continue
         out.append(
             {
                 "code": int(getattr(status, "code", -1)),

@@ -136,11 +136,20 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
                 epoch=container["epoch"],
                 healthy=container["healthy"],
                 restarts=status.get("restarts", 0),
+                error=_waiting_for(status),
             )
         )
     else:
-        obs.container.CopyFrom(node_pb2.ContainerStatus(state="absent", restarts=status.get("restarts", 0)))
+        obs.container.CopyFrom(
+            node_pb2.ContainerStatus(state="absent", restarts=status.get("restarts", 0), error=_waiting_for(status))
+        )
     return obs
+
+
+def _waiting_for(status: dict[str, Any]) -> str:
+    """Why the agent is waiting rather than running Milvus (starting for Ns, no GPUs, ...); "" when it is not."""
+    step = status.get("last_step") or {}
+    return str(step.get("reason", "")) if step.get("action") == "wait" else ""
 
 
 def assignment_from_wire(a: node_pb2.Assignment, source: str, default_reason: str) -> Assignment:

@@ -148,8 +148,8 @@ def _unanswered(current: ContainerState, seen: Seen) -> Step:
                 counts_as_crash=True,
             )
         waiting = (
-            f"{role} container starting for {seen.running_for_s:.0f}s (limit {seen.start_timeout_s:.0f}s): "
-            f"{seen.health_error}"
+            f"{role} container starting for {seen.running_for_s:.0f}s (limit {seen.start_timeout_s:.0f}s), "
+            f"waiting for its first answer: {seen.health_error}"
         )
     elif seen.unhealthy_for_s >= seen.health_timeout_s:
         return Step(
@@ -160,12 +160,12 @@ def _unanswered(current: ContainerState, seen: Seen) -> Step:
         )
     else:
         waiting = (
-            f"{role} container unhealthy for {seen.unhealthy_for_s:.0f}s (limit {seen.health_timeout_s:.0f}s): "
-            f"{seen.health_error}"
+            f"{role} container unhealthy for {seen.unhealthy_for_s:.0f}s (limit {seen.health_timeout_s:.0f}s), "
+            f"waiting for its health check: {seen.health_error}"
         )
     # A container that just started is checked again soon: a promotion ends when it first answers.
     soon = STARTING_RECHECK_S if seen.running_for_s < STARTING_WINDOW_S else None
-    return Step(Action.WAIT, f"waiting for the {waiting}", current.id, recheck_s=soon)
+    return Step(Action.WAIT, waiting, current.id, recheck_s=soon)
 
 
 def next_step(want: Want, seen: Seen) -> Step:

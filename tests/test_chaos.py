@@ -37,7 +37,8 @@ def test_chaos_ci_selection_then_down_leaves_nothing(tmp_path: Path) -> None:
         left = tear_down(spec.root, print)
     print("\n" + table(results))
     assert [r.outcome for r in results] == ["ok"] * len(chosen), [(r.scenario, r.problems) for r in results]
-    assert all(r.writes_lost == 0 and r.overlap == "none" for r in results)
+    assert all(r.flushed_lost == 0 and r.overlap == "none" for r in results)
+    assert all(r.writes_flushed > 0 for r in results), [(r.scenario, r.writes_flushed) for r in results]
     failovers = [r for r in results if r.writer_after != r.writer_before]
     assert failovers and all(r.epoch_after > r.epoch_before for r in failovers)
     assert left == [] and leftovers(spec.root) == []

@@ -8,6 +8,7 @@ a comment naming the cluster's root, so `down` finds any rule a crashed run left
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import hashlib
@@ -21,14 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from jfsmilvus.v1 import node_pb2
 
 from agent.config import JuicefsSettings
+from tests.localcluster.milvusmeta import BaseConfig, MilvusMeta
+from tests.milvusclient.child import ClientProcess, ClientSettings
+from tests.milvusclient.ledger import Durability, WriteLedger, durability
 from tests.plugin_agent import AgentNode, wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_gpu import two_gpus
 from tests.plugin_juicefs import JfsTestVolume
 from tests.plugin_mysql import MysqlDatabase
 from tests.standin import writelog
+from tests.standin.durable import durable_ids
 
 NET_CLS = Path("/sys/fs/cgroup/net_cls")
 CGROUP_PREFIX = "jfs-milvus-test-"
@@ -125,6 +131,7 @@ class LocalCluster:
         root: Path,
         volume: JfsTestVolume,
         db: MysqlDatabase,
+        milvus_meta: MilvusMeta,
         image: str,
         coordinators: CoordinatorProcess | list[CoordinatorProcess],
         size: int,
@@ -133,11 +140,17 @@ class LocalCluster:
         tls: TlsFiles | None = None,
         addresses: Iterable[str] | None = None,
         classid_base: int = 0x100010,
+        base_config: BaseConfig | None = None,
     ):
         ensure_net_cls()
         self.root = root
         self.volume = volume
         self.db = db
+        self.milvus_meta = milvus_meta
+        self.base_config = base_config or BaseConfig()
+        # A write a live writer acknowledged is on the volume after its next automatic flush: judge it later.
+        self.settle_s = self.base_config.auto_flush_interval_s + 2.0
+        meta_password = milvus_meta.write_password(root / "milvus-mysql-password")
         self.coordinators = coordinators if isinstance(coordinators, list) else [coordinators]
         self.coordinator = self.coordinators[0]
         self._last_leader: CoordinatorProcess | None = None
@@ -170,6 +183,8 @@ class LocalCluster:
             )
             node_volume = dataclasses.replace(volume, volume=vol, settings=settings, root=node_root)
             node = ClusterNode(node_root, node_volume, image, name=name, address=addresses[i], classid=classid_base + i)
+            node.base_config.write_text(self.base_config.render())
+            node.milvus.update(meta_uri=milvus_meta.uri(), meta_password_file=str(meta_password), flavor="cpu")
             node.write_config(
                 coordinators=[c.address for c in self.coordinators],
                 coordination={
@@ -298,87 +313,165 @@ class LocalCluster:
                 node.cgroup.rmdir()
 
     # -- the checker ----------------------------------------------------------------------------------------
-    def check_history(self, acknowledged: set[str]) -> list[writelog.WriterInterval]:
-        """No two writers overlapped, nothing acknowledged was lost; returns the writer intervals."""
-        verdict = self.verdict(acknowledged)
+    def db_dir(self) -> Path:
+        """The shared volume's db/ as this machine sees it: through the writer's own mount when it has one (it
+        sees its writes at once), else through any node's."""
+        try:
+            writer = self.nodes.get(self.writer())
+        except (grpc.RpcError, RuntimeError):
+            writer = None
+        node = next((n for n in [writer, *self.nodes.values()] if n is not None and n.mount_mode()), None)
+        if node is None:
+            raise AssertionError("no node has the volume mounted: the volume cannot be read")
+        return Path(node.volume.mountpoint) / "milvus" / "db"
+
+    def check_history(self, client: WriteClient) -> list[writelog.WriterInterval]:
+        """No two writers overlapped, no flushed write was lost and every search found the flushed write it
+        looked for; returns the writer intervals."""
+        verdict = self.verdict(client)
         assert not verdict.overlaps, f"two writers at once: {verdict.overlaps}"
-        assert not verdict.missing, f"acknowledged writes lost: {sorted(verdict.missing)[:10]}"
+        assert not verdict.durability.flushed_lost, f"flushed writes lost: {sorted(verdict.durability.flushed_lost)}"
+        assert verdict.durability.flushed > 0, f"no write was ever flushed (last error: {client.last_error})"
+        assert client.search_misses == 0, f"{client.search_misses} searches missed a flushed write"
         return verdict.intervals
 
-    def verdict(self, acknowledged: set[str]) -> HistoryVerdict:
-        reader = next((n for n in self.nodes.values() if n.mount_mode()), None)
-        if reader is None:
-            raise AssertionError("no node has the volume mounted: the write log cannot be read")
-        logs = writelog.read_logs(Path(reader.volume.mountpoint) / "milvus" / "db")
-        intervals = writelog.writer_intervals(logs)
-        return HistoryVerdict(
-            intervals=intervals,
-            overlaps=writelog.find_overlaps(intervals),
-            missing=writelog.missing_acknowledged(acknowledged, logs),
-        )
+    def verdict(self, client: WriteClient, until: float | None = None) -> HistoryVerdict:
+        """The writer intervals and their overlaps (the write log), and the client's writes acknowledged by
+        `until` (monotonic) held against what a reader sees. With no `until`: every write, judged once the
+        last one is old enough that a live writer has flushed it by itself."""
+        if until is None:
+            last = client.last_ack_before(time.monotonic())
+            if last is not None:
+                time.sleep(max(0.0, last + self.settle_s - time.monotonic()))
+        acknowledged, flushed = client.written(until)
+        db_dir = self.db_dir()
+        intervals = writelog.writer_intervals(writelog.read_logs(db_dir))
+        for _ in range(3):
+            found = durability(acknowledged, flushed, durable_ids(self.milvus_meta.connect, db_dir, client.collection))
+            if not found.flushed_lost and not found.unflushed_lost:
+                break
+            time.sleep(1.5)  # what was flushed a moment ago may not be in a reader's view yet (1 s caches)
+        return HistoryVerdict(intervals, writelog.find_overlaps(intervals), found)
 
 
 @dataclasses.dataclass(frozen=True)
 class HistoryVerdict:
     intervals: list[writelog.WriterInterval]
     overlaps: list[Any]
-    missing: set[str]
+    durability: Durability
+
+
+def writer_to_follow(status: Any, following: str | None) -> str | None:
+    """Where the client writes: the writer the coordinator names, once it runs rw (a Milvus still running ro
+    would acknowledge the inserts into its WAL and never apply them). The writer it already follows it keeps
+    following while its reported role flickers (a restart in place, a coordinator's first seconds)."""
+    if not status.writer:
+        return None
+    if status.writer == following:
+        return following
+    row = next((n for n in status.nodes if n.name == status.writer), None)
+    return status.writer if row is not None and row.role_running == node_pb2.ROLE_RW else None
 
 
 class WriteClient:
-    """Writes steadily to whichever node the coordinator names as writer; remembers what was acknowledged."""
+    """A pymilvus 1.x client (tests/milvusclient, its own process) inserting steadily into a collection on
+    whichever node the coordinator names as writer, flushing every `flush_every` acknowledged inserts and
+    searching now and then; remembers what was acknowledged (when, by which node) and what was flushed."""
 
-    def __init__(self, cluster: LocalCluster, period_s: float = 0.05, lookup_s: float = 0.5):
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        period_s: float = 0.05,
+        lookup_s: float = 0.5,
+        flush_every: int = 20,
+        collection: str = "jfs_writes",
+    ):
         self.cluster = cluster
-        self.period_s = period_s
+        self.collection = collection
         self.lookup_s = lookup_s
-        self.acknowledged: set[str] = set()
-        self.ack_times: list[float] = []
-        self.ack_nodes: list[str] = []  # which node acknowledged each write, beside ack_times
-        self.errors = 0
-        self.last_error = ""
+        self.ledger = WriteLedger()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._writer: str | None = None
+        self._follower = threading.Thread(target=self._follow, daemon=True)
+        self._following: str | None = None
+        self.settings = ClientSettings(collection, period_s=period_s, flush_every=flush_every)
+        self.process = ClientProcess(self.settings, self._on_event, cluster.root / f"client-{collection}.log")
 
-    def _run(self) -> None:
-        n = 0
-        last_lookup = 0.0
-        while not self._stop.is_set():
-            if time.monotonic() - last_lookup > self.lookup_s:
-                try:
-                    self._writer = self.cluster.writer() or None
-                except Exception as exc:  # no coordinator answers: keep writing where the writer last was
-                    self.last_error = f"status: {exc!r}"
-                last_lookup = time.monotonic()
-            node = self.cluster.nodes.get(self._writer or "")
-            if node is not None:
-                write_id = f"w{n}"
-                n += 1
-                try:
-                    code, answer = node.write(write_id)
-                except Exception as exc:  # the client must outlive any one bad answer
-                    code, answer = 0, {"error": repr(exc)}
-                if code == 200:
-                    self.acknowledged.add(write_id)
-                    self.ack_nodes.append(node.name)
-                    self.ack_times.append(time.monotonic())
-                else:
-                    self.errors += 1
-                    self.last_error = f"{node.name}: HTTP {code} {answer}"
-                    last_lookup = min(last_lookup, time.monotonic() - self.lookup_s / 2)
-            self._stop.wait(self.period_s)
-
+    # -- running --------------------------------------------------------------------------------------------
     def start(self) -> WriteClient:
-        self._thread.start()
+        self.process.start()
+        self._follower.start()
         return self
 
     def stop(self) -> None:
+        """Flush what the current writer acknowledged (as a client that finishes does), then stop."""
         self._stop.set()
-        self._thread.join(10)
+        self._follower.join(10)
+        self.process.send({"op": "flush", "req": "stop"})
+        self.process.stop(self.settings.flush_timeout_s + self.settings.timeout_s + 5)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.ledger.apply(event)
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                writer = writer_to_follow(self.cluster.status(), self._following)
+            except Exception as exc:  # no coordinator answers: keep writing where the writer last was
+                with self._lock:
+                    self.ledger.last_error = f"status: {exc!r}"
+            else:
+                if writer != self._following:
+                    node = self.cluster.nodes.get(writer or "")
+                    address = f"{node.address}:{node.milvus_port}" if node is not None else None
+                    if self.process.send({"op": "writer", "node": writer, "address": address}):
+                        self._following = writer
+            self._stop.wait(self.lookup_s)
+
+    # -- what it saw ----------------------------------------------------------------------------------------
+    @property
+    def acknowledged(self) -> set[int]:
+        with self._lock:
+            return set(self.ledger.acknowledged)
+
+    @property
+    def flushed(self) -> set[int]:
+        with self._lock:
+            return set(self.ledger.flushed)
+
+    @property
+    def ack_times(self) -> list[float]:
+        with self._lock:
+            return list(self.ledger.ack_times)
+
+    @property
+    def ack_nodes(self) -> list[str]:
+        with self._lock:
+            return list(self.ledger.ack_nodes)
+
+    @property
+    def errors(self) -> int:
+        return self.ledger.errors
+
+    @property
+    def search_misses(self) -> int:
+        """Searches for a flushed write's vector that did not find it (a reader sees only flushed writes)."""
+        return len(self.ledger.search_misses)
+
+    @property
+    def last_error(self) -> str:
+        return self.ledger.last_error
+
+    def written(self, until: float | None = None) -> tuple[set[int], set[int]]:
+        """(acknowledged, flushed): the writes acknowledged by `until` (all when None), and those of them flushed."""
+        with self._lock:
+            acked = set(self.ledger.acknowledged) if until is None else self.ledger.acknowledged_until(until)
+            return acked, acked & self.ledger.flushed
 
     def acked_after(self, t: float) -> int:
-        return sum(1 for a in self.ack_times if a > t)
+        with self._lock:
+            return len(self.ledger.ack_times) - bisect.bisect_right(self.ledger.ack_times, t)
 
     def first_ack_after(self, t: float, by: str | None = None) -> float | None:
         """When the first write after `t` was acknowledged (by node `by`, when given)."""
@@ -388,6 +481,6 @@ class WriteClient:
         return next((a for a, n in reversed(self._acks()) if a <= t and by in (None, n)), None)
 
     def _acks(self) -> list[tuple[float, str]]:
-        """(time, node) of every acknowledged write so far (the writer thread appends the node first)."""
-        times = list(self.ack_times)
-        return list(zip(times, self.ack_nodes[: len(times)], strict=True))
+        """(time, node) of every acknowledged write so far."""
+        with self._lock:
+            return list(zip(self.ledger.ack_times, self.ledger.ack_nodes, strict=True))

@@ -22,6 +22,7 @@ from typing import Any
 from coordinator.certs import make_certs
 from tests.fakenvml.build import build_fake_nvml
 from tests.localcluster.cluster import ClusterNode, LocalCluster, Say, TlsFiles, ensure_net_cls
+from tests.localcluster.milvusmeta import BaseConfig, BridgedMariaDB, StandinKnobs, bridge_gateway, grant_milvus_meta
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_juicefs import RedisServer, format_volume, juicefs_binary
@@ -33,6 +34,7 @@ DEFAULT_ROOT = Path("/var/tmp/jfs-milvus-cluster")
 MANIFEST = "cluster.json"
 CLUSTER_NAME = "demo"
 MISHARDS_PORT = 19531
+MILVUS_DATABASE = "milvus"  # Milvus's metadata (Tables, TableFiles, ...), beside the coordinators' jfs_milvus
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class ClusterSpec:
     # and from any other local cluster that may be up at the same time.
     name_suffix: str = ""
     subnet: int = 10  # nodes are 127.0.<subnet>.11, .12, ...
+    standin: StandinKnobs = field(default_factory=StandinKnobs)  # the stand-in Milvus's start and stop times
+    auto_flush_interval_s: int = 1  # Milvus's storage.auto_flush_interval (its default)
 
     def node_names(self) -> list[str]:
         return [f"node-{chr(ord('a') + i)}{self.name_suffix}" for i in range(self.nodes)]
@@ -135,6 +139,7 @@ class RunningCluster:
                 "routes": f"http://{self.mishards.node.address}:{self.mishards.port}/routes",
             },
             "mysql": {"host": self.db.coordinator.host, "port": self.db.coordinator.port, "database": self.db.name},
+            "milvus_meta_uri": c.milvus_meta.uri(),
             "redis": {"port": self.redis.port},
             "tls": str(c.tls.directory) if c.tls else None,
             "started_in_s": round(self.started_in_s, 1),
@@ -191,13 +196,14 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
     image = ensure_standin(progress=progress).tag
     nvml_lib = build_fake_nvml() if spec.fake_gpus and (shutil.which("gcc") or shutil.which("cc")) else None
 
-    progress("MariaDB for the coordinators' state")
+    progress("MariaDB for the coordinators' state and Milvus's metadata")
     server = mariadbd_binary()
     assert server is not None
-    mariadb = MariaDB(spec.root / "mariadb", server)
+    mariadb = BridgedMariaDB(spec.root / "mariadb", server, bridge_gateway())
     mariadb.install()
     mariadb.start()
     db = mariadb.grant_database("jfs_milvus")
+    meta = grant_milvus_meta(mariadb, MILVUS_DATABASE, mariadb.bridge)
 
     progress("Redis for the JuiceFS metadata and the writer announcements")
     redis = RedisServer(spec.root / "redis")
@@ -234,8 +240,9 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
     nodes_root = spec.root / "nodes"
     nodes_root.mkdir(exist_ok=True)
     cluster = LocalCluster(
-        nodes_root, volume, db, image, coordinators, spec.nodes, nvml_lib, names, tls,
+        nodes_root, volume, db, meta, image, coordinators, spec.nodes, nvml_lib, names, tls,
         addresses=spec.node_addresses(), classid_base=spec.classid_base(),
+        base_config=BaseConfig(spec.auto_flush_interval_s, spec.standin),
     )  # fmt: skip
     for node in cluster.nodes.values():
         # Each node has an address of its own, so every Milvus listens on the standard ports, as in production
@@ -249,16 +256,14 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
         host = list(cluster.nodes.values())[-1]  # not the first writer (picked by name): a power-off demo keeps it
         env_dir = spec.root / "mishards"
         env_dir.mkdir(exist_ok=True)
-        password = env_dir / "database-password"
-        password.write_text("milvusroot\n")
-        password.chmod(0o600)
+        password = meta.write_password(env_dir / "database-password")
         mishards = MishardsHost(host, env_dir / "mishards.env", f"mishards-{host.name}", MISHARDS_PORT)
         host.write_config(
             mishards={
                 "enabled": True,
                 "env_file": str(mishards.env_file),
                 "container_name": mishards.container,
-                "database_uri": f"mysql+pymysql://root@127.0.0.1:{db.coordinator.port}/milvus",
+                "database_uri": f"mysql+pymysql://{meta.user}@{meta.host}:{mariadb.port}/{meta.database}",
                 "database_password_file": str(password),
             }
         )

@@ -1,13 +1,17 @@
 """A real agent daemon on this machine: its config, its process, and ways to drive and read it.
 
-`agent_node` gives an `AgentNode`: a JuiceFS volume (real Redis + `juicefs format`), the stand-in Milvus
-image, a base server_config.yaml, free ports, and `start()` to run `jfs-milvus-agent run` as a child process.
-Everything it made (containers, mounts, processes) is removed at teardown.
+`agent_node` gives an `AgentNode`: a JuiceFS volume (real Redis + `juicefs format`), the cpu-flavour stand-in
+Milvus image (`milvus.flavor: cpu`, `gpus: none`), a base server_config.yaml, free ports, Milvus's metadata in
+a fresh MariaDB database (`milvus.meta_uri`, reached from Docker's bridge, with a password that holds `!#@/%`,
+so every agent test shows the raw password reaching MySQL), and `start()` to run `jfs-milvus-agent run` as a
+child process. The nodes of one test share that database, as a cluster's do. Everything it made (containers,
+mounts, processes) is removed at teardown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -26,10 +30,14 @@ import pytest
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 
 from tests.agentconf import write_agent_yaml
+from tests.localcluster.milvusmeta import BridgedMariaDB, MilvusMeta, grant_milvus_meta
 from tests.plugin_juicefs import JfsTestVolume
+from tests.standin.container import FAST_KNOBS, milvus_calls
 
 REPO = Path(__file__).resolve().parent.parent
 LABEL_NODE = "io.jfs-milvus.node"
+COLLECTION = "agent_test"  # what AgentNode.write inserts into (dimension 4, L2)
+_agent_meta_numbers = itertools.count(1)
 
 
 _HANDED_OUT: set[int] = set()
@@ -62,7 +70,15 @@ def wait_until(
 
 
 class AgentNode:
-    def __init__(self, root: Path, volume: JfsTestVolume, image: str, name: str, address: str = "127.0.0.1"):
+    def __init__(
+        self,
+        root: Path,
+        volume: JfsTestVolume,
+        image: str,
+        name: str,
+        address: str = "127.0.0.1",
+        meta: MilvusMeta | None = None,
+    ):
         self.root = root
         self.volume = volume
         self.name = name
@@ -75,7 +91,7 @@ class AgentNode:
         self.state_dir = root / "state"
         self.data_dir = root / "milvus"
         self.base_config = root / "server_config.yaml"
-        self.base_config.write_text("version: 0.5\ngeneral:\n  timezone: UTC+8\ncache:\n  cache_size: 1GB\n")
+        self.write_base_config()
         self.log_path = root / "agent.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -86,10 +102,16 @@ class AgentNode:
             "data_dir": str(self.data_dir),
             "port": self.milvus_port,
             "http_port": self.http_port,
+            "flavor": "cpu",  # the stand-in is a CPU image here, run without GPUs
             "gpus": "none",
             "stop_timeout_s": 5,
+            "start_timeout_s": 60,
             "health_timeout_s": 15,
         }
+        self.meta = meta
+        if meta is not None:
+            password = meta.write_password(root / "milvus-mysql-password")
+            self.milvus.update(meta_uri=meta.uri(), meta_password_file=str(password))
         self.extra: dict[str, Any] = {}
         self.channel_credentials: grpc.ChannelCredentials | None = None
         self.nvml_config: Path = root / "fake-nvml.conf"
@@ -98,6 +120,21 @@ class AgentNode:
         self.write_config()
 
     # -- config and process ----------------------------------------------------------------------------
+    def write_base_config(self, **sections: dict[str, Any]) -> None:
+        """The operator's base server_config.yaml: the 1.x layout, fast stand-in knobs, plus `sections`."""
+        import yaml
+
+        data: dict[str, Any] = {
+            "version": 0.5,
+            "general": {"timezone": "UTC+8"},
+            "cache": {"cache_size": "1GB"},
+            "wal": {"recovery_error_ignore": True},
+            "standin": dict(FAST_KNOBS),
+        }
+        for name, keys in sections.items():
+            data.setdefault(name, {}).update(keys)
+        self.base_config.write_text(yaml.safe_dump(data, sort_keys=False))
+
     def write_config(self, **changes: Any) -> str:
         self.extra.update(changes)
         sections = {
@@ -227,8 +264,33 @@ class AgentNode:
         except (urllib.error.URLError, OSError):
             return 0, {}
 
-    def write(self, write_id: str) -> tuple[int, dict[str, Any]]:
-        return self.http("POST", "/write", {"id": write_id, "payload": {"v": write_id}})
+    def standin(self) -> dict[str, Any]:
+        """The stand-in's own view (GET /standin): node, epoch, role, writable, flavor, pid, ..."""
+        return self.http("GET", "/standin")[1]
+
+    def milvus_calls(self, calls: list[list[Any]], timeout_s: float = 10) -> list[dict[str, Any]]:
+        """pymilvus 1.0.1 calls against this node's Milvus (tests/standin/pymilvus_call.py)."""
+        return milvus_calls(self.address, self.milvus_port, calls, timeout_s)
+
+    def write(self, row_id: int) -> bool:
+        """Insert one row with `row_id` into COLLECTION (created if missing) and flush it; True when Milvus
+        answered both with code 0, i.e. the row is on the shared volume. Only for a writer: on a Milvus 1.x
+        reader the insert is acknowledged into its local WAL and the flush never returns."""
+        spec = {"collection_name": COLLECTION, "dimension": 4, "index_file_size": 1024, "metric_type": 1}
+        answers = self.milvus_calls(
+            [
+                ["has_collection", COLLECTION],
+                ["create_collection", spec],
+                ["insert", COLLECTION, [[float(row_id), 0.0, 0.0, 1.0]], [row_id]],
+                ["flush", [COLLECTION]],
+            ]
+        )
+        return [a.get("code") for a in answers[2:]] == [0, 0]
+
+    def has_row(self, row_id: int) -> bool:
+        """This node's Milvus finds the row (a reader reads what a writer flushed to the shared volume)."""
+        (answer,) = self.milvus_calls([["get_entity_by_id", COLLECTION, [row_id]]])
+        return answer.get("code") == 0 and bool((answer.get("value") or [[]])[0])
 
     def mount_mode(self) -> str | None:
         path = os.path.join(self.volume.mountpoint, ".config")
@@ -254,16 +316,25 @@ class AgentNode:
 
 
 @pytest.fixture
+def agent_milvus_meta(milvus_mariadb: BridgedMariaDB) -> MilvusMeta:
+    """A fresh Milvus meta database for one test's agents, on the MariaDB their containers reach."""
+    milvus_mariadb.thaw()
+    milvus_mariadb.start()  # a no-op unless a test left it stopped
+    return grant_milvus_meta(milvus_mariadb, f"agent_milvus_{next(_agent_meta_numbers)}", milvus_mariadb.bridge)
+
+
+@pytest.fixture
 def agent_node(
-    make_volume: Callable[..., JfsTestVolume], standin_image: str, tmp_path: Path
+    make_volume: Callable[..., JfsTestVolume], standin_image: str, agent_milvus_meta: MilvusMeta, tmp_path: Path
 ) -> Iterator[Callable[..., AgentNode]]:
     made: list[AgentNode] = []
 
-    def make(volume: JfsTestVolume | None = None) -> AgentNode:
+    def make(volume: JfsTestVolume | None = None, image: str | None = None) -> AgentNode:
         vol = volume or make_volume(probe_timeout_s=2.0)
         root = tmp_path / f"node{len(made)}"
         root.mkdir()
-        node = AgentNode(root, vol, standin_image, name=f"n{len(made)}-{uuid.uuid4().hex[:6]}")
+        name = f"n{len(made)}-{uuid.uuid4().hex[:6]}"
+        node = AgentNode(root, vol, image or standin_image, name=name, meta=agent_milvus_meta)
         made.append(node)
         return node
 

@@ -43,9 +43,11 @@ from agent.secrets import SecretRef  # noqa: E402
 from tests.agentconf import write_agent_yaml  # noqa: E402
 from tests.fake_coordinator import FakeCoordinator, rw  # noqa: E402
 from tests.fakenvml.build import build_fake_nvml  # noqa: E402
+from tests.localcluster.milvusmeta import BridgedMariaDB, bridge_gateway, grant_milvus_meta  # noqa: E402
 from tests.plugin_agent import free_port, wait_until  # noqa: E402
 from tests.plugin_gpu import FakeGpu, FakeNvmlConfig  # noqa: E402
 from tests.plugin_juicefs import JfsTestVolume, RedisServer, cleanup_mounts_under, require_fuse_mounts  # noqa: E402
+from tests.plugin_mysql import mariadbd_binary  # noqa: E402
 from tests.standin.build import ensure_standin_image  # noqa: E402
 
 
@@ -85,6 +87,13 @@ def main() -> int:
         root = Path(tmp)
         redis = RedisServer(root / "redis")
         redis.start()
+        mariadbd = mariadbd_binary()
+        if mariadbd is None:
+            print("agent_footprint: mariadbd is not installed (apt-get install mariadb-server)", file=sys.stderr)
+            return 2
+        mysql = BridgedMariaDB(root / "mariadb", mariadbd, bridge_gateway())  # Milvus's meta, as in a cluster
+        mysql.install()
+        mysql.start()
         agent = None
         coordinator: FakeCoordinator | None = None
         container = f"milvus-bench-{os.getpid()}"
@@ -129,6 +138,8 @@ def main() -> int:
             )
             base = root / "server_config.yaml"
             base.write_text("version: 0.5\n")
+            meta = grant_milvus_meta(mysql, "milvus", mysql.bridge)
+            meta_password = meta.write_password(root / "milvus-mysql-password")
             metrics_port = free_port()
             http_port = free_port()
             coordination: dict[str, object] = {}
@@ -153,6 +164,9 @@ def main() -> int:
                     "port": free_port(),
                     "http_port": http_port,
                     "gpus": "none",
+                    "flavor": "cpu",
+                    "meta_uri": meta.uri(),
+                    "meta_password_file": str(meta_password),
                 },
                 **coordination,
             )
@@ -267,6 +281,7 @@ def main() -> int:
             subprocess.run(["docker", "rm", "-f", container], capture_output=True)
             cleanup_mounts_under(tmp)
             redis.stop()
+            mysql.stop()
 
 
 def thread_names(py_spy: str | None, pid: int) -> dict[int, str]:

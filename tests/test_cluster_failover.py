@@ -108,6 +108,8 @@ def test_writer_container_killed_is_restarted_in_place(local_cluster: Callable[.
     wait_until(lambda: client.acked_after(killed_at) > 0, 20, "writes after the restart")
     client.stop()
     cluster.check_history(client)
+    # Restarted on the same node, it replayed its local WAL: what it acknowledged and had not flushed is there.
+    assert not cluster.verdict(client).durability.unflushed_lost
 
 
 def test_writer_gpu_failure_fails_over(local_cluster: Callable[..., LocalCluster], fake_nvml_lib_dir: Path) -> None:

@@ -68,8 +68,10 @@ class ScenarioResult:
     epoch_after: int = 0
     failover_s: float | None = None  # fault to the new writer running rw healthy
     write_gap_s: float = 0.0  # the longest time without an acknowledged write, from the fault to recovery
-    writes_acknowledged: int = 0  # during the scenario
-    writes_flushed: int = 0  # of the writes judged in this scenario, those a Flush covered
+    # The writes this scenario judged: those acknowledged since the last scenario's were judged (up to the
+    # recovery; the rest are judged by the next scenario), and of them, those an OK Flush covered.
+    writes_acknowledged: int = 0
+    writes_flushed: int = 0
     flushed_lost: int = 0  # flushed writes found lost in this scenario: must be 0
     unflushed_lost: int = 0  # acknowledged, never flushed, found lost in this scenario (the RPO)
     unflushed_lost_ids: list[int] = field(default_factory=list)  # the first few
@@ -80,9 +82,10 @@ class ScenarioResult:
 
 @dataclass(frozen=True)
 class NewLosses:
+    writes_judged: int
+    writes_flushed: int
     flushed_lost: set[int]
     unflushed_lost: set[int]
-    writes_flushed: int
     search_misses: int
 
 
@@ -92,19 +95,21 @@ class Losses:
 
     flushed: set[int] = field(default_factory=set)
     unflushed: set[int] = field(default_factory=set)
+    judged: int = 0
     flushed_judged: int = 0
     search_misses: int = 0
 
     def add(self, found: Durability, search_misses: int) -> NewLosses:
         new = NewLosses(
+            writes_judged=found.judged - self.judged,
+            writes_flushed=found.flushed - self.flushed_judged,
             flushed_lost=set(found.flushed_lost) - self.flushed,
             unflushed_lost=set(found.unflushed_lost) - self.unflushed,
-            writes_flushed=found.flushed - self.flushed_judged,
             search_misses=search_misses - self.search_misses,
         )
         self.flushed |= new.flushed_lost
         self.unflushed |= new.unflushed_lost
-        self.flushed_judged, self.search_misses = found.flushed, search_misses
+        self.judged, self.flushed_judged, self.search_misses = found.judged, found.flushed, search_misses
         return new
 
 
@@ -164,7 +169,6 @@ def run_scenario(
     result.writer_before, result.epoch_before = status.writer, status.epoch
     writer = rc.cluster.nodes[status.writer]
     target = writer if scenario.target == "writer" else next(n for n in rc.cluster.nodes.values() if n is not writer)
-    acked_before = len(client.acknowledged)
     progress(f"{scenario.name}: on {target.name} (writer {writer.name}, epoch {status.epoch})")
     fault_at = time.monotonic()
     undos = [fault(rc, target) for fault in scenario.faults]
@@ -192,12 +196,11 @@ def run_scenario(
         result.problems.append(f"epoch went from {result.epoch_before} back to {result.epoch_after}")
     result.write_gap_s = round(longest_gap(list(client.ack_times), fault_at, recovered_at), 2)
     wait_until(lambda: client.acked_after(recovered_at) > 0, 30, "writes after the recovery")
-    result.writes_acknowledged = len(client.acknowledged) - acked_before
     # Every write acknowledged before the recovery is judged: a live writer has flushed it by itself by now.
     time.sleep(max(0.0, recovered_at + rc.cluster.settle_s - time.monotonic()))
     verdict = rc.cluster.verdict(client, until=time.monotonic() - rc.cluster.settle_s)
     new = losses.add(verdict.durability, client.search_misses)
-    result.writes_flushed = new.writes_flushed
+    result.writes_acknowledged, result.writes_flushed = new.writes_judged, new.writes_flushed
     result.flushed_lost = len(new.flushed_lost)
     result.unflushed_lost = len(new.unflushed_lost)
     result.unflushed_lost_ids = sorted(new.unflushed_lost)[:10]

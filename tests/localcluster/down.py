@@ -72,9 +72,10 @@ def _kill(processes: list[psutil.Process]) -> None:
 
 
 def keep_logs(root: Path, to: Path, progress: Say) -> None:
-    """Copy every coordinator's and agent's log of the cluster in `root` to `to` (before tearing it down)."""
+    """Copy every coordinator's, agent's and write client's log of the cluster in `root` to `to` (before
+    tearing it down)."""
     to.mkdir(parents=True, exist_ok=True)
-    for log in [*root.glob("*.log"), *root.glob("nodes/*/agent.log")]:
+    for log in [*root.glob("*.log"), *root.glob("nodes/*.log"), *root.glob("nodes/*/agent.log")]:
         name = log.name if log.parent == root else f"{log.parent.name}.log"
         shutil.copy(log, to / name)
     progress(f"logs kept in {to}")

@@ -150,7 +150,6 @@ class LocalCluster:
         self.base_config = base_config or BaseConfig()
         # A write a live writer acknowledged is on the volume after its next automatic flush: judge it later.
         self.settle_s = self.base_config.auto_flush_interval_s + 2.0
-        meta_password = milvus_meta.write_password(root / "milvus-mysql-password")
         self.coordinators = coordinators if isinstance(coordinators, list) else [coordinators]
         self.coordinator = self.coordinators[0]
         self._last_leader: CoordinatorProcess | None = None
@@ -182,9 +181,11 @@ class LocalCluster:
                 volumes=(vol,),
             )
             node_volume = dataclasses.replace(volume, volume=vol, settings=settings, root=node_root)
-            node = ClusterNode(node_root, node_volume, image, name=name, address=addresses[i], classid=classid_base + i)
-            node.base_config.write_text(self.base_config.render())
-            node.milvus.update(meta_uri=milvus_meta.uri(), meta_password_file=str(meta_password), flavor="cpu")
+            node = ClusterNode(
+                node_root, node_volume, image, name=name, address=addresses[i], meta=milvus_meta,
+                classid=classid_base + i,
+            )  # fmt: skip
+            node.write_base_config(**self.base_config.sections())
             node.write_config(
                 coordinators=[c.address for c in self.coordinators],
                 coordination={

@@ -3,9 +3,10 @@
 Every node's Milvus logs in to one database on the cluster's MariaDB (`general.meta_uri`) with one account,
 whose password holds `!#@/%` (the characters that URL encoding, a greedy regex and shells each treat
 differently; Milvus 1.x takes the URI's password raw and a `:` can never work, so there is none). The
-containers run on Docker's bridge, so the URI names the address they reach the host's MariaDB at.
+containers run on Docker's bridge, so the URI names the address they reach the host's MariaDB at, where
+it listens too (`BridgedMariaDB`).
 
-The base server_config.yaml is the 1.x template's shape (version 0.5) with what the cluster relies on:
+Each node's base server_config.yaml (the test nodes' 1.x layout, version 0.5) gets what the cluster relies on:
 `storage.auto_flush_interval` (acknowledged inserts reach the shared volume at the next flush),
 `wal.recovery_error_ignore: true` (the template's `false` stops a newly promoted writer whose local WAL does
 not match MySQL's LSNs, MILVUS1.md item 4) and the stand-in's `standin:` knobs (Milvus ignores the section).
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
-import yaml
 
 from tests.plugin_mysql import MariaDB
 
@@ -105,19 +105,17 @@ def bridge_gateway() -> str:
 
 @dataclass(frozen=True)
 class BaseConfig:
+    """What a local cluster's base server_config.yaml adds to the test nodes' (AgentNode.write_base_config)."""
+
     auto_flush_interval_s: int = 1
     standin: StandinKnobs = field(default_factory=StandinKnobs)
 
-    def render(self) -> str:
+    def sections(self) -> dict[str, dict[str, Any]]:
         knobs: dict[str, Any] = {"start_s": self.standin.start_s, "stop_s": self.standin.stop_s}
         if self.standin.replay_s_per_1000 is not None:
             knobs["replay_s_per_1000"] = self.standin.replay_s_per_1000
-        data = {
-            "version": 0.5,
-            "general": {"timezone": "UTC+8"},
+        return {
             "storage": {"auto_flush_interval": self.auto_flush_interval_s},
             "wal": {"enable": True, "recovery_error_ignore": True},
-            "cache": {"cache_size": "1GB", "insert_buffer_size": "256MB"},
             "standin": knobs,
         }
-        return yaml.safe_dump(data, sort_keys=False)

@@ -238,6 +238,25 @@ def test_sigkill_leaves_unflushed_inserts_in_the_writers_local_wal(
 
 
 @pytest.mark.slow
+def test_a_flush_that_cannot_write_answers_ok_and_a_restart_in_place_replays_it(
+    standin_factory: StandinFactory, standin_db_dir: Path, milvus_meta: MilvusMeta
+) -> None:
+    node = standin_factory.start("a", "rw", standin_db_dir, overrides=NO_AUTO_FLUSH)
+    node.calls([["create_collection", COLLECTION], ["insert", "demo", V[:1], [1]]])
+    table_dir = standin_db_dir / TABLES_DIR / "demo"
+    table_dir.rmdir()
+    table_dir.write_text("not a folder")  # the segment's mkdir fails, as on a dead mount
+    assert node.call("flush", ["demo"])["code"] == 0  # DBImpl::Flush answers OK all the same
+    assert durable_ids(milvus_meta.connect, standin_db_dir, "demo") == set()
+    table_dir.unlink()
+    docker("kill", node.name)
+    again = standin_factory.start("a", "rw", standin_db_dir, epoch=2, overrides=NO_AUTO_FLUSH)
+    assert again.info()["replayed"] == 1  # the flush LSN never moved: the WAL still holds the row
+    again.call("flush", [])
+    assert durable_ids(milvus_meta.connect, standin_db_dir, "demo") == {1}
+
+
+@pytest.mark.slow
 def test_foreign_lsn_range_fails_a_new_writer_unless_recovery_errors_are_ignored(
     standin_factory: StandinFactory, standin_db_dir: Path
 ) -> None:

@@ -402,12 +402,16 @@ class Database:
     def _flush_tables(self, tables: list[str], flush_all: bool) -> None:
         """MemManagerImpl::Flush: each table with data is serialized with flush_lsn = the highest LSN among those
         flushed together; a flush-all then raises the global LSN to it (SetGlobalLastLSN only ever raises it).
-        Tables with nothing in memory keep their flush_lsn (MemManagerImpl.cpp:143-192)."""
+        Tables with nothing in memory keep their flush_lsn (MemManagerImpl.cpp:143-192). A segment that cannot
+        be written ends the flush (MemTable::Serialize returns before UpdateCollectionFlushLSN, MemTable.cpp:
+        140-166): its table and those not yet serialized keep their flush_lsn and the global LSN stays, so the
+        rows are gone from memory but still in the WAL, where a restart on this node replays them. The client's
+        Flush is answered OK all the same (DBImpl::Flush returns the status of its HasCollection check)."""
         flushed = {t: self.mem.pop(t) for t in tables if t in self.mem}
         max_lsn = max((m.lsn for m in flushed.values()), default=0)
         for name, table in flushed.items():
-            if table.rows:
-                self._write_segment(name, table)
+            if table.rows and not self._write_segment(name, table):
+                return
             if table.deletes:
                 self._apply_deletes(name, table.deletes)
             self.meta.set_flush_lsn(name, max_lsn)
@@ -417,20 +421,21 @@ class Database:
             if self.wal is not None:
                 self.wal.forget_flushed(min(max_lsn, self.meta.global_lsn()))
 
-    def _write_segment(self, table: str, mem: MemTable) -> None:
+    def _write_segment(self, table: str, mem: MemTable) -> bool:
         segment = f"{time.time_ns() // 1000}"
         file = SegmentFile(table, segment, segment, FILE_NEW, 0, 0, mem.lsn)
-        self.meta.add_file(file)  # the NEW row first, then the directory (MemTableFile.cpp:34,52)
         try:
+            self.meta.add_file(file)  # the NEW row first, then the directory (MemTableFile.cpp:34,52)
             directory = make_segment_dir(self.db_dir, table, segment)
             size = write_rows(directory, segment, sorted(mem.rows.items()))
-        except OSError as exc:
+        except (OSError, MetaError) as exc:
             self.log(f"Failed to create collection file {table}/{segment}: {exc}; {len(mem.rows)} rows dropped")
-            return
+            return False
         self.meta.update_file(segment, FILE_RAW, row_count=len(mem.rows), file_size=size)
         self.flushes += 1
         if self.on_flush is not None:
             self.on_flush({"table": table, "segment": segment, "rows": len(mem.rows), "lsn": mem.lsn, "bytes": size})
+        return True
 
     def _apply_deletes(self, table: str, ids: set[int]) -> None:
         for f in self._visible([table]):

@@ -6,11 +6,15 @@ the real pymilvus 1.0.1 client. Each test names the behaviour; reverting it in t
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from agent.mount import MountManager
+from tests.plugin_juicefs import JfsTestVolume
 from tests.plugin_standin import MILVUS_META_PASSWORD, MilvusMeta, StandinFactory
 from tests.standin import writelog
 from tests.standin.build import ensure_standin
@@ -410,3 +414,36 @@ def test_no_overlap_when_writers_ran_one_after_another(standin_factory: StandinF
     intervals = writelog.writer_intervals(writelog.read_logs(standin_db_dir))
     assert len(intervals) == 2 and all(i.stopped_cleanly for i in intervals)
     assert writelog.find_overlaps(intervals) == []
+
+
+@pytest.mark.slow
+def test_on_juicefs_a_reader_on_a_read_only_mount_sees_what_the_writer_flushed(
+    standin_factory: StandinFactory, jfs_volume: JfsTestVolume, milvus_meta: MilvusMeta, tmp_path: Path
+) -> None:
+    """The writer on a rw JuiceFS mount, a reader on a second, `--read-only` mount of the same volume: the
+    flush reaches the volume through FUSE, the reader finds it through MySQL, and its own writes hit EROFS."""
+    MountManager(jfs_volume.volume, jfs_volume.settings, "test").ensure("rw")
+    writer_db = Path(jfs_volume.mountpoint) / "milvus" / "db"
+    writer_db.mkdir(parents=True)
+    reader_mount = tmp_path / "reader mount"
+    reader_mount.mkdir()
+    subprocess.run(
+        [jfs_volume.settings.binary, "mount", "-d", "--read-only", jfs_volume.volume.meta_url, str(reader_mount)],
+        env={**os.environ, "META_PASSWORD": jfs_volume.redis.password or ""},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    writer = standin_factory.start("a", "rw", writer_db, overrides=NO_AUTO_FLUSH)
+    writer.calls([["create_collection", COLLECTION], ["insert", "demo", V, [1, 2, 3]], ["flush", ["demo"]]])
+    reader = standin_factory.start("b", "ro", reader_mount / "milvus" / "db")
+    answers = reader.calls(
+        [
+            ["count_entities", "demo"],
+            ["search", "demo", 1, [V[1]]],
+            ["create_collection", {**COLLECTION, "collection_name": "ro_made"}],
+        ]
+    )
+    assert answers[0]["value"] == 3 and answers[1]["value"]["ids"] == [[2]]
+    assert answers[2]["code"] == 17 and "Read-only file system" in answers[2]["message"]
+    assert durable_ids(milvus_meta.connect, writer_db, "demo") == {1, 2, 3}

@@ -72,14 +72,20 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         mishards_writer=status.get("mishards_writer", ""),
         lease_left_s=status.get("lease_left_s", 0.0),
         row_lease_ms=status.get("row_lease_ms", 0),
+        milvus_image=status.get("milvus_image") or "",
+        milvus_flavor=status.get("milvus_flavor") or "",
     )
+    toolkit = status.get("nvidia_toolkit")
+    if toolkit is not None:
+        obs.nvidia_toolkit.checked = True
+        obs.nvidia_toolkit.found.update(toolkit)
     gpu = status.get("gpu")
     if gpu:
         obs.gpus.available = bool(gpu["available"])
         obs.gpus.reason = gpu.get("reason") or ""
         obs.gpus.driver_version = gpu.get("driver_version") or ""
         for g in gpu["gpus"]:
-            obs.gpus.gpus.add(
+            gpu_pb = obs.gpus.gpus.add(
                 index=g["index"],
                 uuid=g.get("uuid") or "",
                 name=g.get("name") or "",
@@ -101,6 +107,9 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
                     for x in g.get("xids", [])
                 ],
             )
+            if g.get("compute_capability"):
+                major, minor = g["compute_capability"]
+                gpu_pb.compute_capability.major, gpu_pb.compute_capability.minor = major, minor
     for m in status["mounts"]:
         meta = m.get("meta_engine") or {}
         obs.mounts.add(

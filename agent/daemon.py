@@ -59,6 +59,7 @@ from agent.milvus.leasewatch import (
     write_lease_file,
 )
 from agent.milvus.metauri import MetaUriError, parse_meta_uri
+from agent.milvus.nvidiatoolkit import probe_nvidia_toolkit
 from agent.milvus.server_config import (
     CONTAINER_CONF_DIR,
     BaseConfigError,
@@ -163,6 +164,7 @@ class Agent:
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
         self._base_warned: set[str] = set()
         self._runtimes: tuple[float, list[str]] | None = None
+        self._nvidia_toolkit: tuple[float, dict[str, str]] | None = None
         self._gpu_read: tuple[float, GpuReport, int] | None = None
         # Coordinated mode: the latest coordinator answer or push lives in self.pushed; it, the lease and the
         # epoch state are guarded by _assign_lock, which the reporter takes and a slow cycle never holds long.
@@ -621,6 +623,7 @@ class Agent:
             docker_error = str(exc)
         else:
             self._refresh_docker_runtimes()
+        self._refresh_nvidia_toolkit()
         assignment = self.current_assignment(containers)
         self._witness_writer(assignment)
         self.log_context.epoch = max(assignment.epoch, self.state.highest_epoch)
@@ -892,6 +895,12 @@ class Agent:
         except DockerUnavailable:
             return
 
+    def _refresh_nvidia_toolkit(self) -> None:
+        """Look for the NVIDIA container toolkit's binaries every 5 minutes (a few stat calls on local disk)."""
+        now = time.monotonic()
+        if self._nvidia_toolkit is None or now - self._nvidia_toolkit[0] >= 300:
+            self._nvidia_toolkit = (now, probe_nvidia_toolkit())
+
     # -- for the API -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -933,6 +942,9 @@ class Agent:
             "milvus_http_port": self.config.milvus.http_port,
             "agent_port": self.config.agent_port,
             "docker_runtimes": self._runtimes[1] if self._runtimes else [],
+            "nvidia_toolkit": dict(self._nvidia_toolkit[1]) if self._nvidia_toolkit else None,
+            "milvus_image": self.config.milvus.image,
+            "milvus_flavor": self.config.milvus.flavor,
             "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
             "mishards_writer": self.mishards_writer,
             "lease_left_s": lease.left(lease_now()) if lease is not None else 0.0,

@@ -8,6 +8,7 @@ from typing import Any
 from agent import __version__
 from agent.config import AgentConfig
 from agent.gpu import probe_gpus
+from agent.milvus.nvidiatoolkit import RUNTIME_HOOK, probe_nvidia_toolkit
 from agent.mount import MountManager
 
 NO_MOUNT_CONFIGURED = "no JuiceFS volume is configured (juicefs.volumes is empty)"
@@ -35,6 +36,9 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         "config": config.path,
         "observed_at": time.time(),
         "gpu": gpus,
+        "milvus_image": config.milvus.image,
+        "milvus_flavor": config.milvus.flavor,
+        "nvidia_toolkit": probe_nvidia_toolkit(),
         "mounts": mounts,
         "mounts_note": None if mounts else NO_MOUNT_CONFIGURED,
     }
@@ -52,6 +56,16 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _fmt_capability(value: list[int] | None) -> str:
+    return "?" if not value else f"{value[0]}.{value[1]}"
+
+
+def _toolkit_line(found: dict[str, str]) -> str:
+    if not found:
+        return f"NVIDIA container toolkit: none found ({RUNTIME_HOOK} serves Docker's --gpus)"
+    return "NVIDIA container toolkit: " + ", ".join(f"{name} {path}" for name, path in sorted(found.items()))
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
@@ -61,6 +75,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render_status_table(status: dict[str, Any]) -> str:
     config = status["config"] or "(none: defaults)"
     out = [f"node {status['node']} ({status['address']})  agent {status['agent_version']}  config {config}"]
+    out.append(f"Milvus image {status['milvus_image']} (flavor {status['milvus_flavor']})")
+    out.append(_toolkit_line(status["nvidia_toolkit"]))
     gpu = status["gpu"]
     out.append("")
     if not gpu["available"]:
@@ -71,6 +87,7 @@ def render_status_table(status: dict[str, Any]) -> str:
             [
                 str(g["index"]),
                 g["name"] or "-",
+                _fmt_capability(g.get("compute_capability")),
                 g["uuid"] or "-",
                 f"{_fmt_bytes(g['memory_used_bytes'])}/{_fmt_bytes(g['memory_total_bytes'])}",
                 _fmt(g["utilization_pct"], "%"),
@@ -81,7 +98,7 @@ def render_status_table(status: dict[str, Any]) -> str:
             ]
             for g in gpu["gpus"]
         ]
-        out += _table(["GPU", "NAME", "UUID", "MEMORY", "UTIL", "TEMP", "POWER", "HEALTH", "REASONS"], rows)
+        out += _table(["GPU", "NAME", "CC", "UUID", "MEMORY", "UTIL", "TEMP", "POWER", "HEALTH", "REASONS"], rows)
     out.append("")
     if not status["mounts"]:
         out.append(f"Mounts: {status['mounts_note']}")

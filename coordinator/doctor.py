@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,16 @@ import pymysql
 from jfsmilvus.v1 import coordinator_pb2
 
 from agent.configschema import ConfigError
+from agent.milvus.nvidiatoolkit import CDI_HOOK, CONTAINER_CLI, RUNTIME_HOOK
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
 from coordinator.ctl import EXIT_FAILED, EXIT_OK, Connection, emit, table
 
 MIN_DRIVER = 418
+# The Milvus 1.0 and 1.1 GPU images build faiss for sm_60, sm_61, sm_70 and sm_75 as SASS with no PTX
+# (core/src/index/cmake/ThirdPartyPackagesCore.cmake:538), so their GPU kernels run on compute capability 6.0-7.5
+# only; on an Ampere or Hopper GPU the first GPU search or index build aborts (milvus-io/milvus#5246, an RTX 3090).
+MILVUS1_GPU_CAPABILITIES = ((6, 0), (7, 5))
+CAPABILITY_FIX = "run a CPU image (milvus.flavor: cpu) or a GPU the image supports (compute capability 6.0-7.5)"
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,102 @@ def check_mysql(args: argparse.Namespace) -> list[Check]:
     finally:
         conn.close()
     return checks
+
+
+@dataclass(frozen=True)
+class GpuFact:
+    """What the compute capability rule needs of one GPU."""
+
+    index: int
+    name: str
+    compute_capability: tuple[int, int] | None  # None: the agent could not read it
+
+
+def _gpu_label(gpu: GpuFact) -> str:
+    return f"gpu {gpu.index} ({gpu.name or 'unnamed'})"
+
+
+def _capability_text(capability: tuple[int, int] | None) -> str:
+    return "unknown" if capability is None else f"{capability[0]}.{capability[1]}"
+
+
+def judge_compute_capability(node: str, flavor: str, image: str, gpus: Sequence[GpuFact]) -> Check | None:
+    """Each GPU's compute capability against the GPU image's 6.0-7.5. None when there is nothing to judge (no GPU
+    reported: the driver check says why)."""
+    name = "GPU compute capability"
+    if flavor == "cpu":
+        return Check(name, node, "PASS", f"not checked: milvus.flavor cpu ({image}) runs no GPU kernels")
+    if not gpus:
+        return None
+    low, high = MILVUS1_GPU_CAPABILITIES
+    supports = f"the Milvus 1.x GPU image {image} runs GPU kernels on compute capability 6.0-7.5 only"
+    unsupported = [g for g in gpus if g.compute_capability is not None and not low <= g.compute_capability <= high]
+    if unsupported:
+        listed = ", ".join(f"{_gpu_label(g)} {_capability_text(g.compute_capability)}" for g in unsupported)
+        detail = f"{listed}: {supports}; its first GPU search or index build aborts (CUDA error 209, no kernel image)"
+        return Check(name, node, "FAIL", detail, CAPABILITY_FIX)
+    unknown = [g for g in gpus if g.compute_capability is None]
+    if unknown:
+        listed = ", ".join(_gpu_label(g) for g in unknown)
+        detail = f"{listed}: compute capability unknown (the driver does not report it); {supports}"
+        fix = f"read it with `nvidia-smi --query-gpu=compute_cap --format=csv`; outside 6.0-7.5: {CAPABILITY_FIX}"
+        return Check(name, node, "WARN", detail, fix)
+    listed = ", ".join(f"{_gpu_label(g)} {_capability_text(g.compute_capability)}" for g in gpus)
+    return Check(name, node, "PASS", f"{listed}: within 6.0-7.5 of {image}")
+
+
+def judge_docker_gpu(node: str, toolkit: Mapping[str, str] | None, runtimes: Sequence[str]) -> Check:
+    """Can this node's Docker serve the GPU device request Milvus starts with? `toolkit`: the NVIDIA container
+    toolkit's binaries the agent found (None: an agent too old to look, judged by the engine's runtimes alone)."""
+    name = "Docker GPU hook"
+    install = f"install nvidia-container-toolkit (it ships {RUNTIME_HOOK}) and restart Docker: dockerd looks for it"
+    install += " only as it starts"
+    if toolkit is None:
+        return _judge_runtimes_only(node, name, runtimes, install)
+    hook, cli, cdi_hook = toolkit.get(RUNTIME_HOOK), toolkit.get(CONTAINER_CLI), toolkit.get(CDI_HOOK)
+    if hook and cli:
+        return Check(name, node, "PASS", f"{hook} and {cli}: Docker serves the GPU device request (--gpus)")
+    if hook:
+        detail = f"{hook} found but no {CONTAINER_CLI}: the hook cannot bring the GPUs into the container"
+        return Check(name, node, "FAIL", detail, f"install libnvidia-container-tools (it ships {CONTAINER_CLI})")
+    if cdi_hook:
+        detail = (
+            f"no {RUNTIME_HOOK}, only {cdi_hook}: --gpus then works only on a Docker engine that serves it through"
+            " CDI (moby#50228) with a CDI spec from `nvidia-ctk cdi generate`"
+        )
+        return Check(name, node, "WARN", detail, f"{install}; or check `docker run --rm --gpus all IMAGE true`")
+    found = f"found only {', '.join(sorted(toolkit))}" if toolkit else "none of the NVIDIA container toolkit found"
+    runtime_note = "; the registered nvidia runtime does not serve device requests" if "nvidia" in runtimes else ""
+    detail = (
+        f"no {RUNTIME_HOOK} ({found}){runtime_note}: Docker refuses the GPU device request Milvus starts with"
+        ' (could not select device driver "nvidia")'
+    )
+    return Check(name, node, "FAIL", detail, install)
+
+
+def _judge_runtimes_only(node: str, name: str, runtimes: Sequence[str], install: str) -> Check:
+    older = "the agent does not report the NVIDIA container toolkit (upgrade it)"
+    if not runtimes:
+        return Check(name, node, "WARN", f"{older}, nor could it read the engine's runtimes", "check Docker")
+    if "nvidia" in runtimes:
+        return Check(name, node, "PASS", f"nvidia runtime registered ({older})")
+    return Check(name, node, "FAIL", f"no nvidia runtime (runtimes {', '.join(runtimes)}; {older})", install)
+
+
+def gpu_facts(observation: Any) -> list[GpuFact]:
+    """The GPUs of a NodeObservation as the compute capability rule reads them (none when NVML was unavailable)."""
+    if not observation.gpus.available:
+        return []
+    return [
+        GpuFact(
+            index=g.index,
+            name=g.name,
+            compute_capability=(g.compute_capability.major, g.compute_capability.minor)
+            if g.HasField("compute_capability")
+            else None,
+        )
+        for g in observation.gpus.gpus
+    ]
 
 
 def node_checks(observation: Any, received_unix: float, max_skew: float) -> list[Check]:
@@ -157,29 +260,13 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
                     out.append(
                         Check("Redis security", where, "WARN", warning, "set requirepass (and protected-mode as fits)")
                     )
-    runtimes = list(observation.docker_runtimes)
-    if not runtimes:
-        out.append(
-            Check(
-                "Docker GPU runtime",
-                node,
-                "WARN",
-                "the agent could not read the engine's runtimes",
-                "check that Docker is reachable",
-            )
-        )
-    elif "nvidia" in runtimes:
-        out.append(Check("Docker GPU runtime", node, "PASS", f"runtimes {', '.join(runtimes)}"))
-    else:
-        out.append(
-            Check(
-                "Docker GPU runtime",
-                node,
-                "FAIL",
-                f"no nvidia runtime (runtimes {', '.join(runtimes)})",
-                "install nvidia-container-toolkit (nvidia-docker2) and restart Docker",
-            )
-        )
+    flavor = observation.milvus_flavor or "gpu"  # an agent older than the field runs the default
+    image = observation.milvus_image or observation.container.image or "(image not reported)"
+    capability = judge_compute_capability(node, flavor, image, gpu_facts(observation))
+    if capability is not None:
+        out.append(capability)
+    toolkit = dict(observation.nvidia_toolkit.found) if observation.nvidia_toolkit.checked else None
+    out.append(judge_docker_gpu(node, toolkit, list(observation.docker_runtimes)))
     docker_errors = [e for e in observation.last_errors if "Docker" in e]
     if observation.container.state in ("running",):
         out.append(Check("Docker", node, "PASS", f"Milvus container {observation.container.state}"))

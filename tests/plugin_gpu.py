@@ -45,6 +45,9 @@ class FakeGpu:
     remapped_failure: int = 0
     retired_pages_pending: int = 0
     clocks_event_reasons: int = 0
+    # "major.minor" from nvmlDeviceGetCudaComputeCapability; 7.0 (a V100's) is one the Milvus 1.x GPU image runs on,
+    # whatever `name` says: a test that wants an A100 (8.0) or H100 (9.0) says so.
+    compute_capability: str = "7.0"
     lost: bool = False
     errors: dict[str, int] = field(default_factory=dict)  # NVML function -> return code
 

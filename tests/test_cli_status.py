@@ -76,3 +76,31 @@ def test_an_unmounted_volume_and_a_bad_config(fake_nvml: FakeNvml, jfs_volume: J
     run = run_status(fake_nvml.env_without_library(), "--config", bad, cwd=tmp_path)
     assert run.returncode == 2
     assert "node.name = 'Node A'" in run.stderr
+
+
+def test_status_shows_compute_capability_image_and_toolkit(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    gpus = two_gpus()
+    gpus.gpus[0].compute_capability = "8.0"
+    gpus.gpus[1].errors["nvmlDeviceGetCudaComputeCapability"] = 13  # a driver without the call
+    fake_nvml.write(gpus)
+    env = fake_nvml.env()
+    env["PATH"] = f"{tmp_path}:{env.get('PATH', '')}"
+    hook = tmp_path / "nvidia-container-runtime-hook"
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(0o755)
+
+    run = run_status(env, "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+    assert [g["compute_capability"] for g in status["gpu"]["gpus"]] == [[8, 0], None]
+    assert status["milvus_flavor"] == "gpu" and status["milvus_image"].startswith("milvusdb/milvus:1.0.0-gpu")
+    assert status["nvidia_toolkit"]["nvidia-container-runtime-hook"] == str(hook)
+
+    table = run_status(env, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    header = next(line for line in table.stdout.splitlines() if line.startswith("GPU "))
+    assert " CC " in header
+    first = next(line for line in table.stdout.splitlines() if gpus.gpus[0].uuid in line)
+    assert " 8.0 " in first
+    assert f"NVIDIA container toolkit: nvidia-container-runtime-hook {hook}" in table.stdout
+    assert "Milvus image milvusdb/milvus:1.0.0-gpu" in table.stdout and "(flavor gpu)" in table.stdout

@@ -11,6 +11,7 @@ from tests.plugin_gpu import FakeGpu, FakeNvml, FakeNvmlConfig, FakeXid, two_gpu
 
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_UNKNOWN = 999
 
 
@@ -113,6 +114,45 @@ def test_not_supported_values_are_none_and_not_a_fault(fake_nvml: FakeNvml) -> N
     assert gpu(report, 0)["power_w"] is None
     assert gpu(report, 0)["health"] == "healthy", gpu(report, 0)["reasons"]
     assert gpu(report, 0)["temperature_c"] == 40
+
+
+# -- compute capability ----------------------------------------------------------------------------
+
+
+def test_compute_capability_of_each_gpu_comes_through(fake_nvml: FakeNvml) -> None:
+    config = two_gpus()
+    config.gpus[0].compute_capability = "8.0"  # an A100
+    config.gpus[1].compute_capability = "7.5"  # a T4
+    fake_nvml.write(config)
+    report = fake_nvml.probe()
+    assert [g["compute_capability"] for g in report["gpus"]] == [[8, 0], [7, 5]]
+
+
+@pytest.mark.parametrize("code", [NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_FUNCTION_NOT_FOUND, NVML_ERROR_UNKNOWN])
+def test_a_driver_without_compute_capability_reports_it_unknown(fake_nvml: FakeNvml, code: int) -> None:
+    config = two_gpus()
+    config.gpus[0].errors["nvmlDeviceGetCudaComputeCapability"] = code
+    fake_nvml.write(config)
+    report = fake_nvml.probe()
+    assert report["available"] is True
+    first, second = gpu(report, 0), gpu(report, 1)
+    assert first["compute_capability"] is None
+    assert first["health"] == "healthy", first["reasons"]  # not knowing it is no fault of the GPU
+    assert first["uuid"] == config.gpus[0].uuid and first["utilization_pct"] == 37
+    assert second["compute_capability"] == [7, 0]
+
+
+def test_compute_capability_read_later_once_the_driver_answers(fake_nvml: FakeNvml) -> None:
+    config = two_gpus()
+    config.gpus[0].errors["nvmlDeviceGetCudaComputeCapability"] = NVML_ERROR_UNKNOWN
+    fake_nvml.write(config)
+    monitor = fake_nvml.start_monitor()
+    assert gpu(monitor.snapshot(), 0)["compute_capability"] is None
+    config.gpus[0].errors.clear()
+    config.gpus[0].compute_capability = "9.0"
+    fake_nvml.write(config)
+    assert gpu(monitor.snapshot(), 0)["compute_capability"] == [9, 0]
+    monitor.stop()
 
 
 # -- health from counters --------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class _GpuSlot:
     handle: Any = None
     uuid: str | None = None
     name: str | None = None
+    compute_capability: tuple[int, int] | None = None
     health: Health | None = None
     reasons: tuple[str, ...] = ()
 
@@ -138,6 +139,7 @@ class GpuMonitor:
             log.warning("gpu %d: no handle: %s", slot.index, exc)
             return exc
         slot.uuid, slot.name = self._nvml.device_identity(slot.handle)
+        slot.compute_capability = self._nvml.device_compute_capability(slot.handle)
         address = handle_address(slot.handle)
         if address is not None:
             self._index_by_address[address] = slot.index
@@ -190,6 +192,8 @@ class GpuMonitor:
         reading = self._read(slot)
         slot.uuid = reading.uuid or slot.uuid  # a lost GPU keeps the identity it had
         slot.name = reading.name or slot.name
+        if slot.compute_capability is None and slot.handle is not None and reading.health.lost_in is None:
+            slot.compute_capability = self._nvml.device_compute_capability(slot.handle)  # a fixed fact: kept once known
         with self._xid_lock:
             xids = self._xids.get(slot.index, ())
         health, reasons = judge_gpu_health(reading.health, xids, self._settings, now)
@@ -206,6 +210,7 @@ class GpuMonitor:
             health=health,
             reasons=reasons,
             xids=sorted(xids, key=lambda x: x.xid),
+            compute_capability=slot.compute_capability,
         )
 
     def _read(self, slot: _GpuSlot) -> DeviceReading:

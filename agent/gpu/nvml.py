@@ -214,6 +214,19 @@ class NvmlLibrary:
         name = calls.call("nvmlDeviceGetName", pynvml.nvmlDeviceGetName, handle)
         return uuid, name
 
+    def device_compute_capability(self, handle: Any) -> tuple[int, int] | None:
+        """(major, minor) CUDA compute capability of a device; None when unknown: a driver without the call
+        (NOT_SUPPORTED, FunctionNotFound), a lost GPU or any other error. Never raises."""
+        calls = _DeviceCalls()
+        value = calls.call("nvmlDeviceGetCudaComputeCapability", pynvml.nvmlDeviceGetCudaComputeCapability, handle)
+        if value is None:
+            return None
+        try:
+            major, minor = (int(part) for part in value)
+        except (TypeError, ValueError):
+            return None
+        return (major, minor) if major > 0 else None
+
     def read_device(self, index: int, handle: Any) -> DeviceReading:
         """Inventory, load and health counters of one GPU. Never raises."""
         calls = _DeviceCalls()

@@ -21,6 +21,7 @@ class GpuStatus:
     health: Health
     reasons: list[str] = field(default_factory=list)
     xids: list[XidRecord] = field(default_factory=list)
+    compute_capability: tuple[int, int] | None = None  # CUDA (major, minor); None: NVML could not say
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +36,7 @@ class GpuStatus:
             "health": self.health,
             "reasons": list(self.reasons),
             "xids": [x.to_dict() for x in self.xids],
+            "compute_capability": None if self.compute_capability is None else list(self.compute_capability),
         }
 
 

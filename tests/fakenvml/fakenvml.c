@@ -95,6 +95,8 @@ struct gpu_description {
     unsigned int remapped_failure;
     unsigned int retired_pages_pending;
     unsigned long long clocks_event_reasons;
+    int cuda_major; /* compute capability, e.g. 7.0 */
+    int cuda_minor;
     int lost;
 };
 
@@ -135,6 +137,15 @@ static void default_gpu(struct gpu_description *gpu, unsigned int index) {
     gpu->memory_total = 16ULL << 30;
     gpu->temperature = 40;
     gpu->power_mw = 50000;
+    gpu->cuda_major = 7;
+    gpu->cuda_minor = 0;
+}
+
+/* "8.0" -> 8, 0; "9" -> 9, 0. */
+static void set_compute_capability(struct gpu_description *gpu, const char *value) {
+    char *end = NULL;
+    gpu->cuda_major = (int)strtol(value, &end, 10);
+    gpu->cuda_minor = (end && *end == '.') ? (int)strtol(end + 1, NULL, 10) : 0;
 }
 
 static char *trim(char *s) {
@@ -169,6 +180,7 @@ static void set_gpu_key(struct gpu_description *gpu, const char *key, const char
     else if (!strcmp(key, "remapped_failure")) gpu->remapped_failure = (unsigned int)number(value);
     else if (!strcmp(key, "retired_pages_pending")) gpu->retired_pages_pending = (unsigned int)number(value);
     else if (!strcmp(key, "clocks_event_reasons")) gpu->clocks_event_reasons = number(value);
+    else if (!strcmp(key, "compute_capability")) set_compute_capability(gpu, value);
     else if (!strcmp(key, "lost")) gpu->lost = (int)number(value);
     else fprintf(stderr, "fakenvml: unknown gpu key '%s' ignored\n", key);
 }
@@ -469,6 +481,15 @@ nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device, unsigne
 nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device, unsigned long long *reasons) {
     DEVICE_CALL("nvmlDeviceGetCurrentClocksThrottleReasons", device);
     *reasons = gpu->clocks_event_reasons;
+    DONE(NVML_SUCCESS);
+}
+
+/* The ABI of the real call: two int out-parameters (nvml.h: int *major, int *minor). */
+nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int *major, int *minor) {
+    DEVICE_CALL("nvmlDeviceGetCudaComputeCapability", device);
+    if (!major || !minor) DONE(NVML_ERROR_INVALID_ARGUMENT);
+    *major = gpu->cuda_major;
+    *minor = gpu->cuda_minor;
     DONE(NVML_SUCCESS);
 }
 

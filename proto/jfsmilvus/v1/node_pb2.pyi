@@ -43,8 +43,16 @@ class XidRecord(_message.Message):
     fatal: bool
     def __init__(self, xid: _Optional[int] = ..., count: _Optional[int] = ..., first_seen_unix: _Optional[float] = ..., last_seen_unix: _Optional[float] = ..., fatal: _Optional[bool] = ...) -> None: ...
 
+class ComputeCapability(_message.Message):
+    __slots__ = ("major", "minor")
+    MAJOR_FIELD_NUMBER: _ClassVar[int]
+    MINOR_FIELD_NUMBER: _ClassVar[int]
+    major: int
+    minor: int
+    def __init__(self, major: _Optional[int] = ..., minor: _Optional[int] = ...) -> None: ...
+
 class GpuStatus(_message.Message):
-    __slots__ = ("index", "uuid", "name", "memory_total_bytes", "memory_used_bytes", "utilization_pct", "temperature_c", "power_w", "health", "reasons", "xids")
+    __slots__ = ("index", "uuid", "name", "memory_total_bytes", "memory_used_bytes", "utilization_pct", "temperature_c", "power_w", "health", "reasons", "xids", "compute_capability")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +64,7 @@ class GpuStatus(_message.Message):
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     XIDS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     name: str
@@ -67,7 +76,8 @@ class GpuStatus(_message.Message):
     health: Health
     reasons: _containers.RepeatedScalarFieldContainer[str]
     xids: _containers.RepeatedCompositeFieldContainer[XidRecord]
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., utilization_pct: _Optional[float] = ..., temperature_c: _Optional[float] = ..., power_w: _Optional[float] = ..., health: _Optional[_Union[Health, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., xids: _Optional[_Iterable[_Union[XidRecord, _Mapping]]] = ...) -> None: ...
+    compute_capability: ComputeCapability
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., utilization_pct: _Optional[float] = ..., temperature_c: _Optional[float] = ..., power_w: _Optional[float] = ..., health: _Optional[_Union[Health, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., xids: _Optional[_Iterable[_Union[XidRecord, _Mapping]]] = ..., compute_capability: _Optional[_Union[ComputeCapability, _Mapping]] = ...) -> None: ...
 
 class GpuReport(_message.Message):
     __slots__ = ("available", "reason", "driver_version", "gpus")
@@ -149,8 +159,23 @@ class ContainerStatus(_message.Message):
     error: str
     def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., healthy: _Optional[bool] = ..., restarts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
+class NvidiaToolkitStatus(_message.Message):
+    __slots__ = ("checked", "found")
+    class FoundEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    checked: bool
+    found: _containers.ScalarMap[str, str]
+    def __init__(self, checked: _Optional[bool] = ..., found: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +194,9 @@ class NodeObservation(_message.Message):
     AGENT_PORT_FIELD_NUMBER: _ClassVar[int]
     DOCKER_RUNTIMES_FIELD_NUMBER: _ClassVar[int]
     ROW_LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    NVIDIA_TOOLKIT_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     agent_version: str
@@ -187,7 +215,10 @@ class NodeObservation(_message.Message):
     agent_port: int
     docker_runtimes: _containers.RepeatedScalarFieldContainer[str]
     row_lease_ms: int
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ...) -> None: ...
+    milvus_image: str
+    milvus_flavor: str
+    nvidia_toolkit: NvidiaToolkitStatus
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ...) -> None: ...
 
 class DiscoveryConfig(_message.Message):
     __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")

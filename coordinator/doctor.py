@@ -184,7 +184,10 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
     node = observation.node
     out: list[Check] = []
     gpus = observation.gpus
-    if not gpus.available:
+    flavor = observation.milvus_flavor or "gpu"  # an agent older than the field runs the default
+    if flavor == "cpu":  # a CPU image loads no NVIDIA library and asks Docker for no GPU
+        out.append(Check("NVIDIA driver", node, "PASS", "not needed: milvus.flavor cpu"))
+    elif not gpus.available:
         out.append(
             Check(
                 "NVIDIA driver", node, "FAIL", gpus.reason or "NVML unavailable", "install NVIDIA driver 418 or later"
@@ -260,13 +263,15 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
                     out.append(
                         Check("Redis security", where, "WARN", warning, "set requirepass (and protected-mode as fits)")
                     )
-    flavor = observation.milvus_flavor or "gpu"  # an agent older than the field runs the default
     image = observation.milvus_image or observation.container.image or "(image not reported)"
     capability = judge_compute_capability(node, flavor, image, gpu_facts(observation))
     if capability is not None:
         out.append(capability)
     toolkit = dict(observation.nvidia_toolkit.found) if observation.nvidia_toolkit.checked else None
-    out.append(judge_docker_gpu(node, toolkit, list(observation.docker_runtimes)))
+    if flavor == "cpu":
+        out.append(Check("Docker GPU hook", node, "PASS", "not needed: milvus.flavor cpu"))
+    else:
+        out.append(judge_docker_gpu(node, toolkit, list(observation.docker_runtimes)))
     docker_errors = [e for e in observation.last_errors if "Docker" in e]
     if observation.container.state in ("running",):
         out.append(Check("Docker", node, "PASS", f"Milvus container {observation.container.state}"))

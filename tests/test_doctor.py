@@ -127,6 +127,22 @@ def test_no_nvml_leaves_the_finding_to_the_driver_check() -> None:
     assert "GPU compute capability" not in names
 
 
+def test_a_cpu_image_needs_neither_nvml_nor_the_container_hook() -> None:
+    status = agent_status(
+        {"available": False, "reason": "NVML unavailable: no driver", "gpus": []},
+        flavor="cpu",
+        image=CPU_IMAGE,
+        toolkit={},
+        runtimes=["runc"],
+    )
+    for name in ("NVIDIA driver", "Docker GPU hook"):
+        finding = doctor_finding(status, name)
+        assert (finding.result, finding.detail) == ("PASS", "not needed: milvus.flavor cpu")
+    gpu_node = agent_status({"available": False, "reason": "NVML unavailable: no driver", "gpus": []}, toolkit={})
+    assert doctor_finding(gpu_node, "NVIDIA driver").result == "FAIL"
+    assert doctor_finding(gpu_node, "Docker GPU hook").result == "FAIL"
+
+
 # -- the Docker GPU hook ---------------------------------------------------------------------------
 
 

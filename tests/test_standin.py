@@ -397,6 +397,19 @@ def test_start_takes_the_configured_time(standin_factory: StandinFactory, standi
 
 
 @pytest.mark.slow
+def test_a_writers_stop_drains_and_a_readers_is_quick(standin_factory: StandinFactory, standin_db_dir: Path) -> None:
+    slow_stop = {"standin": {"stop_s": 2.0}}
+    writer = standin_factory.start("a", "rw", standin_db_dir, overrides=slow_stop)
+    reader = standin_factory.start("b", "ro", standin_db_dir, overrides=slow_stop)
+    took = {}
+    for node in (writer, reader):
+        began = time.monotonic()
+        assert node.stop() == 0
+        took[node.role] = time.monotonic() - began
+    assert took["rw"] >= 2.0 > took["ro"] + 0.5
+
+
+@pytest.mark.slow
 def test_overlap_found_when_two_writers_ran_at_once(standin_factory: StandinFactory, standin_db_dir: Path) -> None:
     a = standin_factory.start("a", "rw", standin_db_dir)
     b = standin_factory.start("b", "rw", standin_db_dir, epoch=2)  # storage.path is per container: both run

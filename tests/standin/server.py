@@ -431,7 +431,10 @@ class Lifecycle:
                 self.db.flush_all()
             except (OSError, MetaError) as exc:
                 log(f"final flush failed: {exc}")
-        time.sleep(self.settings.knobs.stop_s)
+        if self.settings.writable:
+            # DBImpl::Stop joins the WAL, merge and index threads of a writer only (db/DBImpl.cpp:179-208); a
+            # reader has none, so its stop is quick.
+            time.sleep(self.settings.knobs.stop_s)
         if self.writelog is not None:
             self.writelog.close(reason)
         if self.http is not None:

@@ -114,7 +114,15 @@ def run_wrapper(tmp_path: Path, lease_s: float | None, child: str = SIGNAL_CHILD
         write_lease_file(str(lease_file), LeaseFile(deadline=lease_now() + lease_s, epoch=1, lease_ms=1000))
     env = dict(os.environ, JFS_MILVUS_LEASE_FILE=str(lease_file))
     argv = ["/bin/sh", str(script), sys.executable, "-c", child]
-    return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    # As PID 1 of a container, the wrapper starts with every signal at its default: a shell cannot trap a signal
+    # that was ignored when it started (a test run from a background job inherits SIGINT ignored).
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def test_the_wrapper_kills_its_child_when_the_lease_lapses(tmp_path: Path) -> None:

@@ -42,6 +42,10 @@ juicefs:
       meta_url: redis://10.0.0.5:6379/1
       mountpoint: /mnt/jfs
       password_file: /etc/jfs-milvus/secrets/meta-password
+milvus:
+  flavor: cpu
+  meta_uri: mysql://milvus@10.0.0.5:3306/milvus
+  meta_password_file: /etc/jfs-milvus/secrets/mysql-password
 """
 COORDINATOR_CONF = """\
 cluster: milvus-test
@@ -208,9 +212,11 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path) -> None:
     assert "switchover" in root.sh("coordinatorctl --help").stdout
     shipped = root.sh(f"jfs-milvus-agent check-config {AGENT_CONF}", check=False)
     assert shipped.returncode == 2
-    assert shipped.stderr.splitlines() == [
+    missing = shipped.stderr.splitlines()
+    assert missing[:3] == [
         f"{AGENT_CONF}: {key}: missing: this key is required" for key in ("node", "node.name", "node.address")
     ]
+    assert [line.split(": ")[1] for line in missing[3:]] == ["milvus.meta_uri", "milvus.meta_password_file"]
 
     modes = root.sh(
         "stat -c '%n %a %U:%G' /etc/jfs-milvus/secrets /etc/jfs-milvus/secrets/* /var/lib/jfs-milvus "
@@ -230,6 +236,7 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path) -> None:
     # The operator fills in the config and a secret. The system's own Python packages are never used: a
     # broken `yaml` in dist-packages changes nothing.
     root.sh(f"cat > {AGENT_CONF} <<'EOF'\n{EDITED_AGENT_CONF}EOF\necho s3cret > /etc/jfs-milvus/secrets/meta-password")
+    root.sh("echo 'Mv1!#@/%pw' > /etc/jfs-milvus/secrets/mysql-password")
     root.sh("mkdir -p /usr/lib/python3/dist-packages && echo 'raise SystemExit(\"system yaml\")' > /tmp/yaml.py")
     root.sh("cp /tmp/yaml.py /usr/lib/python3/dist-packages/yaml.py")
     checked = root.sh(f"jfs-milvus-agent check-config {AGENT_CONF}")

@@ -12,7 +12,6 @@ from tests.standin.writelog import (
     WriteLogError,
     entry,
     find_overlaps,
-    missing_acknowledged,
     parse_log,
     read_logs,
     writer_intervals,
@@ -65,12 +64,6 @@ def test_margin_flags_writers_closer_than_the_clock_skew() -> None:
     assert find_overlaps(intervals) == []
     (near,) = find_overlaps(intervals, margin_ns=20 * MS)
     assert near.overlap_ns == -10 * MS
-
-
-def test_missing_acknowledged_names_lost_ids() -> None:
-    logs = [make_log("a", 1, 100, 200, ids=("x",)), make_log("b", 2, 300, 400, ids=("y",))]
-    assert missing_acknowledged({"x", "y"}, logs) == set()
-    assert missing_acknowledged({"x", "z"}, logs) == {"z"}
 
 
 def test_torn_last_line_is_dropped_and_a_bad_middle_line_raises() -> None:

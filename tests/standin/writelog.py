@@ -2,9 +2,11 @@
 
 A writer incarnation (one rw server process) appends JSON lines to its own file
 `<db>/writelog/<node>.<epoch>.<start_ns>.jsonl`; no two processes ever append to one file. Every line has
-`v` (format version, 1), `kind` (start | tick | write | stop), `node`, `epoch`, `seq` (0, 1, 2, ... within the
-file) and `wall_ns` (time.time_ns() of the writer). `write` lines add `id` and `payload`; `start` adds `pid`;
-`stop` adds `reason`. Each line is fsynced before the server goes on (a write's before it is acknowledged).
+`v` (format version, 1), `kind` (start | tick | flush | stop), `node`, `epoch`, `seq` (0, 1, 2, ... within the
+file) and `wall_ns` (time.time_ns() of the writer). `flush` lines add `table`, `segment`, `rows`, `lsn` and
+`bytes` (one per segment a flush wrote to the volume); `start` adds `pid`; `stop` adds `reason`. Each line is
+fsynced before the server goes on. (`write` lines, with `id` and `payload`, are the stand-in's before it spoke
+Milvus's gRPC API; they are still read.)
 
 This module is also copied into the image: the server writes and reads its lines with these functions.
 """
@@ -21,7 +23,7 @@ from typing import Any
 FORMAT_VERSION = 1
 WRITELOG_DIR = "writelog"  # under the shared volume's db/ directory
 SUFFIX = ".jsonl"
-KINDS = ("start", "tick", "write", "flush", "stop")
+KINDS = ("start", "tick", "write", "flush", "stop")  # "write": lines of the stand-in before it spoke gRPC
 
 
 class WriteLogError(ValueError):
@@ -47,7 +49,7 @@ class WriterInterval:
     first_ns: int
     last_ns: int
     stopped_cleanly: bool  # its last line is a `stop` line
-    writes: int
+    writes: int  # the lines that wrote data to the volume (flushes)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def writer_intervals(logs: Iterable[LogFile]) -> list[WriterInterval]:
                 first_ns=min(e["wall_ns"] for e in log.entries),
                 last_ns=max(e["wall_ns"] for e in log.entries),
                 stopped_cleanly=last["kind"] == "stop",
-                writes=sum(1 for e in log.entries if e["kind"] == "write"),
+                writes=sum(1 for e in log.entries if e["kind"] in ("write", "flush")),
             )
         )
     return sorted(intervals, key=lambda i: (i.first_ns, i.file))
@@ -132,15 +134,3 @@ def find_overlaps(intervals: Iterable[WriterInterval], margin_ns: int = 0) -> li
                 break  # the rest start later still
             found.append(Overlap(a, b, min(a.last_ns, b.last_ns) - b.first_ns))
     return found
-
-
-def records(logs: Iterable[LogFile]) -> list[dict[str, Any]]:
-    """Every `write` line of every file, in wall-clock order."""
-    writes = [e for log in logs for e in log.entries if e["kind"] == "write"]
-    return sorted(writes, key=lambda e: (e["wall_ns"], str(e["node"]), e["seq"]))
-
-
-def missing_acknowledged(acknowledged_ids: Iterable[str], logs: Iterable[LogFile]) -> set[str]:
-    """The acknowledged ids that no write line holds (empty: nothing acknowledged was lost)."""
-    present = {str(e.get("id")) for e in records(logs)}
-    return set(acknowledged_ids) - present

@@ -58,18 +58,15 @@ SHORTEN = {
         "after the commit"
     ),
     "agent_to_docker_start": (
-        "the designate's work after the rw push: the rw remount (about 0.6 s) and docker create and start "
-        "(about 0.4 s); it would remount during the fence, but stopping its ro Milvus gracefully (SIGINT, the "
-        "stand-in's stop_s 1 s) takes the whole fence: a ro Milvus has nothing to flush, so killing it, or "
-        "mounting rw beside the ro mount while the fence runs, would take about 0.6 s off"
+        "the designate's work after the rw push: docker create and start (about 0.3 s); it stops its ro Milvus "
+        "(quick: a reader has no WAL, merge or index thread to join) and remounts rw during the fence"
     ),
 }
 LEASE_WAIT = (
     f"detect + decide + fence = the old writer's last report + lease_s ({T.lease_s:g} s) + fence_margin_s "
     f"({T.fence_margin_s:g} s) - the power-off, so {T.lease_s + T.fence_margin_s:g} s minus 0 to "
     f"{T.report_interval_s:g} s: only a shorter lease shortens it. 2.5 s p99 for the control plane needs "
-    "lease_s + fence_margin_s + the agent's work <= 2.5 s: with the remount moved into the fence (agent about "
-    "0.4 s), lease_s 1.8 s, renewed every 0.5 s by the writer alone (readers need no lease) to keep the slack "
+    "lease_s + fence_margin_s + the agent's work <= 2.5 s: with the agent's 0.3-0.4 s, lease_s 1.8 s, renewed every 0.5 s by the writer alone (readers need no lease) to keep the slack "
     "of two missed renewals: that tolerates a stall of 1.3 s in the writer's renewals, where today it is 2 s"
 )
 

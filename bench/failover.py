@@ -66,7 +66,8 @@ LEASE_WAIT = (
     f"detect + decide + fence = the old writer's last report + lease_s ({T.lease_s:g} s) + fence_margin_s "
     f"({T.fence_margin_s:g} s) - the power-off, so {T.lease_s + T.fence_margin_s:g} s minus 0 to "
     f"{T.report_interval_s:g} s: only a shorter lease shortens it. 2.5 s p99 for the control plane needs "
-    "lease_s + fence_margin_s + the agent's work <= 2.5 s: with the agent's 0.3-0.4 s, lease_s 1.8 s, renewed every 0.5 s by the writer alone (readers need no lease) to keep the slack "
+    "lease_s + fence_margin_s + the agent's work <= 2.5 s: with the agent's 0.3-0.4 s, lease_s 1.8 s, "
+    "renewed every 0.5 s by the writer alone (readers need no lease) to keep the slack "
     "of two missed renewals: that tolerates a stall of 1.3 s in the writer's renewals, where today it is 2 s"
 )
 

@@ -299,7 +299,7 @@ class Agent:
     def _take(self, assignment: Assignment, lease: Lease | None) -> None:
         """Make `assignment` and `lease` the current ones (the caller holds _assign_lock, and has judged the
         assignment). What the loop acts on changing wakes it now rather than at its next tick: the role, epoch or
-        writer, or whether a writer's lease is valid (rule 15 holds a writer ready to start until it is)."""
+        writer, or whether a writer's lease is valid (rule 17 holds a writer ready to start until it is)."""
         before = self._loop_cares_about()
         self.pushed, self.lease = assignment, lease
         self._remember_epoch(assignment.epoch)

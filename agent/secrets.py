@@ -86,8 +86,11 @@ def read_secret_file(path: str) -> str:
     cached = _read_cache.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]
-    with open(path, encoding="utf-8") as f:
-        value = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = f.read()
+    except UnicodeDecodeError as exc:
+        raise SecretError(f"secret file {path}: not UTF-8 text (byte {exc.start})") from None
     # One trailing newline is what `echo pw > file` leaves; anything else is part of the secret.
     value = value[:-1] if value.endswith("\n") else value
     _read_cache[path] = (key, value)

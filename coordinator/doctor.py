@@ -184,7 +184,8 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
     node = observation.node
     out: list[Check] = []
     gpus = observation.gpus
-    flavor = observation.milvus_flavor or "gpu"  # an agent older than the field runs the default
+    # An agent older than the field runs the default; a value no agent sends gets the stricter GPU checks.
+    flavor = observation.milvus_flavor if observation.milvus_flavor in ("gpu", "cpu") else "gpu"
     if flavor == "cpu":  # a CPU image loads no NVIDIA library and asks Docker for no GPU
         out.append(Check("NVIDIA driver", node, "PASS", "not needed: milvus.flavor cpu"))
     elif not gpus.available:

@@ -124,7 +124,7 @@ class Seen:
 def wanted_role(assigned: str, writer: str, node: str, coordinated: bool) -> tuple[str, bool]:
     """The role to converge to, and whether this node is the writer-designate: told ro at the new epoch by a
     coordinator that names it as the writer while the old one is fenced. A designate is wanted as rw but must
-    be given `lease_valid=False` until a rw assignment brings a lease (rule 15)."""
+    be given `lease_valid=False` until a rw assignment brings a lease (rule 17)."""
     role = assigned if assigned in ("rw", "ro") else "none"
     if coordinated and role == "ro" and writer == node:
         return "rw", True

@@ -70,5 +70,5 @@ def choose_gpus(
             failed = "; ".join(f"gpu {g.index}: {', '.join(g.reasons) or g.health}" for g in configured)
             why = f"{_NOT_STARTING} and NVML reports none healthy ({failed})"
         return GpuChoice(uuids=(), render_count=0, start_blocker=why)
-    uuids = tuple(g.uuid for g in usable if g.uuid)
+    uuids = tuple(g.uuid for g in usable)
     return GpuChoice(uuids=uuids, render_count=len(uuids) if set_gpu_devices else None)

@@ -41,9 +41,11 @@ LEASEWATCH_SH = f"""\
 # DEADLINE_CS on the clock of /proc/uptime in centiseconds.
 lease_file="${{JFS_MILVUS_LEASE_FILE:-/var/lib/milvus/conf/{LEASE_FILE_NAME}}}"
 read -r boot < {BOOT_ID_PATH}
+child= stop=
+trap 'stop=1; [ -n "$child" ] && kill -INT "$child" 2>/dev/null' TERM INT
 "$@" &
 child=$!
-trap 'kill -INT "$child" 2>/dev/null' TERM INT
+[ -n "$stop" ] && kill -INT "$child" 2>/dev/null  # a stop that came before the child existed
 while :; do
   if ! kill -0 "$child" 2>/dev/null; then
     wait "$child"

@@ -7,8 +7,9 @@ typo or an old 0.x key name just does nothing. The names are the union of the v1
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
+
+from agent.configschema import did_you_mean
 
 CONFIG_VERSION = "0.5"  # v1.0.0 Config.cpp milvus_config_version_map["1.0.0"]; 1.1 SERVER_CONFIG_VERSION
 
@@ -50,8 +51,8 @@ STANDIN_SECTION = "standin"
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = did_you_mean(name, known)
+    return f"; did you mean '{close}'?" if close else ""
 
 
 def unknown_keys(base: dict[str, Any], path: str) -> list[str]:

@@ -7,6 +7,7 @@ the real pymilvus 1.0.1 client. Each test names the behaviour; reverting it in t
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from tests.plugin_juicefs import JfsTestVolume
 from tests.plugin_standin import MILVUS_META_PASSWORD, MilvusMeta, StandinFactory
 from tests.standin import writelog
 from tests.standin.build import ensure_standin
-from tests.standin.container import docker, wal_lines
+from tests.standin.container import StandinContainer, docker, wal_lines
 from tests.standin.durable import durable_ids
 from tests.standin.milvusconf import ConfigCheckError, parse_meta_uri, read_settings, unknown_gpu_devices
 from tests.standin.segments import TABLES_DIR
@@ -32,6 +33,12 @@ NO_AUTO_FLUSH = {"storage": {"auto_flush_interval": 0}}
 def minimal(**sections: object) -> str:
     text = "version: 0.5\ncluster:\n  enable: true\n  role: rw\ngeneral:\n  meta_uri: mysql://u:p@h:3306/db\n"
     return text + "".join(f"{k}: {v}\n" for k, v in sections.items())
+
+
+def assert_exit(node: StandinContainer, code: int, said: str) -> None:
+    """The container exits with `code` and its output says `said` (Milvus's own message)."""
+    assert node.exit_code() == code
+    assert said in node.logs()
 
 
 # --- pure: how Milvus reads its config ---
@@ -279,8 +286,7 @@ def test_foreign_lsn_range_fails_a_new_writer_unless_recovery_errors_are_ignored
     strict = standin_factory.start(
         "b", "rw", standin_db_dir, epoch=2, wait=False, overrides={"wal": {"recovery_error_ignore": False}}
     )
-    assert strict.exit_code() == 1
-    assert "Wal init error" in strict.logs()
+    assert_exit(strict, 1, "Wal init error")
     lenient = standin_factory.start(
         "c", "rw", standin_db_dir, epoch=3, overrides={"wal": {"recovery_error_ignore": True}}
     )
@@ -323,8 +329,7 @@ def test_reader_start_needs_create_rights_in_mysql(
     reader = standin_factory.start(
         "b", "ro", standin_db_dir, meta_uri=milvus_meta.uri(milvus_meta.select_user), wait=False
     )
-    assert reader.exit_code() == 1
-    assert "Failed to create meta collection 'Tables'" in reader.logs()
+    assert_exit(reader, 1, "Failed to create meta collection 'Tables'")
 
 
 @pytest.mark.slow
@@ -335,12 +340,10 @@ def test_a_password_milvus_cannot_log_in_with_ends_the_start(
 
     encoded = milvus_meta.uri(password=quote(MILVUS_META_PASSWORD, safe=""))  # what SQLAlchemy wants, not Milvus
     node = standin_factory.start("a", "rw", standin_db_dir, meta_uri=encoded, wait=False)
-    assert node.exit_code() == 1
-    assert "Access denied" in node.logs()
+    assert_exit(node, 1, "Access denied")
     no_port = milvus_meta.uri().replace(f":{milvus_meta.server.port}/", "/")
     node = standin_factory.start("b", "rw", standin_db_dir, meta_uri=no_port, wait=False)
-    assert node.exit_code() == 1
-    assert "Config check fail: Invalid meta uri" in node.logs()
+    assert_exit(node, 1, "Config check fail: Invalid meta uri")
 
 
 @pytest.mark.slow
@@ -350,15 +353,19 @@ def test_grpc_bind_failure_exits_1_while_http_binds_every_address(
     node = standin_factory.start(
         "a", "rw", standin_db_dir, overrides={"network": {"bind.address": "10.0.0.11"}}, wait=False
     )
-    assert node.exit_code() == 1
-    assert "critical signal: 11" in node.logs()
+    assert_exit(node, 1, "critical signal: 11")
+    bound = standin_factory.start("b", "rw", standin_db_dir, overrides={"network": {"bind.address": "127.0.0.1"}})
+    assert bound.call("server_version")["value"] == "1.0.0"
+    other = StandinContainer(**{**bound.__dict__, "host": "127.0.0.2"})  # another loopback address
+    assert other.request("GET", "/state")[0] == 200  # HTTP binds every address, by port only
+    with pytest.raises(ConnectionRefusedError):  # gRPC listens only on the address it was given
+        socket.create_connection(("127.0.0.2", bound.grpc_port), timeout=2).close()
 
 
 @pytest.mark.slow
 def test_config_version_other_than_0_5_exits(standin_factory: StandinFactory, standin_db_dir: Path) -> None:
     node = standin_factory.start("a", "rw", standin_db_dir, overrides={"version": "0.4"}, wait=False)
-    assert node.exit_code() == 1
-    assert "Invalid config version" in node.logs()
+    assert_exit(node, 1, "Invalid config version")
 
 
 @pytest.mark.slow
@@ -366,8 +373,7 @@ def test_gpu_image_needs_its_gpu_device_request(
     standin_factory: StandinFactory, standin_db_dir: Path, standin_gpu_image: str
 ) -> None:
     bare = standin_factory.start("a", "rw", standin_db_dir, image=standin_gpu_image, wait=False)
-    assert bare.exit_code() == 127
-    assert "libnvidia-ml.so.1: file too short" in bare.logs()
+    assert_exit(bare, 127, "libnvidia-ml.so.1: file too short")
     too_few = standin_factory.start(
         "b",
         "rw",
@@ -377,8 +383,7 @@ def test_gpu_image_needs_its_gpu_device_request(
         env={"NVIDIA_VISIBLE_DEVICES": "GPU-0"},
         overrides={"gpu": {"enable": True, "search_devices": ["gpu0", "gpu1"], "build_index_devices": ["gpu0"]}},
     )
-    assert too_few.exit_code() == 1
-    assert "gpu does not match with the hardware" in too_few.logs()
+    assert_exit(too_few, 1, "gpu does not match with the hardware")
     ok = standin_factory.start(
         "c",
         "rw",

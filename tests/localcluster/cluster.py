@@ -315,13 +315,11 @@ class LocalCluster:
 
     # -- the checker ----------------------------------------------------------------------------------------
     def db_dir(self) -> Path:
-        """The shared volume's db/ as this machine sees it: through the writer's own mount when it has one (it
-        sees its writes at once), else through any node's."""
-        try:
-            writer = self.nodes.get(self.writer())
-        except (grpc.RpcError, RuntimeError):
-            writer = None
-        node = next((n for n in [writer, *self.nodes.values()] if n is not None and n.mount_mode()), None)
+        """The shared volume's db/ as a reader sees it: through a node whose mount is read-only (what a search
+        there reads), else through any node's mount (the writer's when no reader is up)."""
+        modes = {n.name: n.mount_mode() for n in self.nodes.values()}
+        mounted = [n for n in self.nodes.values() if modes[n.name]]
+        node = next((n for n in mounted if modes[n.name] == "ro"), mounted[0] if mounted else None)
         if node is None:
             raise AssertionError("no node has the volume mounted: the volume cannot be read")
         return Path(node.volume.mountpoint) / "milvus" / "db"
@@ -347,11 +345,12 @@ class LocalCluster:
         acknowledged, flushed = client.written(until)
         db_dir = self.db_dir()
         intervals = writelog.writer_intervals(writelog.read_logs(db_dir))
-        for _ in range(3):
+        for attempt in range(3):
+            if attempt:
+                time.sleep(1.5)  # what was flushed a moment ago may not be in a reader's view yet (1 s caches)
             found = durability(acknowledged, flushed, durable_ids(self.milvus_meta.connect, db_dir, client.collection))
             if not found.flushed_lost and not found.unflushed_lost:
                 break
-            time.sleep(1.5)  # what was flushed a moment ago may not be in a reader's view yet (1 s caches)
         return HistoryVerdict(intervals, writelog.find_overlaps(intervals), found)
 
 
@@ -437,23 +436,9 @@ class WriteClient:
             return set(self.ledger.acknowledged)
 
     @property
-    def flushed(self) -> set[int]:
-        with self._lock:
-            return set(self.ledger.flushed)
-
-    @property
     def ack_times(self) -> list[float]:
         with self._lock:
             return list(self.ledger.ack_times)
-
-    @property
-    def ack_nodes(self) -> list[str]:
-        with self._lock:
-            return list(self.ledger.ack_nodes)
-
-    @property
-    def errors(self) -> int:
-        return self.ledger.errors
 
     @property
     def search_misses(self) -> int:

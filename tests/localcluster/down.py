@@ -76,7 +76,7 @@ def keep_logs(root: Path, to: Path, progress: Say) -> None:
     tearing it down)."""
     to.mkdir(parents=True, exist_ok=True)
     for log in [*root.glob("*.log"), *root.glob("nodes/*.log"), *root.glob("nodes/*/agent.log")]:
-        name = log.name if log.parent == root else f"{log.parent.name}.log"
+        name = f"{log.parent.name}.log" if log.name == "agent.log" else log.name  # nodes/<node>/agent.log
         shutil.copy(log, to / name)
     progress(f"logs kept in {to}")
 

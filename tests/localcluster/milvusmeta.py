@@ -16,26 +16,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pymysql
 
 from tests.plugin_mysql import MariaDB
+from tests.standin.milvusconf import StandinKnobs
 
 MILVUS_USER = "milvus"
 MILVUS_PASSWORD = "Mv1!#@/%pw"  # no ':' (Milvus's meta_uri regex gives it to the user part)
 DOCKER_BRIDGE_GATEWAY = "172.17.0.1"  # Docker's default; bridge_gateway() asks the engine
-
-
-@dataclass(frozen=True)
-class StandinKnobs:
-    """The stand-in's own settings (tests/standin/README.md), in the base config's `standin:` section."""
-
-    start_s: float = 3.0  # to the first answered /state: the stand-in's default, close to a small real node
-    stop_s: float = 1.0
-    replay_s_per_1000: float | None = None  # None: the stand-in's default
 
 
 class BridgedMariaDB(MariaDB):
@@ -111,11 +103,8 @@ class BaseConfig:
     standin: StandinKnobs = field(default_factory=StandinKnobs)
 
     def sections(self) -> dict[str, dict[str, Any]]:
-        knobs: dict[str, Any] = {"start_s": self.standin.start_s, "stop_s": self.standin.stop_s}
-        if self.standin.replay_s_per_1000 is not None:
-            knobs["replay_s_per_1000"] = self.standin.replay_s_per_1000
         return {
             "storage": {"auto_flush_interval": self.auto_flush_interval_s},
             "wal": {"enable": True, "recovery_error_ignore": True},
-            "standin": knobs,
+            "standin": asdict(self.standin),
         }

@@ -9,18 +9,20 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.standin.milvusconf import StandinKnobs
 
 CONTAINER_ROOT = "/var/lib/milvus"
 TEST_LABEL = "org.jfs-milvus.test=standin"  # every container started here carries it
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_PYTHON = REPO / ".venv-milvus1" / "bin" / "python"
 CALL_SCRIPT = Path(__file__).resolve().parent / "pymilvus_call.py"
-FAST_KNOBS = {"start_s": 0.3, "stop_s": 0.1}  # most tests need no realistic delays
+FAST_KNOBS = asdict(StandinKnobs(start_s=0.3, stop_s=0.1))  # most tests need no realistic delays
 
 
 def render_config(

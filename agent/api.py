@@ -74,7 +74,19 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         row_lease_ms=status.get("row_lease_ms", 0),
         milvus_image=status.get("milvus_image") or "",
         milvus_flavor=status.get("milvus_flavor") or "",
+        stopping_for_s=status.get("stopping_for_s") or 0.0,
     )
+    stop = status.get("last_writer_stop")
+    if stop:
+        obs.last_writer_stop.CopyFrom(
+            node_pb2.WriterStop(
+                epoch=stop["epoch"],
+                drain_id=stop["drain_id"],
+                exit_code=stop["exit_code"],
+                seconds=stop["seconds"],
+                at_unix=stop["at_unix"],
+            )
+        )
     toolkit = status.get("nvidia_toolkit")
     if toolkit is not None:
         obs.nvidia_toolkit.checked = True
@@ -161,6 +173,9 @@ def _waiting_for(status: dict[str, Any]) -> str:
     return str(step.get("reason", "")) if step.get("action") == "wait" else ""
 
 
+MAX_DRAIN_MS = 86_400_000
+
+
 def assignment_from_wire(a: node_pb2.Assignment, source: str, default_reason: str) -> Assignment:
     """The wire's Assignment as the agent's; the lease deadline is set by the agent, never taken from the wire."""
     discovery = None
@@ -182,6 +197,9 @@ def assignment_from_wire(a: node_pb2.Assignment, source: str, default_reason: st
         writer_http_port=a.writer_http_port,
         lease_ms=a.lease_ms,
         row_lease_ms=a.row_lease_ms,
+        drain_id=a.drain_id,
+        # Bounded where it enters: a drain's stop runs 1 s at least and a day at most.
+        drain_timeout_ms=min(max(a.drain_timeout_ms, 1000), MAX_DRAIN_MS) if a.drain_id else 0,
     )
 
 

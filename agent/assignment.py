@@ -39,6 +39,10 @@ class Assignment:
     writer_http_port: int = 0
     lease_ms: int = 0
     row_lease_ms: int = 0  # what one MySQL cluster row read renews a writer's lease for (agent.lease)
+    # A planned change of writer: stop the rw container gracefully (SIGINT: Milvus flushes) within
+    # drain_timeout_ms while the lease is still renewed, then report how it ended. 0: no drain.
+    drain_id: int = 0
+    drain_timeout_ms: int = 0
 
     def lease_valid(self, now: float) -> bool:
         return self.lease_deadline is None or now < self.lease_deadline

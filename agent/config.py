@@ -84,6 +84,9 @@ class JuicefsSettings:
     # The write probe (write + fsync + read back) runs at most this often on a healthy rw mount; the stat and
     # `.config` read run at every observation. 0: write at every observation.
     write_probe_interval_s: float = 5.0
+    # A mount hung this long (counted from the start of the stuck probe) while its metadata engine answers is
+    # the juicefs client's own fault: the agent kills it and recovers the mount in place. 0: never kill.
+    hung_kill_after_s: float = 10.0
     volumes: tuple[VolumeSettings, ...] = ()
 
 
@@ -292,6 +295,7 @@ def _read_juicefs(sec: Section) -> JuicefsSettings:
         probe_timeout_s=sec.number("probe_timeout_s", 5.0, minimum=0.1, maximum=600),
         write_probe_limit_ms=sec.number("write_probe_limit_ms", 2000.0, minimum=1),
         write_probe_interval_s=sec.number("write_probe_interval_s", 5.0, minimum=0, maximum=600),
+        hung_kill_after_s=sec.number("hung_kill_after_s", 10.0, minimum=0, maximum=3600),
     )
     volumes: list[VolumeSettings] = []
     seen: dict[str, set[object]] = {"name": set(), "mountpoint": set()}

@@ -159,6 +159,8 @@ class Agent:
         self._mounts = self._build_mounts(config)
         self._last_refusal: str | None = None
         self._last_rw: Assignment | None = None
+        self.last_writer_stop: dict[str, Any] | None = None  # how the last rw container stop ended (reported)
+        self._stopping_since: float | None = None  # a graceful container stop in progress (monotonic)
         self._started: dict[str, float] = {}
         self._last_healthy: tuple[str, float] = ("", 0.0)  # (container id, when it last passed its health check)
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
@@ -306,9 +308,11 @@ class Agent:
         if self._loop_cares_about() != before:
             self.wake.set()
 
-    def _loop_cares_about(self) -> tuple[str, int, str, bool] | None:
+    def _loop_cares_about(self) -> tuple[str, int, str, bool, int] | None:
         a, lease = self.pushed, self._rw_lease()
-        return None if a is None else (a.role, a.epoch, a.writer, lease is not None and lease.valid(lease_now()))
+        if a is None:
+            return None
+        return (a.role, a.epoch, a.writer, lease is not None and lease.valid(lease_now()), a.drain_id)
 
     def _rw_lease(self) -> Lease | None:
         """The lease for the epoch this node is assigned rw at, live or lapsed; None when it is not assigned rw
@@ -640,7 +644,15 @@ class Agent:
             text, render_error = self._rendered_config(role, gpus)
         sha = hashlib.sha256(text.encode()).hexdigest() if text else ""
         may_run = not designate and self._writer_may_run(assignment)
-        want = Want(role=role, epoch=assignment.epoch, lease_valid=may_run, config_sha256=sha)
+        draining = assignment.role == "rw" and not designate and assignment.drain_id > 0
+        want = Want(
+            role=role,
+            epoch=assignment.epoch,
+            lease_valid=may_run,
+            config_sha256=sha,
+            drain_id=assignment.drain_id if draining else 0,
+            drain_timeout_s=assignment.drain_timeout_ms / 1000 if draining else 0.0,
+        )
 
         running = [c for c in containers if c.running and c.role is not None]
         health_error = None
@@ -669,6 +681,10 @@ class Agent:
             start_timeout_s=self.config.milvus.start_timeout_s,
             gpu_start_blocker=gpus.start_blocker,
             gpu_report_unavailable=gpus.report_unavailable,
+            mount_not_connected=bool(mount and mount.not_connected),
+            mount_hung_for_s=mount.hung_for_s if mount else None,
+            meta_engine_reachable=mount.meta_engine.reachable if mount else None,
+            hung_kill_after_s=self.config.juicefs.hung_kill_after_s,
             db_dir_exists=volume is not None
             and mount is not None
             and mount.state in ("healthy", "degraded")
@@ -688,8 +704,9 @@ class Agent:
         elif self.coordinated and step.action is Action.REMOVE and "lease lapsed" in step.reason:
             step = replace(step, reason=f"{self._lapse()}; {step.reason}")
         rw_running = any(c.running and c.role == "rw" for c in containers)
+        target = next((c for c in containers if c.id == step.container_id), None) if step.container_id else None
         acting = time.monotonic()
-        outcome = self._act(step, want, text, gpus, volume, rw_running)
+        outcome = self._act(step, want, text, gpus, volume, rw_running, target)
         timing = (time.monotonic() - acting, acting - observing)
 
         current = next((c for c in containers if c.running and c.role is not None), None)
@@ -733,19 +750,39 @@ class Agent:
         gpus: GpuChoice,
         volume: VolumeSettings | None,
         rw_running: bool = False,
+        target: ContainerState | None = None,
     ) -> Step:
         now = time.monotonic()
+        writer = target is not None and target.role == "rw"
         try:
             if step.action is Action.KILL and step.container_id:
                 self.docker.kill(step.container_id)
+                if writer:
+                    self._writer_stopped(target, want, -9, 0.0)
+            elif step.action is Action.KILL_JUICEFS and volume is not None:
+                self._mounts[volume.name].kill_hung()
             elif step.action is Action.STOP and step.container_id:
-                self.docker.stop(step.container_id, self._stop_timeout(rw_running))
+                # A drain's stop is bounded by the drain timeout, not by the lease: the lease is renewed
+                # while it runs (and if it lapses, the lease wrapper kills Milvus anyway).
+                timeout = want.drain_timeout_s if step.drain else self._stop_timeout(rw_running)
+                self._stopping_since = now
+                try:
+                    exit_code = self.docker.stop(step.container_id, timeout)
+                finally:
+                    self._stopping_since = None
+                if writer:
+                    self._writer_stopped(target, want, exit_code, time.monotonic() - now)
+                    if step.drain:
+                        done = f"exit code {exit_code}" if exit_code is not None else "exit code unknown"
+                        step = replace(step, reason=f"{step.reason}; stopped in {time.monotonic() - now:.1f}s, {done}")
                 if step.counts_as_crash:
                     delay = self.backoff.crashed(now)
                     self.backoff.restarts += 1
                     return replace(step, reason=f"{step.reason}; next start in {delay:.0f}s")
             elif step.action is Action.REMOVE and step.container_id:
                 self.docker.kill(step.container_id)
+                if writer and target is not None:
+                    self._writer_stopped(target, want, target.exit_code, 0.0)
                 if step.counts_as_crash:
                     delay = self.backoff.crashed(now)
                     self.backoff.restarts += 1
@@ -771,6 +808,17 @@ class Agent:
                 message += f"; retrying in {delay:.0f}s"
             return Step(Action.WAIT, message)
         return step
+
+    def _writer_stopped(self, container: ContainerState, want: Want, exit_code: int | None, seconds: float) -> None:
+        """Remember how a rw container's stop ended, for the coordinator: a drain succeeded when it exited 0."""
+        self.last_writer_stop = {
+            "epoch": container.epoch or 0,
+            "drain_id": want.drain_id,
+            "exit_code": -1 if exit_code is None else int(exit_code),
+            "seconds": round(seconds, 3),
+            "at_unix": time.time(),
+        }
+        self.report_soon()
 
     def _stop_timeout(self, rw_running: bool) -> float:
         """A graceful stop of a writer must end within its lease (the wrapper kills it at the deadline anyway)."""
@@ -905,6 +953,7 @@ class Agent:
     def status(self) -> dict[str, Any]:
         snap = self.snapshot
         lease = self.lease  # read once: the reporter thread may replace it meanwhile
+        stopping = self._stopping_since
         return {
             "node": self.config.node_name,
             "address": self.config.address,
@@ -949,4 +998,6 @@ class Agent:
             "mishards_writer": self.mishards_writer,
             "lease_left_s": lease.left(lease_now()) if lease is not None else 0.0,
             "row_lease_ms": lease.row_renewal_ms if lease is not None else 0,
+            "last_writer_stop": self.last_writer_stop,
+            "stopping_for_s": 0.0 if stopping is None else time.monotonic() - stopping,
         }

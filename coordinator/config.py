@@ -111,7 +111,9 @@ def _read(top: Section) -> CoordinatorConfig | None:
         row_lease_s=t.number("row_lease_s", min(d.row_lease_s, lease_s), minimum=0.5, maximum=600),
         fence_margin_s=t.number("fence_margin_s", d.fence_margin_s, minimum=0, maximum=60),
         fault_grace_s=t.number("fault_grace_s", d.fault_grace_s, minimum=0, maximum=600),
-        container_grace_s=t.number("container_grace_s", d.container_grace_s, minimum=0, maximum=3600),
+        recover_in_place_s=t.number("recover_in_place_s", d.recover_in_place_s, minimum=0, maximum=3600),
+        drain_timeout_s=t.number("drain_timeout_s", d.drain_timeout_s, minimum=1, maximum=86400),
+        drain_timeout_action=t.choice("drain_timeout_action", ("abandon", "force"), d.drain_timeout_action),
         failover_window_s=t.number("failover_window_s", d.failover_window_s, minimum=0, maximum=86400),
         settle_s=t.number("settle_s", d.settle_s, minimum=0, maximum=3600),
         promote_timeout_s=t.number("promote_timeout_s", d.promote_timeout_s, minimum=1, maximum=3600),
@@ -120,6 +122,14 @@ def _read(top: Section) -> CoordinatorConfig | None:
         write_probe_limit_ms=t.number("write_probe_limit_ms", d.write_probe_limit_ms, minimum=1),
         include_writer_in_hosts=t.boolean("include_writer_in_hosts", d.include_writer_in_hosts),
     )
+    if t.has("container_grace_s"):
+        t.data.pop("container_grace_s")  # reported here, not again as unknown
+        t.problem(
+            "container_grace_s",
+            "(removed)",
+            "was replaced by recover_in_place_s: how long a writer whose node is alive gets to recover in place "
+            "(a crashed container, a dead or hung mount, a lost GPU with others left) before a failover",
+        )
     if timing.detect_after_s <= timing.report_interval_s:
         t.problem(
             "detect_after_s",

@@ -9,12 +9,26 @@ A role change (initial pick, failover, switchover) is a `Transition` that moves 
 
 | phase    | begins when                                    | the new writer is told |
 |----------|------------------------------------------------|------------------------|
-| decide   | the change is chosen; epoch+1 sent to MySQL    | nothing yet            |
+| drain    | a planned change (switchover, maintenance) is  | nothing yet; the old   |
+|          | chosen and the old writer runs: it stops       | writer keeps its lease |
+|          | gracefully (SIGINT: Milvus flushes its WAL)    | and is told to drain   |
+| decide   | the change is chosen (after a drain: the old   | nothing yet            |
+|          | writer's Milvus exited 0); epoch+1 to MySQL    |                        |
 | fence    | the new epoch is committed                     | ro at the new epoch    |
 | promote  | old writer acked (stopped rw, saw new epoch),  | rw with a lease        |
 |          | or its lease + margin ran out since the commit |                        |
 | healthy  | the new writer reports rw, healthy             | rw                     |
 | mishards | every Mishards host wrote the new WOSERVER     | rw (transition done)   |
+
+A drain that fails (the old writer's Milvus exits non-zero, or not within `drain_timeout_s`) ends as the
+operator chose: abandoned (the old writer stays, restarts on its own WAL and loses nothing) or forced (the
+change goes on; what the old writer's WAL held unflushed is lost). A writer that stops reporting while it
+drains is a writer failure: the drain is abandoned and the failure rules take over.
+
+A writer whose node is alive is recovered in place (`recover_in_place_s`): its agent remounts a dead or hung
+JuiceFS, restarts a crashed container, or restarts on the GPUs left, at the same epoch, on its own WAL, which
+no other node can replay. While the JuiceFS metadata engine is unreachable from every node, the fault is not
+the writer's and it is held.
 
 Safety: a node is told rw only in the promote phase or later, and only after the fence. Any lease a former
 writer holds was granted before the commit (by this or an earlier leader, bounded by its leadership) or
@@ -41,7 +55,11 @@ class Timing:
     row_lease_s: float = 1.0  # what one read of the MySQL row renews it for, while no coordinator answers
     fence_margin_s: float = 0.3  # added to the lease when fencing, for clock-rate drift
     fault_grace_s: float = 2.0  # a writer fault (mount, GPU, probe) must last this long
-    container_grace_s: float = 10.0  # the agent restarts a crashed container itself within this
+    # A writer whose node is alive (it reports) recovers in place this long before a failover: its agent
+    # remounts a dead or hung JuiceFS, restarts a crashed container, or restarts on the GPUs left.
+    recover_in_place_s: float = 30.0
+    drain_timeout_s: float = 120.0  # a planned change's drain: the old writer's graceful stop, at most this
+    drain_timeout_action: str = "abandon"  # abandon: the old writer keeps writing | force: go on, lose its WAL
     failover_window_s: float = 60.0  # at most one automatic failover per window
     settle_s: float = 5.0  # a recovered reader rejoins Mishards after this long healthy
     promote_timeout_s: float = 60.0  # the new writer must run rw healthy within this
@@ -65,6 +83,9 @@ class Transition:
     phases: tuple[tuple[str, float], ...] = ()
     forced: bool = False
     automatic: bool = True
+    drain_id: int = 0  # the drain asked of the old writer (phase drain); 0: none
+    on_drain_timeout: str = "abandon"
+    drain_note: str = ""  # how the drain ended, for the event
 
     def phase(self) -> str:
         return self.phases[-1][0] if self.phases else "decide"
@@ -81,6 +102,7 @@ class Request:
     to: str | None
     reason: str
     force: bool = False
+    on_drain_timeout: str | None = None  # abandon | force; None: timing.drain_timeout_action
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,7 @@ class Memory:
     writer_fault_since: float | None = None
     failed_candidates: Mapping[str, float] = field(default_factory=dict)
     request: Request | None = None
+    drain_abandoned_at: float | None = None  # a maintenance switchover is not retried for drain_timeout_s
 
 
 @dataclass(frozen=True)
@@ -120,18 +143,40 @@ def _fresh(report: Report | None, now: float, timing: Timing) -> bool:
     return report is not None and now - report.received_at <= timing.detect_after_s
 
 
-def writer_faults(report: Report, timing: Timing) -> list[str]:
-    """What is wrong with a writer that reports (not counting a missing report)."""
+def writer_faults(report: Report, timing: Timing) -> list[tuple[str, float]]:
+    """What is wrong with a writer that reports (not counting a missing report), each with its grace: what its
+    agent recovers in place (a dead or hung mount, a crashed container, a lost GPU with others left) gets
+    recover_in_place_s; what it cannot (a slow volume, its only GPU lost) gets fault_grace_s."""
     faults = []
     if report.mount_state in ("failed", "hung", "unmounted"):
         why = "; ".join(report.mount_reasons)
-        faults.append(f"its JuiceFS mount is {report.mount_state}" + (f" ({why})" if why else ""))
+        text = f"its JuiceFS mount is {report.mount_state}" + (f" ({why})" if why else "")
+        faults.append((text, timing.recover_in_place_s))
     elif report.write_probe_ms is not None and report.write_probe_ms > timing.write_probe_limit_ms:
-        faults.append(f"its write probe took {report.write_probe_ms:.0f} ms (limit {timing.write_probe_limit_ms:.0f})")
+        text = f"its write probe took {report.write_probe_ms:.0f} ms (limit {timing.write_probe_limit_ms:.0f})"
+        faults.append((text, timing.fault_grace_s))
     if report.gpu_health == "failed":
         why = "; ".join(report.gpu_reasons)
-        faults.append("its GPU failed" + (f" ({why})" if why else ""))
+        if report.gpus_usable > 0:
+            text = f"a GPU failed, {report.gpus_usable} left to restart on" + (f" ({why})" if why else "")
+            faults.append((text, timing.recover_in_place_s))
+        else:
+            faults.append(("its GPU failed" + (f" ({why})" if why else ""), timing.fault_grace_s))
+    if report.role_running != "rw":
+        faults.append(("its Milvus is not running healthy as rw", timing.recover_in_place_s))
     return faults
+
+
+def shared_meta_outage(writer: str, reports: Mapping[str, Report], now: float, timing: Timing) -> list[str]:
+    """The nodes (the writer first) that cannot reach the JuiceFS metadata engine, when every reporting node
+    says so: a fault they all share is not the writer's, and moving the writer cannot cure it. Empty when any
+    reporting node reaches it, or none but the writer reports."""
+    fresh = {n: r for n, r in reports.items() if _fresh(r, now, timing)}
+    if writer not in fresh or len(fresh) < 2:
+        return []
+    if any(r.meta_engine_reachable is not False for r in fresh.values()):
+        return []
+    return [writer, *sorted(n for n in fresh if n != writer)]
 
 
 def standing_problems(record: NodeRecord | None) -> list[str]:
@@ -394,6 +439,16 @@ def _watch_writer(
     if memory.request is not None:
         return _start_requested(durable, replace(memory, request=None), memory.request, reports, now, timing, now_unix)
     if record is not None and record.maintenance:
+        abandoned_at = memory.drain_abandoned_at
+        if abandoned_at is not None and now - abandoned_at < timing.drain_timeout_s:
+            left = timing.drain_timeout_s - (now - abandoned_at)
+            return (
+                memory,
+                None,
+                f"Writer {writer} is in maintenance; its last drain failed {now - abandoned_at:.0f}s ago, so it "
+                f"keeps writing; draining it again in {left:.0f}s.",
+                [],
+            )
         best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
         if best is None:
             return (
@@ -402,13 +457,12 @@ def _watch_writer(
                 f"Writer {writer} is in maintenance but no node can take over: {_blocked_sentence(blocked)}.",
                 [],
             )
-        return _begin(
-            durable, memory, "switchover", writer, best, f"{writer} went into maintenance", now, automatic=False
+        return _begin_switchover(
+            durable, memory, reports, writer, best, f"{writer} went into maintenance", now, now_unix, timing, None
         )
 
     # 2. Is the writer failing? Each kind of fault has its grace: missing reports are already past
-    #    detect_after_s; a mount, GPU or probe fault must last fault_grace_s; Milvus not running rw gets
-    #    container_grace_s, the time its agent needs to restart the container by itself.
+    #    detect_after_s; what its agent recovers in place gets recover_in_place_s; the rest fault_grace_s.
     faults: list[tuple[str, float]] = []
     if report is None or not _fresh(report, now, timing):
         if report is None and now - memory.leader_since < timing.detect_after_s:
@@ -437,9 +491,20 @@ def _watch_writer(
             )
         faults.append((f"it has not reported {age}", 0.0))
     else:
-        faults += [(fault, timing.fault_grace_s) for fault in writer_faults(report, timing)]
-        if report.role_running != "rw":
-            faults.append(("its Milvus is not running healthy as rw", timing.container_grace_s))
+        faults += writer_faults(report, timing)
+        shared = shared_meta_outage(writer, reports, now, timing) if faults else []
+        if shared:
+            memory = replace(memory, writer_fault_since=None)
+            listed = "; ".join(f for f, _ in faults)
+            return (
+                memory,
+                None,
+                (
+                    f"Writer {writer} is held ({listed}): the JuiceFS metadata engine is unreachable from every "
+                    f"node ({', '.join(shared)}), a fault no other node would escape; no failover."
+                ),
+                [],
+            )
 
     if not faults:
         memory = replace(memory, writer_fault_since=None)
@@ -460,7 +525,11 @@ def _watch_writer(
             None,
             (
                 f"Writer {writer} looks unhealthy ({listed}); "
-                f"confirming for {grace - (now - since):.1f}s more before failing over."
+                + (
+                    f"its node recovers it in place for {grace - (now - since):.1f}s more before a failover."
+                    if grace >= timing.recover_in_place_s
+                    else f"confirming for {grace - (now - since):.1f}s more before failing over."
+                )
             ),
             [],
         )
@@ -537,6 +606,145 @@ def _begin(
     )
 
 
+def _begin_switchover(
+    durable: Durable,
+    memory: Memory,
+    reports: Mapping[str, Report],
+    old: str,
+    new: str,
+    reason: str,
+    now: float,
+    now_unix: float,
+    timing: Timing,
+    on_drain_timeout: str | None,
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    """A planned change of writer: drain the old writer first when it runs a rw container (nothing else holds
+    what it acknowledged but has not flushed), else change at once."""
+    report = reports.get(old)
+    if report is None or report.container_role != "rw":
+        return _begin(
+            durable,
+            memory,
+            "switchover",
+            old,
+            new,
+            reason + f" ({old} runs no rw Milvus to drain)",
+            now,
+            automatic=False,
+        )
+    t = Transition(
+        kind="switchover",
+        old=old,
+        new=new,
+        epoch=durable.cluster.epoch + 1,
+        reason=reason,
+        started_at=now,
+        phases=(("drain", now),),
+        automatic=False,
+        drain_id=max(1, int(now_unix * 1000)),
+        on_drain_timeout=on_drain_timeout or timing.drain_timeout_action,
+    )
+    return (
+        replace(memory, transition=t),
+        None,
+        f"Switchover from {old} to {new}: {reason}; draining {old} first (a graceful stop, Milvus flushes its WAL; "
+        f"at most {timing.drain_timeout_s:.0f}s, then {t.on_drain_timeout}).",
+        [],
+    )
+
+
+def _drain(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing, now_unix: float
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    """The drain phase: the old writer (still the durable writer, still holding its lease) stops its rw
+    container gracefully and reports how the stop ended. Exit code 0 after SIGINT means Milvus flushed."""
+    t = memory.transition
+    assert t is not None and t.old is not None
+    old = reports.get(t.old)
+    waited = now - t.started_at
+    limit = timing.drain_timeout_s
+    if not _fresh(old, now, timing):
+        failure = f"{t.old} stopped reporting while it drained"
+        return _drain_failed(durable, memory, failure, now, now_unix, abandon=True)
+    assert old is not None
+    stop = old.last_writer_stop
+    if (
+        old.received_at > t.started_at
+        and old.container_role == "none"
+        and stop is not None
+        and stop.drain_id == t.drain_id
+    ):
+        if stop.exit_code == 0:
+            note = f"{t.old} drained in {stop.seconds:.1f}s (Milvus flushed and exited 0)"
+            return _after_drain(durable, memory, reports, now, timing, now_unix, note)
+        failure = f"{t.old}'s Milvus did not stop gracefully (exit code {stop.exit_code} after {stop.seconds:.1f}s" + (
+            ", killed at drain_timeout_s)" if stop.seconds >= limit - 1 else ")"
+        )
+    elif waited > limit + timing.detect_after_s + timing.report_interval_s:
+        failure = f"{t.old} did not finish draining within drain_timeout_s ({limit:.0f}s)"
+    else:
+        doing = (
+            f"its Milvus has been stopping for {old.stopping_for_s:.1f}s"
+            if old.stopping_for_s > 0
+            else "asked to stop gracefully"
+        )
+        return (
+            memory,
+            None,
+            f"Switchover from {t.old} to {t.new}: draining {t.old}, {doing} ({waited:.1f}s of {limit:.0f}s).",
+            [],
+        )
+    if t.on_drain_timeout == "force":
+        return _after_drain(durable, memory, reports, now, timing, now_unix, f"drain forced: {failure}")
+    return _drain_failed(durable, memory, failure, now, now_unix, abandon=True)
+
+
+def _drain_failed(
+    durable: Durable, memory: Memory, failure: str, now: float, now_unix: float, abandon: bool
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    t = memory.transition
+    assert t is not None and abandon
+    memory = replace(memory, transition=None, drain_abandoned_at=now)
+    sentence = (
+        f"switchover from {t.old} to {t.new} abandoned: {failure}; {t.old} stays the writer at epoch "
+        f"{durable.cluster.epoch} and restarts on its own WAL (nothing it acknowledged is lost)"
+    )
+    event = Event(
+        kind="switchover-abandoned", reason=sentence, node=t.old, epoch=durable.cluster.epoch, at_unix=now_unix
+    )
+    return memory, None, sentence[0].upper() + sentence[1:] + ".", [event]
+
+
+def _after_drain(
+    durable: Durable,
+    memory: Memory,
+    reports: Mapping[str, Report],
+    now: float,
+    timing: Timing,
+    now_unix: float,
+    note: str,
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    """The old writer runs no Milvus: commit the change, to the chosen node or, if it can no longer be the
+    writer, the best other one; with none, the switchover is abandoned and the old writer restarts."""
+    t = memory.transition
+    assert t is not None and t.old is not None
+    new = t.new
+    if reader_problems(new, reports.get(new), durable.nodes.get(new), memory, now, timing):
+        best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=t.old)
+        if best is None:
+            failure = f"{note}, but no node can take over now: {_blocked_sentence(blocked)}"
+            return _drain_failed(durable, memory, failure, now, now_unix, abandon=True)
+        note += f"; {new} can no longer take over, so {best} does"
+        new = best
+    t = replace(t, new=new, drain_note=note).with_phase("decide", now)
+    return (
+        replace(memory, transition=t),
+        ChangeWriter(new, durable.cluster.epoch),
+        f"Switchover from {t.old} to {new}: {note}; committing epoch {t.epoch}.",
+        [],
+    )
+
+
 def validate_request(
     durable: Durable, memory: Memory, reports: Mapping[str, Report], request: Request, now: float, timing: Timing
 ) -> str | None:
@@ -599,6 +807,10 @@ def _start_requested(
         target, _ = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
         assert target is not None
     reason = request.reason or f"operator asked for a {request.kind}"
+    if request.kind == "switchover" and writer is not None and not request.force:
+        return _begin_switchover(
+            durable, memory, reports, writer, target, reason, now, now_unix, timing, request.on_drain_timeout
+        )
     return _begin(durable, memory, request.kind, writer, target, reason, now, automatic=False, forced=request.force)
 
 
@@ -607,6 +819,8 @@ def _advance(
 ) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
     t = memory.transition
     assert t is not None
+    if t.phase() == "drain":
+        return _drain(durable, memory, reports, now, timing, now_unix)
     if t.committed_at is None:
         return (
             memory,
@@ -665,7 +879,9 @@ def _advance(
     t = t.with_phase("mishards", now)
     done = Event(
         kind=t.kind,
-        reason=t.reason + (" (forced: the old writer was not proven fenced)" if t.forced else ""),
+        reason=t.reason
+        + (f" ({t.drain_note})" if t.drain_note else "")
+        + (" (forced: the old writer was not proven fenced)" if t.forced else ""),
         node=t.new,
         epoch=t.epoch,
         phases=tuple((name, now_unix - (now - at)) for name, at in t.phases),
@@ -811,6 +1027,8 @@ def _writer_may_hold_lease(durable: Durable, memory: Memory, report: Report | No
     when it already runs rw at the durable epoch, which means an earlier leader fenced and promoted it."""
     t = memory.transition
     if t is not None:
+        if t.phase() == "drain":  # the old writer keeps its lease while it stops gracefully
+            return t.old == durable.cluster.writer
         return t.new == durable.cluster.writer and t.promoted_at is not None
     if memory.settled:
         return True
@@ -845,6 +1063,7 @@ def _assignments(
     for name in sorted(set(reports) | set(durable.nodes)):
         record = durable.nodes.get(name)
         role, lease, row_lease, reason = "ro", 0, 0, reader_reason
+        drain_id, drain_ms = 0, 0
         if record is not None and record.maintenance and name != writer:
             role, reason = "none", "in maintenance"
         elif name == writer and change is None and _writer_may_hold_lease(durable, memory, reports.get(name)):
@@ -852,6 +1071,9 @@ def _assignments(
                 role, lease, row_lease, reason = "rw", lease_ms, row_lease_ms, f"the writer at epoch {epoch}"
             else:
                 role, reason = "rw", "the writer; no lease while this leader's own is short"
+            if t is not None and t.phase() == "drain":
+                drain_id, drain_ms = t.drain_id, int(timing.drain_timeout_s * 1000)
+                reason = f"the writer at epoch {epoch}, draining: stop gracefully, {t.new} takes over"
         elif name == writer and t is None:
             # Before this leader settles: still the writer, but no lease from us yet (lease_ms 0 renews nothing).
             role, reason = "rw", "the writer; this new leader renews no lease until it settles"
@@ -860,12 +1082,23 @@ def _assignments(
         elif t is not None and name == t.old:
             reason = f"demoted: {t.new} takes over at epoch {t.epoch}"
         had = before.get(name)
-        told = (role, epoch, lease, writer, writer_address, writer_http, reason, row_lease)
+        told = (role, epoch, lease, writer, writer_address, writer_http, reason, row_lease, drain_id, drain_ms)
         if had is not None and had.discovery is None and _told(had) == told:
             out[name] = had
         else:
             out[name] = Assignment(
-                name, role, epoch, lease, writer, writer_address, writer_http, None, reason, row_lease
+                name,
+                role,
+                epoch,
+                lease,
+                writer,
+                writer_address,
+                writer_http,
+                None,
+                reason,
+                row_lease,
+                drain_id,
+                drain_ms,
             )
     return out
 
@@ -873,4 +1106,15 @@ def _assignments(
 def _told(a: Assignment) -> tuple[object, ...]:
     """Every field of an assignment but its node and discovery, in _assignments' order (a test checks that
     no field is missing: a field left out here would let a changed assignment pass for the old one)."""
-    return (a.role, a.epoch, a.lease_ms, a.writer, a.writer_address, a.writer_http_port, a.reason, a.row_lease_ms)
+    return (
+        a.role,
+        a.epoch,
+        a.lease_ms,
+        a.writer,
+        a.writer_address,
+        a.writer_http_port,
+        a.reason,
+        a.row_lease_ms,
+        a.drain_id,
+        a.drain_timeout_ms,
+    )

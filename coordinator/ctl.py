@@ -274,8 +274,11 @@ def follow_progress(stream: Iterable[coordinator_pb2.Progress], output: str) -> 
 def cmd_switchover(conn: Connection, args: argparse.Namespace) -> int:
     confirm(args, f"Move the writer to {args.to or 'the best candidate'}?")
     stub = conn.leader()
-    request = coordinator_pb2.SwitchoverRequest(to=args.to or "", reason=args.reason)
-    return follow_progress(stub.Switchover(request, timeout=300), args.output)
+    request = coordinator_pb2.SwitchoverRequest(
+        to=args.to or "", reason=args.reason, on_drain_timeout=args.on_drain_timeout or ""
+    )
+    # No client deadline: the coordinator ends the stream (a drain may take up to its drain_timeout_s).
+    return follow_progress(stub.Switchover(request), args.output)
 
 
 def cmd_failover(conn: Connection, args: argparse.Namespace) -> int:
@@ -524,10 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS", help="refresh in place")
     sw = command(
         "switchover",
-        "planned move of the writer: the old one stops first",
+        "planned move of the writer: the old one drains (stops gracefully, flushing) first",
         "coordinatorctl switchover --to node-b --yes",
     )
     sw.add_argument("--to", metavar="NODE", help="the new writer (default: the best candidate)")
+    sw.add_argument(
+        "--on-drain-timeout",
+        choices=("abandon", "force"),
+        help="when the old writer's drain fails or runs out of time: abandon (it keeps writing) or force "
+        "(go on; what it had not flushed is lost); default: the coordinator's timing.drain_timeout_action",
+    )
     sw.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     sw.add_argument("--reason", default="", help="recorded with the event")
     fo = command(

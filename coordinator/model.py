@@ -44,6 +44,16 @@ class Durable:
 
 
 @dataclass(frozen=True)
+class WriterStop:
+    """How the node's last rw container stop ended (a drain succeeded when exit_code is 0)."""
+
+    epoch: int
+    drain_id: int  # the drain it was stopped for; 0: not a drain
+    exit_code: int  # -1: unknown
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Report:
     """The latest observation a node sent, as the decision core needs it."""
 
@@ -67,6 +77,10 @@ class Report:
     lease_left_s: float = 0.0
     agent_port: int = 0  # the agent's API, for assignments pushed at once
     row_lease_s: float | None = None  # what a MySQL row read renews its writer lease for; None: not said
+    gpus_usable: int = 0  # GPUs not failed (a writer with one left can restart on it in place)
+    meta_engine_reachable: bool | None = None  # the JuiceFS metadata engine, as the node's own check sees it
+    last_writer_stop: WriterStop | None = None
+    stopping_for_s: float = 0.0  # a graceful stop of its container in progress for this long
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,8 @@ class Assignment:
     discovery: Discovery | None = None
     reason: str = ""
     row_lease_ms: int = 0  # the writer's: what one MySQL cluster row read renews its lease for
+    drain_id: int = 0  # the writer's, in a planned change: stop gracefully (Milvus flushes), then report it
+    drain_timeout_ms: int = 0
 
 
 @dataclass(frozen=True)

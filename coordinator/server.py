@@ -30,7 +30,7 @@ from agent.config import TlsSettings
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request
 from coordinator.daemon import Coordinator
-from coordinator.model import Assignment, Event, Report
+from coordinator.model import Assignment, Event, Report, WriterStop
 from coordinator.store import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator.api")
@@ -52,13 +52,20 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
     obs = request.observation
     gpu_health = "unavailable"
     gpu_reasons: list[str] = []
+    gpus_usable = 0
     if obs.gpus.available:
         gpus = obs.gpus.gpus
         worst = max([g.health for g in gpus]) if gpus else node_pb2.HEALTH_HEALTHY
         gpu_health = HEALTH_NAME.get(worst, "failed")
+        gpus_usable = sum(1 for g in gpus if g.health in (node_pb2.HEALTH_HEALTHY, node_pb2.HEALTH_DEGRADED))
         if worst == node_pb2.HEALTH_FAILED:  # reasons of failed GPUs only: none to collect otherwise
             gpu_reasons = [f"GPU {g.index}: {r}" for g in gpus if g.health == node_pb2.HEALTH_FAILED for r in g.reasons]
     mount = max(obs.mounts, key=lambda m: MOUNT_RANK.get(m.state, 3), default=None)
+    meta = [m.meta_engine for m in obs.mounts if m.HasField("meta_engine") and m.meta_engine.checked]
+    stop = None
+    if obs.HasField("last_writer_stop"):
+        s = obs.last_writer_stop
+        stop = WriterStop(epoch=s.epoch, drain_id=s.drain_id, exit_code=s.exit_code, seconds=max(0.0, s.seconds))
     container_role = "none"
     if obs.HasField("container") and obs.container.state == "running":
         container_role = PB_ROLE.get(obs.container.role, "none")
@@ -83,6 +90,10 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
         lease_left_s=obs.lease_left_s,
         agent_port=obs.agent_port,
         row_lease_s=obs.row_lease_ms / 1000 if obs.row_lease_ms else None,
+        gpus_usable=gpus_usable,
+        meta_engine_reachable=all(m.reachable for m in meta) if meta else None,
+        last_writer_stop=stop,
+        stopping_for_s=obs.stopping_for_s if obs.stopping_for_s > 0 else 0.0,
     )
 
 
@@ -96,6 +107,8 @@ def assignment_pb(a: Assignment) -> node_pb2.Assignment:
         writer_address=a.writer_address,
         writer_http_port=a.writer_http_port,
         row_lease_ms=a.row_lease_ms,
+        drain_id=a.drain_id,
+        drain_timeout_ms=a.drain_timeout_ms,
     )
     if a.discovery is not None:
         out.discovery.CopyFrom(
@@ -178,9 +191,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             yield coordinator_pb2.Progress(phase="refused", message=refusal, at_unix=time.time(), done=True, ok=False)
             return
         timing = self.c.config.timing
-        deadline = time.monotonic() + timing.lease_s + timing.promote_timeout_s + 10
+        deadline = time.monotonic() + timing.drain_timeout_s + timing.lease_s + timing.promote_timeout_s + 10
         sent = 0
         seen_transition = False
+        said, said_at = "", 0.0
         while context.is_active() and time.monotonic() < deadline:
             published = self.c.published
             t = published.transition
@@ -190,6 +204,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                     wall = time.time() - (time.monotonic() - at)
                     yield coordinator_pb2.Progress(phase=name, message=f"{t.kind} to {t.new}: {name}", at_unix=wall)
                 sent = len(t.phases)
+                # A drain can take minutes: say how it goes, at most once a second.
+                if t.phase() == "drain" and published.why != said and time.monotonic() - said_at >= 1.0:
+                    said, said_at = published.why, time.monotonic()
+                    yield coordinator_pb2.Progress(phase="drain", message=published.why, at_unix=time.time())
             elif seen_transition or (published.durable and published.durable.cluster.writer == request.to):
                 finished = self.c.last_completed
                 if finished is not None and request.to in (None, finished.node):
@@ -223,7 +241,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Switchover(
         self, request: coordinator_pb2.SwitchoverRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Progress]:
-        yield from self._progress(Request("switchover", request.to or None, request.reason), context)
+        action = request.on_drain_timeout
+        if action not in ("", "abandon", "force"):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"on_drain_timeout {action[:40]!r} is not one of abandon, force (or empty for the configured default)",
+            )
+        switchover = Request("switchover", request.to or None, request.reason, on_drain_timeout=action or None)
+        yield from self._progress(switchover, context)
 
     def Failover(
         self, request: coordinator_pb2.FailoverRequest, context: grpc.ServicerContext

@@ -110,7 +110,7 @@ def answer(c: Coordinator, r: Report) -> tuple[bool, Assignment | None]:
 
 @pytest.fixture
 def steady() -> tuple[Coordinator, HeldStore]:
-    """A leader with writer a (rw, leased) and reader b at epoch 1, a switchover to b requested."""
+    """A leader with writer a (rw, leased) and reader b at epoch 1, a failover to b requested."""
     nodes = {"a": NodeRecord("a", "10.0.0.1"), "b": NodeRecord("b", "10.0.0.2")}
     store = HeldStore(Durable(ClusterRow("test", "a", 1), nodes))
     c = Coordinator(config(), store=store)  # type: ignore[arg-type]
@@ -122,7 +122,7 @@ def steady() -> tuple[Coordinator, HeldStore]:
     c.tick()  # settles: a runs rw at the durable epoch, so it keeps its lease
     leading, a = c.receive(report("a", "rw", 1))
     assert leading and a is not None and (a.role, a.epoch) == ("rw", 1) and a.lease_ms > 0, a
-    assert c.request(Request("switchover", "b", "test")) is None
+    assert c.request(Request("failover", "b", "test")) is None  # no drain: straight to the commit
     return c, store
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from coordinator.core import ChangeWriter, Memory, Request, Timing, committed, decide, validate_request
-from coordinator.model import ClusterRow, Durable, NodeRecord, Report
+from coordinator.model import ClusterRow, Durable, NodeRecord, Report, WriterStop
 
 T = Timing()
 
@@ -129,10 +129,9 @@ def test_a_writer_cut_off_from_the_coordinator_only_is_not_failed_over() -> None
     assert d.change_writer is None and "cut off from the coordinator only" in d.why
 
 
-def test_mount_gpu_and_probe_faults_are_confirmed_before_failing_over() -> None:
+def test_faults_its_node_cannot_recover_are_confirmed_before_failing_over() -> None:
     for fault in (
-        {"mount_state": "hung", "mount_reasons": ("hung since 12:00",)},
-        {"gpu_health": "failed", "gpu_reasons": ("fatal XID 79",)},
+        {"gpu_health": "failed", "gpu_reasons": ("fatal XID 79",), "gpus_usable": 0},
         {"write_probe_ms": 5000.0},
     ):
         reports = healthy_cluster(100.0)
@@ -144,13 +143,58 @@ def test_mount_gpu_and_probe_faults_are_confirmed_before_failing_over() -> None:
         assert second.change_writer == ChangeWriter("b", 1), fault
 
 
-def test_a_crashed_writer_container_gets_time_for_a_local_restart() -> None:
-    reports = {**healthy_cluster(100.0), "a": rep("a", 100.0, "none", container_role="rw")}
+def test_a_writer_whose_node_is_alive_recovers_in_place_before_any_failover() -> None:
+    """A dead or hung mount, a crashed container, a lost GPU with another left: the agent recovers each on the
+    writer's own node (its WAL is there); the coordinator waits recover_in_place_s, then fails over."""
+    for fault in (
+        {"mount_state": "hung", "mount_reasons": ("hung since 12:00",)},
+        {"mount_state": "failed", "mount_reasons": ("transport endpoint is not connected",), "role_running": "none"},
+        {"role_running": "none", "container_role": "none"},
+        {"gpu_health": "failed", "gpu_reasons": ("GPU 1: GPU is lost",), "gpus_usable": 1},
+    ):
+        reports = healthy_cluster(100.0)
+        reports["a"] = rep("a", 100.0, "rw", **fault)
+        first = decide(durable(), settled(), reports, 100.0, T, 5)
+        assert first.change_writer is None and "recovers it in place" in first.why, fault
+        assert first.assignments["a"].role == "rw" and first.assignments["a"].lease_ms > 0  # still the writer
+        almost = 100.0 + T.recover_in_place_s - 0.1
+        reports = {n: replace(r, received_at=almost) for n, r in reports.items()}
+        held = decide(durable(), first.memory, reports, almost, T, 5)
+        assert held.change_writer is None, fault
+        later = 100.0 + T.recover_in_place_s
+        reports = {n: replace(r, received_at=later) for n, r in reports.items()}
+        second = decide(durable(), held.memory, reports, later, T, 5)
+        assert second.change_writer == ChangeWriter("b", 1), fault
+
+
+def test_a_writer_that_recovers_in_place_keeps_its_role_and_the_clock_restarts() -> None:
+    reports = {**healthy_cluster(100.0), "a": rep("a", 100.0, "none", container_role="none")}
     d = decide(durable(), settled(), reports, 100.0, T, 5)
-    assert d.change_writer is None
-    later = {n: replace(r, received_at=100.0 + T.container_grace_s) for n, r in reports.items()}
-    d = decide(durable(), d.memory, later, 100.0 + T.container_grace_s, T, 5)
-    assert d.change_writer == ChangeWriter("b", 1)
+    back = {**healthy_cluster(110.0)}
+    d = decide(durable(), d.memory, back, 110.0, T, 5)
+    assert d.change_writer is None and d.memory.writer_fault_since is None and "healthy" in d.why
+    down_again = {**healthy_cluster(120.0), "a": rep("a", 120.0, "none", container_role="none")}
+    d = decide(durable(), d.memory, down_again, 120.0, T, 5)
+    assert d.change_writer is None and d.memory.writer_fault_since == 120.0
+
+
+def test_a_metadata_engine_down_for_every_node_holds_the_writer() -> None:
+    """The fault is not the writer's: no other node would escape it, so the writer is not moved, however long."""
+    down = {"mount_state": "failed", "mount_reasons": ("metadata engine unreachable",), "meta_engine_reachable": False}
+    reports = {
+        "a": rep("a", 100.0, "rw", **down),
+        "b": rep("b", 100.0, **down),
+        "c": rep("c", 100.0, **down),
+    }
+    d = decide(durable(), settled(), reports, 100.0, T, 5)
+    later = 100.0 + T.recover_in_place_s + 60
+    reports = {n: replace(r, received_at=later) for n, r in reports.items()}
+    d = decide(durable(), d.memory, reports, later, T, 5)
+    assert d.change_writer is None and "unreachable from every node (a, b, c)" in d.why and not d.events
+    # One reader reaches it again: the fault is the writer's own from now, with its whole in-place time.
+    reports["b"] = replace(reports["b"], meta_engine_reachable=True, mount_state="healthy", mount_reasons=())
+    d = decide(durable(), d.memory, reports, later, T, 5)
+    assert d.change_writer is None and "recovers it in place for 30.0s more" in d.why
 
 
 def test_paused_means_no_automatic_failover() -> None:
@@ -216,7 +260,7 @@ def test_failover_phases_fence_by_lease_then_promote_then_healthy_then_mishards(
 
 def test_an_acknowledged_demotion_ends_the_fence_at_once() -> None:
     now = 100.0
-    memory = settled(request=Request("switchover", "b", "planned"))
+    memory = settled(request=Request("failover", "b", "planned"))
     d = decide(durable(), memory, healthy_cluster(now), now, T, 5)
     assert d.change_writer == ChangeWriter("b", 1)
     memory = committed(d.memory, 2, now)
@@ -259,9 +303,14 @@ def test_a_resumed_writer_that_never_reports_fails_after_the_detection_time_not_
 
 
 def test_maintenance_on_the_writer_switches_over_first() -> None:
-    d = decide(durable(a=NodeRecord("a", "10.0.0.1", maintenance=True)), settled(), healthy_cluster(100.0), 100.0, T, 5)
+    in_maintenance = durable(a=NodeRecord("a", "10.0.0.1", maintenance=True))
+    d = decide(in_maintenance, settled(), healthy_cluster(100.0), 100.0, T, 5, now_unix=1000.0)
+    t = d.memory.transition
+    assert t is not None and t.kind == "switchover" and t.phase() == "drain" and d.change_writer is None
+    assert d.assignments["a"].role == "rw" and d.assignments["a"].drain_id == t.drain_id
+    drained = rep("a", 101.0, "none", container_role="none", last_writer_stop=WriterStop(1, t.drain_id, 0, 0.8))
+    d = decide(in_maintenance, d.memory, {**healthy_cluster(101.0), "a": drained}, 101.0, T, 5, now_unix=1001.0)
     assert d.change_writer == ChangeWriter("b", 1)
-    assert d.memory.transition is not None and d.memory.transition.kind == "switchover"
 
 
 def test_operator_requests_are_validated() -> None:
@@ -355,7 +404,7 @@ def test_a_silent_writer_is_fenced_until_its_last_grant_and_its_last_row_read_ca
 
 def test_an_old_writer_that_does_not_acknowledge_is_fenced_a_whole_lease_from_its_last_report() -> None:
     now = 100.0
-    memory = settled(request=Request("switchover", "b", "planned"))
+    memory = settled(request=Request("failover", "b", "planned"))
     d = decide(durable(), memory, healthy_cluster(now), now, T, 5)
     assert d.change_writer == ChangeWriter("b", 1)
     memory = committed(d.memory, 2, now + 0.05)

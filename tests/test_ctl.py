@@ -93,7 +93,12 @@ def test_every_command_against_a_running_cluster(local_cluster: Callable[..., Lo
     assert history.returncode == 0 and "switchover" in history.stdout and "failover" in history.stdout
     rows = json.loads(ctl(cluster, "history", "-o", "json").stdout)
     switch = next(r for r in rows if r["kind"] == "switchover")
-    assert switch["node"] == b and switch["reason"] == "planned" and switch["total_seconds"] > 0
+    assert (
+        switch["node"] == b
+        and switch["reason"].startswith("planned (")
+        and "drained in" in switch["reason"]
+        and switch["total_seconds"] > 0
+    )
     assert {"fence", "promote", "healthy"} <= set(switch["phase_seconds"])
     print(history.stdout)
     events = ctl(cluster, "events", "--limit", "20")

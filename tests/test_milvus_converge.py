@@ -221,3 +221,43 @@ def test_never_start_rw_on_a_read_only_or_unhealthy_mount() -> None:
     for mount_mode, state in [("ro", "healthy"), (None, "unmounted"), ("rw", "hung"), ("rw", "failed")]:
         step = next_step(RW, seen(mount_mode=mount_mode, mount_state=state))
         assert step.action is not Action.START, (mount_mode, state, step)
+
+
+# -- recovery in place and the drain ------------------------------------------------------------------------
+def test_a_hung_mount_whose_metadata_engine_answers_is_killed_after_hung_kill_after_s() -> None:
+    writer = container("rw", epoch=4)
+    hung = dict(mount_mode="rw", mount_state="failed", mount_reasons=("hung",), hung_kill_after_s=10.0)
+    assert next_step(RW, seen(writer, mount_hung_for_s=9.0, meta_engine_reachable=True, **hung)).action not in (
+        Action.KILL_JUICEFS,
+        Action.STOP,
+    )
+    step = next_step(RW, seen(writer, mount_hung_for_s=10.5, meta_engine_reachable=True, **hung))
+    assert step.action is Action.KILL_JUICEFS and "hung for 10s" in step.reason and "answers" in step.reason
+    # The metadata engine is down: the hang is its, and a new client would hang the same; nothing is killed.
+    step = next_step(RW, seen(writer, mount_hung_for_s=60.0, meta_engine_reachable=False, **hung))
+    assert step.action is not Action.KILL_JUICEFS
+    # 0 turns the kill off.
+    off = {**hung, "hung_kill_after_s": 0.0}
+    assert next_step(RW, seen(writer, mount_hung_for_s=60.0, meta_engine_reachable=True, **off)).action is not (
+        Action.KILL_JUICEFS
+    )
+
+
+def test_a_container_on_a_dead_mount_is_stopped_then_the_mount_recovered_then_it_starts_again() -> None:
+    writer = container("rw", epoch=4)
+    dead = dict(mount_mode=None, mount_state="failed", mount_reasons=("ENOTCONN",), mount_not_connected=True)
+    step = next_step(RW, seen(writer, **dead))
+    assert step.action is Action.STOP and not step.counts_as_crash and "on its own WAL" in step.reason
+    assert next_step(RW, seen(**dead)).action is Action.MOUNT  # no container: the mount is recovered
+    assert next_step(RW, seen(mount_mode="rw")).action is Action.START  # same epoch, same WAL
+    reader = container("ro", epoch=3)
+    step = next_step(RO, seen(reader, **dead))
+    assert step.action is Action.STOP and "WAL" not in step.reason
+
+
+def test_a_writer_told_to_drain_stops_gracefully_and_starts_nothing() -> None:
+    draining = replace(RW, drain_id=77, drain_timeout_s=120.0)
+    step = next_step(draining, seen(container("rw", epoch=4), mount_mode="rw"))
+    assert step.action is Action.STOP and step.drain and "draining" in step.reason
+    step = next_step(draining, seen(mount_mode="rw"))
+    assert step.action is Action.NOTHING and "drained" in step.reason

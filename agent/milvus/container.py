@@ -351,15 +351,21 @@ class MilvusDocker:
         except ValueError as exc:
             raise ContainerStartError(f"image {spec.image}: {exc}") from exc
 
-    def stop(self, container_id: str, timeout_s: float) -> None:
-        """Stop gracefully (the container's stop signal, SIGINT, then SIGKILL after `timeout_s`) and remove it."""
+    def stop(self, container_id: str, timeout_s: float) -> int | None:
+        """Stop gracefully (the container's stop signal, SIGINT, then SIGKILL after `timeout_s`) and remove it;
+        its exit code (0: Milvus stopped gracefully, which flushes a writer; 137: killed), None when unknown."""
         client = self._docker()
         try:
             container = self._call("find the container", client.containers.get, container_id)
-            self._call("stop the container", container.stop, timeout=max(1, int(timeout_s)))
+            self._call("stop the container", container.stop, timeout=max(1, round(timeout_s)))
+            exit_code: int | None = None
+            with contextlib.suppress(docker.errors.DockerException, KeyError, TypeError):
+                container.reload()
+                exit_code = int(container.attrs["State"]["ExitCode"])
             self._call("remove the container", container.remove, force=True)
         except docker.errors.NotFound:
-            return
+            return None
+        return exit_code
 
     def kill(self, container_id: str) -> None:
         """Stop at once (self-fencing): SIGKILL and remove."""

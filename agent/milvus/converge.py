@@ -8,9 +8,16 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 | 1 | Docker cannot be reached                                    | wait (report the reason)  |
 | 2 | a container not ours holds the Milvus container name        | wait (never touch it)     |
 | 3 | a writer runs but no valid lease covers it any more         | kill it now (self-fence)  |
+|3a | the mount has hung for juicefs.hung_kill_after_s while its  | kill its juicefs process  |
+|   | metadata engine answers (the hang is the client's own)      | (the mount turns ENOTCONN)|
 | 4 | more than one of our containers exists                      | stop the extra ones       |
 | 5 | our container has exited                                    | remove it (a crash counts;|
 |   |                                                             | a lease self-fence doesn't)|
+|5a | a container runs on a mount whose juicefs is gone (ENOTCONN)| stop it: its bind mount   |
+|   |                                                             | never sees a new mount    |
+|5b | the writer is told to drain (a planned change of writer)    | stop it gracefully within |
+|   |                                                             | the drain timeout (SIGINT:|
+|   |                                                             | Milvus flushes), lease on |
 | 6 | a container runs in the wrong role, or none is wanted       | stop it (graceful)        |
 | 7 | it runs with an outdated config, and the GPU report can say | stop it (restart)         |
 |   | which GPUs a restart gets (while it cannot, a healthy Milvus|                           |
@@ -24,6 +31,8 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |   |                                                             | for Ns"; look again in    |
 |   |                                                             | 0.2 s while it is starting|
 |11 | it runs and is healthy                                      | nothing (converged)       |
+|11a| none runs; the writer is told to drain                      | nothing: drained, wait for|
+|   |                                                             | the coordinator's change  |
 |12 | none runs; the mount is not in the role's mode              | mount in the role's mode  |
 |13 | none runs; the mount is not healthy                         | wait (never start on it)  |
 |14 | none runs; a GPU image has no GPU to run on                 | wait (say why: gpus none, |
@@ -43,6 +52,11 @@ A writer-designate (told ro at the new epoch while the old writer is fenced, wit
 is wanted as rw without a lease: rules 6, 12 and 16 stop its ro container, remount rw and write the rw config
 during the fence, and rule 17 holds it there, so the promotion itself is only rule 19. No Milvus runs rw
 without a lease at any point; a rw mount with no rw Milvus writes nothing to the volume.
+
+Recovery in place (rules 3a, 5a, then 12 and 19): a hung juicefs is killed, which turns its mount ENOTCONN;
+a container on a dead mount is stopped; the dead mount is lazily unmounted and mounted again; the container
+starts again in its role at the same epoch, a writer on its own local WAL, which replays what it acknowledged
+but had not flushed. The coordinator keeps the writer where it is meanwhile (its `recover_in_place_s`).
 """
 
 from __future__ import annotations
@@ -61,6 +75,7 @@ class Action(enum.Enum):
     NOTHING = "nothing"
     WAIT = "wait"
     KILL = "kill"
+    KILL_JUICEFS = "kill-juicefs"
     STOP = "stop"
     REMOVE = "remove"
     MOUNT = "mount"
@@ -75,6 +90,7 @@ class Step:
     container_id: str | None = None
     mount_mode: str | None = None
     counts_as_crash: bool = False
+    drain: bool = False  # a graceful stop for a planned change of writer, bounded by the drain timeout
     recheck_s: float | None = None  # look again this soon rather than a whole loop interval later
 
     @property
@@ -96,6 +112,8 @@ class Want:
     epoch: int
     lease_valid: bool
     config_sha256: str  # of the server_config.yaml rendered for this role
+    drain_id: int = 0  # nonzero: a writer told to drain stops its rw container gracefully and starts none
+    drain_timeout_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,10 @@ class Seen:
     unhealthy_for_s: float | None = None
     gpu_start_blocker: str | None = None  # why a GPU image cannot be started now (agent.milvus.gpuchoice)
     gpu_report_unavailable: bool = False  # the GPU report cannot say which GPUs a restart would get
+    mount_not_connected: bool = False  # its juicefs process is gone: ENOTCONN
+    mount_hung_for_s: float | None = None  # a probe of the mount has been stuck this long; None: not hung
+    meta_engine_reachable: bool | None = None  # None: not checked
+    hung_kill_after_s: float = 10.0
 
 
 def wanted_role(assigned: str, writer: str, node: str, coordinated: bool) -> tuple[str, bool]:
@@ -188,6 +210,17 @@ def next_step(want: Want, seen: Seen) -> Step:
             )
             return Step(Action.KILL, f"killing writer container {c.name} at once because {why}", c.id)
 
+    hung = seen.mount_hung_for_s
+    kill_after = seen.hung_kill_after_s
+    if hung is not None and 0 < kill_after <= hung and seen.meta_engine_reachable is not False:
+        return Step(
+            Action.KILL_JUICEFS,
+            f"killing the hung juicefs process: its mount has hung for {hung:.0f}s "
+            f"(juicefs.hung_kill_after_s {seen.hung_kill_after_s:g}) while its metadata engine "
+            f"{'answers' if seen.meta_engine_reachable else 'is not checked'}; the mount is recovered and Milvus "
+            "restarted on it",
+        )
+
     if len(ours) > 1:
         keep = next((c for c in running if c.role == want.role), None)
         extra = next(c for c in ours if c is not keep)
@@ -209,6 +242,23 @@ def next_step(want: Want, seen: Seen) -> Step:
             f"removing container {current.name} ({detail}){' after a crash' if crashed else ''}",
             current.id,
             counts_as_crash=crashed or current.status == "dead",
+        )
+
+    if current is not None and seen.mount_not_connected:
+        return Step(
+            Action.STOP,
+            f"stopping {current.role} container: its JuiceFS mount died under it (ENOTCONN) and a container never "
+            f"sees a new mount; it restarts on a new mount at epoch {want.epoch}"
+            + (", on its own WAL" if current.role == "rw" else ""),
+            current.id,
+        )
+    if current is not None and want.drain_id and current.role == "rw":
+        return Step(
+            Action.STOP,
+            f"draining: stopping the rw container gracefully (SIGINT, Milvus flushes its WAL) for a planned change "
+            f"of writer at epoch {want.epoch}",
+            current.id,
+            drain=True,
         )
 
     if current is not None:
@@ -237,6 +287,8 @@ def next_step(want: Want, seen: Seen) -> Step:
 
     if want.role not in ("rw", "ro"):
         return Step(Action.NOTHING, f"no Milvus container: this node is assigned {want.role}")
+    if want.drain_id and want.role == "rw":
+        return Step(Action.NOTHING, "drained: no Milvus runs; the coordinator moves the writer next")
     if seen.mount_state in ("failed", "unmounted") or seen.mount_mode != want.role:
         current_mode = seen.mount_mode or "unmounted"
         if seen.mount_state == "hung":

@@ -5,6 +5,7 @@
   observe()   -> MountStatus   never raises, never blocks longer than settings.probe_timeout_s
   ensure(mode) -> actions  mount, recover a dead (ENOTCONN) mount, or remount in the other mode;
                            raises MountError when it cannot (hung mount, busy unmount, mount failure)
+  kill_hung() -> actions   kill the juicefs processes of a hung mount, which turns it ENOTCONN
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from agent.atomicfile import read_text, write_atomic
 from agent.config import JuicefsSettings, VolumeSettings
-from agent.mount import envfile, fstab, health, mountinfo, probes, redischeck, runner
+from agent.mount import envfile, fstab, fusedaemon, health, mountinfo, probes, redischeck, runner
 from agent.mount.health import MetaObservation, Observations, State, WriteProbeResult, write_probe_due
 from agent.mount.unitname import mount_unit_name
 from agent.secrets import Secret, SecretError
@@ -51,6 +52,7 @@ class MountStatus:
     write_probe_ms: float | None = None
     session_id: int | None = None
     hung_since: str | None = None
+    hung_for_s: float | None = None
     not_connected: bool = False
     meta_engine: MetaObservation = field(default_factory=MetaObservation)
     cache_dir_writable: bool | None = None  # JuiceFS' local cache directory (on local disk, never hangs)
@@ -67,6 +69,7 @@ class MountStatus:
             "write_probe_ms": None if self.write_probe_ms is None else round(self.write_probe_ms, 3),
             "session_id": self.session_id,
             "hung_since": self.hung_since,
+            "hung_for_s": None if self.hung_for_s is None else round(self.hung_for_s, 1),
             "cache_dir_writable": self.cache_dir_writable,
             "meta_engine": {
                 "reachable": self.meta_engine.reachable,
@@ -331,6 +334,7 @@ class MountManager:
             write_probe_ms=obs.write_probe_ms,
             session_id=sid if isinstance(sid, int) else None,
             hung_since=obs.hung_since,
+            hung_for_s=outcome.hung_for_s if outcome is not None else None,
             not_connected=obs.not_connected,
             meta_engine=meta,
             cache_dir_writable=cache_dir_writable(self.volume.cache_dir),
@@ -393,6 +397,21 @@ class MountManager:
                 self._unmount(lazy=False, actions=actions, why=f"switching it from {have} to {mode}")
                 why = f"the node's role needs it {mode}"
         self._mount(mode, actions, why)
+        return actions
+
+    def kill_hung(self) -> list[str]:
+        """Kill the juicefs processes of a hung mount (found from /proc, the mount is not touched): the mount
+        turns ENOTCONN, every request stuck in it fails, and `ensure` can then recover it."""
+        actions: list[str] = []
+        pids = fusedaemon.kill_juicefs(self.mountpoint)
+        if not pids:
+            raise MountError(f"{self.mountpoint} is hung but no juicefs process serving it was found to kill")
+        self._act(
+            actions,
+            f"killed juicefs process{'es' if len(pids) > 1 else ''} {', '.join(map(str, pids))} of "
+            f"{self.mountpoint}, whose mount was hung",
+            logging.WARNING,
+        )
         return actions
 
     def _unmount(self, lazy: bool, actions: list[str], why: str) -> None:

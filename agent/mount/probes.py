@@ -37,6 +37,7 @@ class Progress:
 class ProbeOutcome:
     progress: Progress
     hung_since: str | None = None
+    hung_for_s: float | None = None  # how long the stuck probe has run (wall clock)
 
     @property
     def finished(self) -> bool:
@@ -56,7 +57,9 @@ class Pending:
     def wait(self, deadline: float) -> ProbeOutcome:
         if self._done is not None and self._done.wait(max(0.0, deadline - time.monotonic())):
             return ProbeOutcome(self.progress)
-        return ProbeOutcome(self.progress, hung_since=_iso(self.started))
+        return ProbeOutcome(
+            self.progress, hung_since=_iso(self.started), hung_for_s=max(0.0, time.time() - self.started)
+        )
 
 
 class BoundedProbe:

@@ -96,12 +96,14 @@ class ClusterStatus(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., writer: _Optional[str] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., leader_term: _Optional[int] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ..., discovery: _Optional[_Union[_node_pb2.DiscoveryConfig, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRow, _Mapping]]] = ..., why: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
 
 class SwitchoverRequest(_message.Message):
-    __slots__ = ("to", "reason")
+    __slots__ = ("to", "reason", "on_drain_timeout")
     TO_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ON_DRAIN_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     to: str
     reason: str
-    def __init__(self, to: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    on_drain_timeout: str
+    def __init__(self, to: _Optional[str] = ..., reason: _Optional[str] = ..., on_drain_timeout: _Optional[str] = ...) -> None: ...
 
 class FailoverRequest(_message.Message):
     __slots__ = ("to", "force", "reason")

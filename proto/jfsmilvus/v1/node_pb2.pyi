@@ -174,8 +174,22 @@ class NvidiaToolkitStatus(_message.Message):
     found: _containers.ScalarMap[str, str]
     def __init__(self, checked: _Optional[bool] = ..., found: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class WriterStop(_message.Message):
+    __slots__ = ("epoch", "drain_id", "exit_code", "seconds", "at_unix")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    drain_id: int
+    exit_code: int
+    seconds: float
+    at_unix: float
+    def __init__(self, epoch: _Optional[int] = ..., drain_id: _Optional[int] = ..., exit_code: _Optional[int] = ..., seconds: _Optional[float] = ..., at_unix: _Optional[float] = ...) -> None: ...
+
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit", "last_writer_stop", "stopping_for_s")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +211,8 @@ class NodeObservation(_message.Message):
     MILVUS_IMAGE_FIELD_NUMBER: _ClassVar[int]
     MILVUS_FLAVOR_FIELD_NUMBER: _ClassVar[int]
     NVIDIA_TOOLKIT_FIELD_NUMBER: _ClassVar[int]
+    LAST_WRITER_STOP_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FOR_S_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     agent_version: str
@@ -218,7 +234,9 @@ class NodeObservation(_message.Message):
     milvus_image: str
     milvus_flavor: str
     nvidia_toolkit: NvidiaToolkitStatus
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ...) -> None: ...
+    last_writer_stop: WriterStop
+    stopping_for_s: float
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ..., last_writer_stop: _Optional[_Union[WriterStop, _Mapping]] = ..., stopping_for_s: _Optional[float] = ...) -> None: ...
 
 class DiscoveryConfig(_message.Message):
     __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")
@@ -233,7 +251,7 @@ class DiscoveryConfig(_message.Message):
     def __init__(self, writer_address: _Optional[str] = ..., writer_port: _Optional[int] = ..., hosts: _Optional[_Iterable[str]] = ..., discovery_port: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("role", "epoch", "lease_ms", "writer", "discovery", "reason", "writer_address", "writer_http_port", "row_lease_ms")
+    __slots__ = ("role", "epoch", "lease_ms", "writer", "discovery", "reason", "writer_address", "writer_http_port", "row_lease_ms", "drain_id", "drain_timeout_ms")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +261,8 @@ class Assignment(_message.Message):
     WRITER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     WRITER_HTTP_PORT_FIELD_NUMBER: _ClassVar[int]
     ROW_LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     role: Role
     epoch: int
     lease_ms: int
@@ -252,4 +272,6 @@ class Assignment(_message.Message):
     writer_address: str
     writer_http_port: int
     row_lease_ms: int
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., lease_ms: _Optional[int] = ..., writer: _Optional[str] = ..., discovery: _Optional[_Union[DiscoveryConfig, _Mapping]] = ..., reason: _Optional[str] = ..., writer_address: _Optional[str] = ..., writer_http_port: _Optional[int] = ..., row_lease_ms: _Optional[int] = ...) -> None: ...
+    drain_id: int
+    drain_timeout_ms: int
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., lease_ms: _Optional[int] = ..., writer: _Optional[str] = ..., discovery: _Optional[_Union[DiscoveryConfig, _Mapping]] = ..., reason: _Optional[str] = ..., writer_address: _Optional[str] = ..., writer_http_port: _Optional[int] = ..., row_lease_ms: _Optional[int] = ..., drain_id: _Optional[int] = ..., drain_timeout_ms: _Optional[int] = ...) -> None: ...

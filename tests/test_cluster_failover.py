@@ -98,7 +98,7 @@ def test_writer_agent_killed_fails_over_once_its_container_fences_itself(
 
 def test_writer_container_killed_is_restarted_in_place(local_cluster: Callable[..., LocalCluster]) -> None:
     # A generous grace, so that a slow machine's restart is not mistaken for a dead writer.
-    cluster, client = running_cluster(local_cluster, container_grace_s=30)
+    cluster, client = running_cluster(local_cluster, recover_in_place_s=30)
     writer = cluster.wait_for_writer()
     (container,) = [c for c in writer.containers() if c.status == "running"]
     container.kill()

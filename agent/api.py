@@ -91,6 +91,8 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
     if toolkit is not None:
         obs.nvidia_toolkit.checked = True
         obs.nvidia_toolkit.found.update(toolkit)
+    _milvus_meta_pb(obs.milvus_meta, status.get("milvus_meta"))
+    _milvus_wal_pb(obs.milvus_wal, status.get("milvus_wal"))
     gpu = status.get("gpu")
     if gpu:
         obs.gpus.available = bool(gpu["available"])
@@ -165,6 +167,29 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
             node_pb2.ContainerStatus(state="absent", restarts=status.get("restarts", 0), error=_waiting_for(status))
         )
     return obs
+
+
+def _milvus_meta_pb(out: node_pb2.MilvusMetaStatus, meta: dict[str, Any] | None) -> None:
+    if not meta:
+        return
+    out.configured = True
+    out.host, out.port, out.database, out.user = meta["host"], meta["port"], meta["database"], meta["user"]
+    right = meta.get("create_right")
+    if right:
+        out.create_right, out.create_detail = right["state"], right["detail"]
+        out.account, out.create_checked_unix = right["account"], right["checked_at_unix"]
+
+
+def _milvus_wal_pb(out: node_pb2.MilvusWalStatus, wal: dict[str, Any] | None) -> None:
+    if wal is None:
+        return
+    out.render_error = wal.get("render_error") or ""
+    out.checked = not out.render_error
+    for key in ("rw_enable", "rw_recovery_error_ignore", "base_recovery_error_ignore"):
+        value = wal.get(key)
+        if value is not None:
+            setattr(out, f"{key}_set", True)
+            setattr(out, key, value)
 
 
 def _waiting_for(status: dict[str, Any]) -> str:

@@ -58,7 +58,9 @@ from agent.milvus.leasewatch import (
     read_lease_file,
     write_lease_file,
 )
-from agent.milvus.metauri import MetaUriError, parse_meta_uri
+from agent.milvus.metaright import MetaRightWatch
+from agent.milvus.metauri import MetaUri, MetaUriError, parse_meta_uri
+from agent.milvus.milvusfacts import WalRecovery, meta_target, wal_recovery
 from agent.milvus.nvidiatoolkit import probe_nvidia_toolkit
 from agent.milvus.server_config import (
     CONTAINER_CONF_DIR,
@@ -76,7 +78,7 @@ from agent.mishards.envfile import (
     render_env_file,
 )
 from agent.mount import MountError, MountManager, MountStatus
-from agent.secrets import SecretError
+from agent.secrets import Secret, SecretError, SecretRef
 from agent.state import LocalState, load_state, save_state
 
 log = logging.getLogger("jfs_milvus.agent")
@@ -168,6 +170,9 @@ class Agent:
         self._runtimes: tuple[float, list[str]] | None = None
         self._nvidia_toolkit: tuple[float, dict[str, str]] | None = None
         self._gpu_read: tuple[float, GpuReport, int] | None = None
+        self._meta_right = MetaRightWatch()
+        self._meta_login: tuple[MetaUri, Secret] | None = None
+        self._wal_recovery: tuple[tuple[str, tuple[MetaUri, Secret]], WalRecovery | None, str] | None = None
         # Coordinated mode: the latest coordinator answer or push lives in self.pushed; it, the lease and the
         # epoch state are guarded by _assign_lock, which the reporter takes and a slow cycle never holds long.
         self._assign_lock = threading.Lock()
@@ -628,6 +633,7 @@ class Agent:
         else:
             self._refresh_docker_runtimes()
         self._refresh_nvidia_toolkit()
+        self._refresh_milvus_facts()
         assignment = self.current_assignment(containers)
         self._witness_writer(assignment)
         self.log_context.epoch = max(assignment.epoch, self.state.highest_epoch)
@@ -949,6 +955,48 @@ class Agent:
         if self._nvidia_toolkit is None or now - self._nvidia_toolkit[0] >= 300:
             self._nvidia_toolkit = (now, probe_nvidia_toolkit())
 
+    def _refresh_milvus_facts(self) -> None:
+        """For the doctor: the meta database and its CREATE right (probed in the background, MetaRightWatch),
+        and the WAL recovery of the rw config this agent would render now (rendered again only when the base
+        file or the meta login changed)."""
+        login = _meta_login(self.config.milvus.meta_uri, self.config.milvus.meta_password)
+        self._meta_login = login
+        if login is None:
+            self._wal_recovery = None
+            return
+        self._meta_right.refresh(*login)
+        base_text = read_text(self.config.milvus.base_config) or ""
+        key = (base_text, login)
+        if self._wal_recovery is not None and self._wal_recovery[0] == key:
+            return
+        settings = RoleSettings(
+            role="rw",
+            meta_uri=login[0],
+            meta_password=login[1],
+            port=MILVUS_PORT,
+            http_port=MILVUS_HTTP_PORT,
+            gpu_count=None,  # the GPU lists do not touch the WAL
+        )
+        try:
+            base = parse_base_config(base_text, self.config.milvus.base_config)
+            self._wal_recovery = (key, wal_recovery(base, render_server_config(base, settings)), "")
+        except (BaseConfigError, MetaUriError) as exc:
+            self._wal_recovery = (key, None, str(exc))
+
+    def _milvus_meta_status(self) -> dict[str, Any] | None:
+        login = self._meta_login
+        if login is None:
+            return None
+        right = self._meta_right.latest(*login)
+        return {**meta_target(login[0]).to_dict(), "create_right": right.to_dict() if right else None}
+
+    def _milvus_wal_status(self) -> dict[str, Any] | None:
+        found = self._wal_recovery
+        if found is None:
+            return None
+        _, facts, error = found
+        return {"render_error": error, **(facts.to_dict() if facts else {})}
+
     # -- for the API -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -994,6 +1042,8 @@ class Agent:
             "nvidia_toolkit": dict(self._nvidia_toolkit[1]) if self._nvidia_toolkit else None,
             "milvus_image": self.config.milvus.image,
             "milvus_flavor": self.config.milvus.flavor,
+            "milvus_meta": self._milvus_meta_status(),
+            "milvus_wal": self._milvus_wal_status(),
             "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
             "mishards_writer": self.mishards_writer,
             "lease_left_s": lease.left(lease_now()) if lease is not None else 0.0,
@@ -1001,3 +1051,14 @@ class Agent:
             "last_writer_stop": self.last_writer_stop,
             "stopping_for_s": 0.0 if stopping is None else time.monotonic() - stopping,
         }
+
+
+def _meta_login(uri: str | None, password: SecretRef | None) -> tuple[MetaUri, Secret] | None:
+    """milvus.meta_uri and its password, what general.meta_uri is rendered from; None when either is unusable
+    (the render says why)."""
+    if not uri or password is None:
+        return None
+    try:
+        return parse_meta_uri(uri), password.load()
+    except (MetaUriError, SecretError):
+        return None

@@ -2,7 +2,8 @@
 
 Each check gives PASS, WARN or FAIL with how to fix it. Cluster-wide checks run from here (MySQL from the
 coordinator config); per-node checks read what each agent last reported to the leader (its GPUs, mount,
-metadata engine, Docker, Mishards env file and clock).
+metadata engine, Docker, Mishards env file and clock) and what the real Milvus image needs of them: its version,
+its MySQL account's CREATE right, one meta database for all, the writer's WAL recovery (coordinator.milvuschecks).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from jfsmilvus.v1 import coordinator_pb2
 
 from agent.configschema import ConfigError
 from agent.milvus.nvidiatoolkit import CDI_HOOK, CONTAINER_CLI, RUNTIME_HOOK
+from coordinator.checks import Check
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
 from coordinator.ctl import EXIT_FAILED, EXIT_OK, Connection, emit, table
+from coordinator.milvuschecks import judge_meta_databases, milvus_node_checks
 
 MIN_DRIVER = 418
 # The Milvus 1.0 and 1.1 GPU images build faiss for sm_60, sm_61, sm_70 and sm_75 as SASS with no PTX
@@ -28,15 +31,6 @@ MIN_DRIVER = 418
 # only; on an Ampere or Hopper GPU the first GPU search or index build aborts (milvus-io/milvus#5246, an RTX 3090).
 MILVUS1_GPU_CAPABILITIES = ((6, 0), (7, 5))
 CAPABILITY_FIX = "run a CPU image (milvus.flavor: cpu) or a GPU the image supports (compute capability 6.0-7.5)"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    where: str
-    result: str  # PASS | WARN | FAIL
-    detail: str
-    fix: str = ""
 
 
 def check_mysql(args: argparse.Namespace) -> list[Check]:
@@ -265,6 +259,7 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
                         Check("Redis security", where, "WARN", warning, "set requirepass (and protected-mode as fits)")
                     )
     image = observation.milvus_image or observation.container.image or "(image not reported)"
+    out += milvus_node_checks(observation, image)
     capability = judge_compute_capability(node, flavor, image, gpu_facts(observation))
     if capability is not None:
         out.append(capability)
@@ -311,6 +306,9 @@ def cmd_doctor(conn: Connection, args: argparse.Namespace) -> int:
         for observation, received in zip(observed.observations, observed.received_unix, strict=False):
             checks += node_checks(observation, received, args.max_clock_skew)
             hosts += bool(observation.mishards_writer)
+        databases = judge_meta_databases([(o.node, o.milvus_meta) for o in observed.observations])
+        if databases is not None:
+            checks.append(databases)
         if not hosts:
             checks.append(
                 Check(

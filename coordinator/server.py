@@ -30,6 +30,7 @@ from agent.config import TlsSettings
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request
 from coordinator.daemon import Coordinator
+from coordinator.milvuschecks import bound_milvus_facts
 from coordinator.model import Assignment, Event, Report, WriterStop
 from coordinator.store import StoreError
 
@@ -166,6 +167,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the observation names no node")
         leading, assignment = self.c.receive(report)
         if leading:
+            bound_milvus_facts(request.observation)
             self.c.observations[report.node] = (request.observation, time.time())
         if not leading:
             return self._not_leader()

@@ -60,6 +60,8 @@ def test_a_password_with_special_characters_reaches_mysql_and_the_node_runs(
     finally:
         conn.close()
     assert {"Tables", "TableFiles"} <= tables, tables
+    # The agent's own probe of the account's CREATE right, with that password, for the doctor.
+    wait_until(lambda: node.status().milvus_meta.create_right == "granted", 20, lambda: str(node.status().milvus_meta))
     assert node.meta.password not in node.log()
 
     # Stopped for a role change with SIGINT, Milvus flushes and exits 0 (SIGTERM would be "critical", exit 1).

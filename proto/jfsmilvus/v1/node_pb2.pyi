@@ -188,8 +188,50 @@ class WriterStop(_message.Message):
     at_unix: float
     def __init__(self, epoch: _Optional[int] = ..., drain_id: _Optional[int] = ..., exit_code: _Optional[int] = ..., seconds: _Optional[float] = ..., at_unix: _Optional[float] = ...) -> None: ...
 
+class MilvusMetaStatus(_message.Message):
+    __slots__ = ("configured", "host", "port", "database", "user", "create_right", "create_detail", "account", "create_checked_unix")
+    CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    CREATE_RIGHT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_CHECKED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    configured: bool
+    host: str
+    port: int
+    database: str
+    user: str
+    create_right: str
+    create_detail: str
+    account: str
+    create_checked_unix: float
+    def __init__(self, configured: _Optional[bool] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., database: _Optional[str] = ..., user: _Optional[str] = ..., create_right: _Optional[str] = ..., create_detail: _Optional[str] = ..., account: _Optional[str] = ..., create_checked_unix: _Optional[float] = ...) -> None: ...
+
+class MilvusWalStatus(_message.Message):
+    __slots__ = ("checked", "render_error", "rw_enable_set", "rw_enable", "rw_recovery_error_ignore_set", "rw_recovery_error_ignore", "base_recovery_error_ignore_set", "base_recovery_error_ignore")
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    RENDER_ERROR_FIELD_NUMBER: _ClassVar[int]
+    RW_ENABLE_SET_FIELD_NUMBER: _ClassVar[int]
+    RW_ENABLE_FIELD_NUMBER: _ClassVar[int]
+    RW_RECOVERY_ERROR_IGNORE_SET_FIELD_NUMBER: _ClassVar[int]
+    RW_RECOVERY_ERROR_IGNORE_FIELD_NUMBER: _ClassVar[int]
+    BASE_RECOVERY_ERROR_IGNORE_SET_FIELD_NUMBER: _ClassVar[int]
+    BASE_RECOVERY_ERROR_IGNORE_FIELD_NUMBER: _ClassVar[int]
+    checked: bool
+    render_error: str
+    rw_enable_set: bool
+    rw_enable: str
+    rw_recovery_error_ignore_set: bool
+    rw_recovery_error_ignore: str
+    base_recovery_error_ignore_set: bool
+    base_recovery_error_ignore: str
+    def __init__(self, checked: _Optional[bool] = ..., render_error: _Optional[str] = ..., rw_enable_set: _Optional[bool] = ..., rw_enable: _Optional[str] = ..., rw_recovery_error_ignore_set: _Optional[bool] = ..., rw_recovery_error_ignore: _Optional[str] = ..., base_recovery_error_ignore_set: _Optional[bool] = ..., base_recovery_error_ignore: _Optional[str] = ...) -> None: ...
+
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit", "last_writer_stop", "stopping_for_s")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit", "milvus_meta", "milvus_wal", "last_writer_stop", "stopping_for_s")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +253,8 @@ class NodeObservation(_message.Message):
     MILVUS_IMAGE_FIELD_NUMBER: _ClassVar[int]
     MILVUS_FLAVOR_FIELD_NUMBER: _ClassVar[int]
     NVIDIA_TOOLKIT_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_META_FIELD_NUMBER: _ClassVar[int]
+    MILVUS_WAL_FIELD_NUMBER: _ClassVar[int]
     LAST_WRITER_STOP_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FOR_S_FIELD_NUMBER: _ClassVar[int]
     node: str
@@ -234,9 +278,11 @@ class NodeObservation(_message.Message):
     milvus_image: str
     milvus_flavor: str
     nvidia_toolkit: NvidiaToolkitStatus
+    milvus_meta: MilvusMetaStatus
+    milvus_wal: MilvusWalStatus
     last_writer_stop: WriterStop
     stopping_for_s: float
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ..., last_writer_stop: _Optional[_Union[WriterStop, _Mapping]] = ..., stopping_for_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ..., milvus_meta: _Optional[_Union[MilvusMetaStatus, _Mapping]] = ..., milvus_wal: _Optional[_Union[MilvusWalStatus, _Mapping]] = ..., last_writer_stop: _Optional[_Union[WriterStop, _Mapping]] = ..., stopping_for_s: _Optional[float] = ...) -> None: ...
 
 class DiscoveryConfig(_message.Message):
     __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")

@@ -233,6 +233,42 @@ def test_stopped_juicefs_is_reported_hung_without_blocking(
     assert status.state == "healthy", status.reasons
 
 
+def test_a_hung_juicefs_is_killed_from_proc_and_the_mount_recovered(
+    make_volume: Callable[..., JfsTestVolume], capsys: pytest.CaptureFixture[str]
+) -> None:
+    v = make_volume(probe_timeout_s=1.0)
+    m = manager(v)
+    m.ensure("rw")
+    pids = juicefs_pids(v.mountpoint)
+    signal_all(pids, signal.SIGSTOP)
+    try:
+        time.sleep(1.5)  # let the kernel's attribute cache (1 s) expire
+        m.observe()
+        time.sleep(1.0)
+        hung = m.observe()
+        assert hung.hung_since is not None and hung.hung_for_s is not None and hung.hung_for_s >= 1.0, hung
+        assert hung.meta_engine.reachable is True  # the hang is the client's own, not Redis's
+        t0 = time.monotonic()
+        actions = m.kill_hung()
+        assert actions and "killed juicefs process" in actions[0] and "whose mount was hung" in actions[0]
+        assert m.kill_hung() == []  # nothing left to kill is not an error
+        deadline = time.monotonic() + 10
+        status = m.observe()
+        while not status.not_connected and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = m.observe()
+        assert status.not_connected and status.hung_since is None, status
+        m.ensure("rw")
+        took = time.monotonic() - t0
+        status = m.observe()
+        assert (status.state, status.mode) == ("healthy", "rw"), status.reasons
+        assert not set(juicefs_pids(v.mountpoint)) & set(pids)
+        with capsys.disabled():
+            print(f"\n[timing] hung juicefs killed and the mount recovered in {took:.2f}s")
+    finally:
+        signal_all(pids, signal.SIGCONT)
+
+
 def test_redis_down_is_reported_and_observe_does_not_hang(
     make_volume: Callable[..., JfsTestVolume],
     redis_factory: Callable[..., object],

@@ -405,7 +405,9 @@ class MountManager:
         actions: list[str] = []
         pids = fusedaemon.kill_juicefs(self.mountpoint)
         if not pids:
-            raise MountError(f"{self.mountpoint} is hung but no juicefs process serving it was found to kill")
+            # Already dead (killed a moment ago; the stuck probe has not come back yet): the next observation
+            # sees the mount ENOTCONN.
+            return actions
         self._act(
             actions,
             f"killed juicefs process{'es' if len(pids) > 1 else ''} {', '.join(map(str, pids))} of "

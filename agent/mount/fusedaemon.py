@@ -1,7 +1,7 @@
 """The juicefs processes that serve a mount, found and killed without touching the mount itself.
 
 A hung mount blocks every `stat` of it, so the processes are found from /proc alone: juicefs rewrites its
-argv into one space-joined line (hiding the META-URL's password), whose words include the mountpoint. Killing
+argv into one space-joined line (hiding the META-URL's password), which holds the mountpoint. Killing
 them (the background supervisor and the client it runs) turns the mount ENOTCONN at once: every request stuck
 in it fails, and the mount can be lazily unmounted and mounted again.
 """
@@ -28,8 +28,10 @@ def juicefs_pids(mountpoint: str, proc: str = "/proc") -> list[int]:
             continue
         if state == "Z" or not argv:
             continue
-        words = " ".join(argv).split()
-        if words and "juicefs" in os.path.basename(words[0]) and target in words[1:]:
+        # A mountpoint may hold spaces: match it whole, between spaces, in the joined line.
+        joined = " ".join(argv)
+        program = os.path.basename(joined.split(" ", 1)[0])
+        if "juicefs" in program and f" {target} " in f" {joined} ":
             found.append(int(entry))
     return sorted(found)
 

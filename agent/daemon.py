@@ -70,6 +70,7 @@ from agent.milvus.server_config import (
     parse_base_config,
     render_server_config,
 )
+from agent.milvus.waldir import WriterWal
 from agent.mishards.envfile import (
     MishardsDiscovery,
     MishardsEnvError,
@@ -556,6 +557,10 @@ class Agent:
         return choose_gpus(milvus.flavor, milvus.gpus, milvus.gpu_indexes, milvus.set_gpu_devices, report)
 
     @property
+    def writer_wal(self) -> WriterWal:
+        return WriterWal(self.config.milvus.data_dir)
+
+    @property
     def conf_dir(self) -> str:
         return os.path.join(self.config.milvus.data_dir, "conf")
 
@@ -601,7 +606,7 @@ class Agent:
             db_dir=os.path.join(volume.mountpoint, milvus.db_subdir),
             conf_dir=self.conf_dir,
             logs_dir=os.path.join(milvus.data_dir, "logs"),
-            wal_dir=os.path.join(milvus.data_dir, "wal"),
+            wal_dir=self.writer_wal.wal_dir if want.role == "rw" else None,
             gpu_uuids=gpus,
             environment={
                 "JFS_MILVUS_NODE": self.config.node_name,
@@ -801,6 +806,8 @@ class Agent:
                 spec = self._spec(want, gpus.uuids, volume)
                 if want.role == "rw":
                     os.makedirs(spec.db_dir, exist_ok=True)
+                    # Its own WAL at this epoch is replayed; another stint's is set aside first (waldir.py).
+                    self.writer_wal.prepare(want.epoch)
                 if spec.leasewatch:
                     install_wrapper(spec.leasewatch)
                     with self._assign_lock:

@@ -58,6 +58,7 @@ from agent.milvus.leasewatch import (
     read_lease_file,
     write_lease_file,
 )
+from agent.milvus.metareach import probe_meta_reach
 from agent.milvus.metaright import MetaRightWatch
 from agent.milvus.metauri import MetaUri, MetaUriError, parse_meta_uri
 from agent.milvus.milvusfacts import WalRecovery, meta_target, wal_recovery
@@ -696,6 +697,7 @@ class Agent:
             mount_hung_for_s=mount.hung_for_s if mount else None,
             meta_engine_reachable=mount.meta_engine.reachable if mount else None,
             hung_kill_after_s=self.config.juicefs.hung_kill_after_s,
+            meta_db_error=self._meta_db_error(role),
             db_dir_exists=volume is not None
             and mount is not None
             and mount.state in ("healthy", "degraded")
@@ -821,6 +823,13 @@ class Agent:
                 message += f"; retrying in {delay:.0f}s"
             return Step(Action.WAIT, message)
         return step
+
+    def _meta_db_error(self, role: str) -> str | None:
+        """Why a writer's MySQL does not answer, or None (it does, or cannot be checked from here)."""
+        if role != "rw" or not self.config.milvus.meta_uri:
+            return None
+        reach = probe_meta_reach(self.config.milvus.meta_uri)
+        return f"{reach.target}: {reach.error}" if reach.reachable is False else None
 
     def _writer_stopped(self, container: ContainerState, want: Want, exit_code: int | None, seconds: float) -> None:
         """Remember how a rw container's stop ended, for the coordinator: a drain succeeded when it exited 0."""

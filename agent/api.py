@@ -18,6 +18,7 @@ from agent import __version__
 from agent.assignment import Assignment
 from agent.config import AgentConfig, TlsSettings
 from agent.mishards.envfile import MishardsDiscovery
+from agent.wirecheck import assign_request_problem
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -244,6 +245,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return observation_pb(self.agent.status())
 
     def Assign(self, request: agent_pb2.AssignRequest, context: grpc.ServicerContext) -> agent_pb2.AssignResponse:
+        problem = assign_request_problem(request)
+        if problem is not None:
+            log.warning("refused Assign from %s: %s", context.peer(), problem)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         assignment = assignment_from_pb(request)
         refusal = self.agent.push_assignment(assignment)
         status = self.agent.status()

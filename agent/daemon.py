@@ -81,6 +81,7 @@ from agent.mishards.envfile import (
 from agent.mount import MountError, MountManager, MountStatus
 from agent.secrets import Secret, SecretError, SecretRef
 from agent.state import LocalState, load_state, save_state
+from agent.wirecheck import assignment_problem
 
 log = logging.getLogger("jfs_milvus.agent")
 
@@ -345,7 +346,7 @@ class Agent:
             answer.assignment, source=f"coordinator {answer.coordinator}", default_reason="assigned by the coordinator"
         )
         with self._assign_lock:
-            refusal = judge_assignment(assignment, self.state.highest_epoch)
+            refusal = assignment_problem(answer.assignment) or judge_assignment(assignment, self.state.highest_epoch)
             if refusal is None and assignment.role == "rw" and assignment.writer not in ("", self.config.node_name):
                 refusal = f"it assigns rw to this node but names {assignment.writer} as the writer"
             if refusal is None:

@@ -27,6 +27,7 @@ import grpc
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from agent.config import TlsSettings
+from agent.wirecheck import operator_problem, report_problem
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request
 from coordinator.daemon import Coordinator
@@ -162,9 +163,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Report(
         self, request: coordinator_pb2.ReportRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ReportResponse:
+        problem = report_problem(request)
+        if problem is not None:
+            _refuse_invalid(context, "Report", problem)
         report = report_from_pb(request, time.monotonic())
-        if not report.node:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the observation names no node")
         leading, assignment = self.c.receive(report)
         if leading:
             bound_milvus_facts(request.observation)
@@ -243,6 +245,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Switchover(
         self, request: coordinator_pb2.SwitchoverRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Progress]:
+        _check_operator(context, "Switchover", request)
         action = request.on_drain_timeout
         if action not in ("", "abandon", "force"):
             context.abort(
@@ -255,6 +258,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Failover(
         self, request: coordinator_pb2.FailoverRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Progress]:
+        _check_operator(context, "Failover", request)
         yield from self._progress(Request("failover", request.to or None, request.reason, request.force), context)
 
     def _act(self, context: grpc.ServicerContext, action) -> coordinator_pb2.ClusterStatus:
@@ -267,21 +271,25 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def SetPaused(
         self, request: coordinator_pb2.SetPausedRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        _check_operator(context, "SetPaused", request)
         return self._act(context, lambda: self.c.set_paused(request.paused, request.reason))
 
     def SetMaintenance(
         self, request: coordinator_pb2.SetMaintenanceRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        _check_operator(context, "SetMaintenance", request)
         return self._act(context, lambda: self.c.set_maintenance(request.node, request.on, request.reason))
 
     def SetPriority(
         self, request: coordinator_pb2.SetPriorityRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        _check_operator(context, "SetPriority", request)
         return self._act(context, lambda: self.c.set_priority(request.node, request.priority))
 
     def ListEvents(
         self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Event]:
+        _check_operator(context, "ListEvents", request)
         if request.follow:
             with self._long_call(context):
                 yield from self._events(request, context)
@@ -324,12 +332,25 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return coordinator_pb2.WhyResponse(sentence=why(self.c))
 
 
+def _refuse_invalid(context: grpc.ServicerContext, rpc: str, problem: str) -> None:
+    """INVALID_ARGUMENT with the one-line problem; nothing of the request is kept."""
+    log.warning("refused %s from %s: %s", rpc, context.peer(), problem)
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
+def _check_operator(context: grpc.ServicerContext, rpc: str, request: object) -> None:
+    problem = operator_problem(request)  # type: ignore[arg-type]
+    if problem is not None:
+        _refuse_invalid(context, rpc, problem)
+
+
 def why(c: Coordinator) -> str:
     if c.leadership is None:
         leader, address = c.leader_seen
-        return (
+        follows = (
             f"This coordinator follows; {leader} at {address} leads." if leader else "No coordinator leads right now."
         )
+        return f"{c.last_stale} {follows}" if c.last_stale else follows
     return c.published.why
 
 

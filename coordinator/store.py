@@ -35,6 +35,7 @@ import pymysql.cursors
 from pymysql.constants import CLIENT
 
 from agent.secrets import Secret
+from agent.wirecheck import ipv4_problem, name_problem
 from coordinator.model import ClusterRow, Durable, Event, NodeRecord
 from coordinator.schema import LATEST_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
 
@@ -238,6 +239,7 @@ class ClusterStore:
         self._lock = threading.Lock()
         # The nodes as last read, with the fingerprint MySQL computed for them (see load()).
         self._nodes_cache: tuple[tuple[int, ...], Mapping[str, NodeRecord]] | None = None
+        self._unusable_rows: set[str] = set()
 
     # -- connection -------------------------------------------------------------------------------------
 
@@ -541,11 +543,23 @@ class ClusterStore:
                     hosts_mishards=bool(hosts_mishards),
                 )
                 for name, address, priority, maintenance, maintenance_reason, hosts_mishards in node_rows
+                if self._row_usable(name, address)
             }
             self._nodes_cache = (fingerprint, MappingProxyType(nodes))
             return Durable(cluster=cluster, nodes=self._nodes_cache[1])
 
         return self._call("load", body)
+
+    def _row_usable(self, name: str, address: str) -> bool:
+        """A node row as the Report checks allow it (an older coordinator, or a hand edit, may have stored one
+        that is not): any other is left out of the state, with one warning per row."""
+        problem = name_problem("node name", name) or ipv4_problem(f"node {name!r} address", address, required=False)
+        if problem is None:
+            return True
+        if problem not in self._unusable_rows:
+            self._unusable_rows.add(problem)
+            LOG.warning("ignoring a row of the nodes table: %s", problem)
+        return False
 
     def events(self, limit: int = 50, kinds: tuple[str, ...] | None = None, after_id: int = 0) -> list[Event]:
         """The newest `limit` events with id > after_id (of `kinds` if given), newest last. No leadership needed."""
@@ -626,8 +640,9 @@ class ClusterStore:
     def upsert_node(self, leadership: Leadership, name: str, address: str, hosts_mishards: bool) -> None:
         """Insert a node, or update its address, hosts_mishards and last_seen (priority and maintenance kept)."""
         _check_length("node name", name, NAME_MAX)
-        if len(address) > 64:
-            raise StoreError(f"node {name!r}: address must be at most 64 characters")
+        problem = name_problem("node name", name) or ipv4_problem(f"node {name!r} address", address, required=False)
+        if problem is not None:
+            raise StoreError(f"upsert_node: {problem}")
 
         def body(cur: Any) -> None:
             cur.execute(

@@ -16,6 +16,7 @@ from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 
 from agent import __version__
 from agent.assignment import Assignment
+from agent.authz import enforce
 from agent.config import AgentConfig, TlsSettings
 from agent.mishards.envfile import MishardsDiscovery
 from agent.wirecheck import assign_request_problem
@@ -242,9 +243,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.agent = agent
 
     def Status(self, request: agent_pb2.StatusRequest, context: grpc.ServicerContext) -> node_pb2.NodeObservation:
+        enforce(context, "AgentService.Status", log)
         return observation_pb(self.agent.status())
 
     def Assign(self, request: agent_pb2.AssignRequest, context: grpc.ServicerContext) -> agent_pb2.AssignResponse:
+        enforce(context, "AgentService.Assign", log)
         problem = assign_request_problem(request)
         if problem is not None:
             log.warning("refused Assign from %s: %s", context.peer(), problem)

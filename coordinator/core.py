@@ -103,6 +103,12 @@ class Request:
     reason: str
     force: bool = False
     on_drain_timeout: str | None = None  # abandon | force; None: timing.drain_timeout_action
+    by: str = ""  # who asked, from the caller's certificate ("operator alice"); recorded with the event
+
+
+def with_asker(reason: str, by: str) -> str:
+    """An operator action's reason as recorded: who asked, from the caller's certificate."""
+    return f"{reason} (asked by {by})" if by else reason
 
 
 @dataclass(frozen=True)
@@ -806,7 +812,7 @@ def _start_requested(
     if target is None:
         target, _ = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
         assert target is not None
-    reason = request.reason or f"operator asked for a {request.kind}"
+    reason = with_asker(request.reason or f"operator asked for a {request.kind}", request.by)
     if request.kind == "switchover" and writer is not None and not request.force:
         return _begin_switchover(
             durable, memory, reports, writer, target, reason, now, now_unix, timing, request.on_drain_timeout

@@ -38,6 +38,7 @@ from coordinator.core import (
     committed,
     decide,
     validate_request,
+    with_asker,
 )
 from coordinator.model import Assignment, Discovery, Durable, Event, Report
 from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
@@ -521,17 +522,17 @@ class Coordinator:
                     self.pending_request = request
         return refusal
 
-    def set_paused(self, paused: bool, reason: str) -> None:
+    def set_paused(self, paused: bool, reason: str, by: str = "") -> None:
         self._leader_action(lambda lead: self.store.set_paused(lead, paused, reason))
-        self._log_event("paused" if paused else "resumed", reason or ("paused" if paused else "resumed"))
+        self._log_event("paused" if paused else "resumed", reason or ("paused" if paused else "resumed"), by=by)
 
-    def set_maintenance(self, node: str, on: bool, reason: str) -> None:
+    def set_maintenance(self, node: str, on: bool, reason: str, by: str = "") -> None:
         self._leader_action(lambda lead: self.store.set_maintenance(lead, node, on, reason))
-        self._log_event("maintenance", f"{node} maintenance {'on' if on else 'off'}: {reason}", node)
+        self._log_event("maintenance", f"{node} maintenance {'on' if on else 'off'}: {reason}", node, by)
 
-    def set_priority(self, node: str, priority: int) -> None:
+    def set_priority(self, node: str, priority: int, by: str = "") -> None:
         self._leader_action(lambda lead: self.store.set_priority(lead, node, priority))
-        self._log_event("priority", f"{node} priority set to {priority}", node)
+        self._log_event("priority", f"{node} priority set to {priority}", node, by)
 
     def _leader_action(self, action: Callable[[Leadership], None]) -> None:
         leadership = self.leadership
@@ -542,7 +543,8 @@ class Coordinator:
         finally:
             self._invalidate_durable()  # after the write (even a failed one: its outcome is unknown)
 
-    def _log_event(self, kind: str, reason: str, node: str | None = None) -> None:
+    def _log_event(self, kind: str, reason: str, node: str | None = None, by: str = "") -> None:
+        reason = with_asker(reason, by)
         leadership = self.leadership
         epoch = self.published.durable.cluster.epoch if self.published.durable else 0
         if leadership is not None:

@@ -26,6 +26,7 @@ from dataclasses import replace
 import grpc
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
+from agent.authz import enforce
 from agent.config import TlsSettings
 from agent.wirecheck import operator_problem, report_problem
 from coordinator.config import CoordinatorConfig
@@ -163,9 +164,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Report(
         self, request: coordinator_pb2.ReportRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ReportResponse:
+        enforce(context, "CoordinatorService.Report", log)
         problem = report_problem(request)
         if problem is not None:
             _refuse_invalid(context, "Report", problem)
+        enforce(context, "CoordinatorService.Report", log, node=request.observation.node)
         report = report_from_pb(request, time.monotonic())
         leading, assignment = self.c.receive(report)
         if leading:
@@ -183,6 +186,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def GetClusterStatus(
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        enforce(context, "CoordinatorService.GetClusterStatus", log)
         return cluster_status(self.c)
 
     def _progress(self, request: Request, context: grpc.ServicerContext) -> Iterator[coordinator_pb2.Progress]:
@@ -245,6 +249,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Switchover(
         self, request: coordinator_pb2.SwitchoverRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Progress]:
+        caller = enforce(context, "CoordinatorService.Switchover", log)
         _check_operator(context, "Switchover", request)
         action = request.on_drain_timeout
         if action not in ("", "abandon", "force"):
@@ -252,14 +257,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"on_drain_timeout {action[:40]!r} is not one of abandon, force (or empty for the configured default)",
             )
-        switchover = Request("switchover", request.to or None, request.reason, on_drain_timeout=action or None)
+        switchover = Request(
+            "switchover", request.to or None, request.reason, on_drain_timeout=action or None, by=str(caller)
+        )
         yield from self._progress(switchover, context)
 
     def Failover(
         self, request: coordinator_pb2.FailoverRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Progress]:
+        caller = enforce(context, "CoordinatorService.Failover", log)
         _check_operator(context, "Failover", request)
-        yield from self._progress(Request("failover", request.to or None, request.reason, request.force), context)
+        failover = Request("failover", request.to or None, request.reason, request.force, by=str(caller))
+        yield from self._progress(failover, context)
 
     def _act(self, context: grpc.ServicerContext, action) -> coordinator_pb2.ClusterStatus:
         try:
@@ -271,24 +280,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def SetPaused(
         self, request: coordinator_pb2.SetPausedRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        by = str(enforce(context, "CoordinatorService.SetPaused", log))
         _check_operator(context, "SetPaused", request)
-        return self._act(context, lambda: self.c.set_paused(request.paused, request.reason))
+        return self._act(context, lambda: self.c.set_paused(request.paused, request.reason, by))
 
     def SetMaintenance(
         self, request: coordinator_pb2.SetMaintenanceRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        by = str(enforce(context, "CoordinatorService.SetMaintenance", log))
         _check_operator(context, "SetMaintenance", request)
-        return self._act(context, lambda: self.c.set_maintenance(request.node, request.on, request.reason))
+        return self._act(context, lambda: self.c.set_maintenance(request.node, request.on, request.reason, by))
 
     def SetPriority(
         self, request: coordinator_pb2.SetPriorityRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        by = str(enforce(context, "CoordinatorService.SetPriority", log))
         _check_operator(context, "SetPriority", request)
-        return self._act(context, lambda: self.c.set_priority(request.node, request.priority))
+        return self._act(context, lambda: self.c.set_priority(request.node, request.priority, by))
 
     def ListEvents(
         self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Event]:
+        enforce(context, "CoordinatorService.ListEvents", log)
         _check_operator(context, "ListEvents", request)
         if request.follow:
             with self._long_call(context):
@@ -320,6 +333,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def GetNodeObservations(
         self, request: coordinator_pb2.NodeObservationsRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.NodeObservations:
+        enforce(context, "CoordinatorService.GetNodeObservations", log)
         if self.c.leadership is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not the leader: {why(self.c)}")
         out = coordinator_pb2.NodeObservations()
@@ -329,6 +343,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return out
 
     def Why(self, request: coordinator_pb2.WhyRequest, context: grpc.ServicerContext) -> coordinator_pb2.WhyResponse:
+        enforce(context, "CoordinatorService.Why", log)
         return coordinator_pb2.WhyResponse(sentence=why(self.c))
 
 

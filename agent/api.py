@@ -253,7 +253,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             log.warning("refused Assign from %s: %s", context.peer(), problem)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         assignment = assignment_from_pb(request)
-        refusal = self.agent.push_assignment(assignment)
+        refusal = self.agent.push_assignment(assignment, request.leader_term)
         status = self.agent.status()
         return agent_pb2.AssignResponse(
             accepted=refusal is None,

@@ -293,7 +293,9 @@ class Coordinator:
         assert self.leadership is not None and decision.change_writer is not None
         change = decision.change_writer
         try:
-            epoch = self.store.change_writer(self.leadership, change.expected_epoch, change.new_writer)
+            epoch = self.store.change_writer(
+                self.leadership, change.expected_epoch, change.new_writer, change.epoch or None
+            )
         except StoreError as exc:
             self._invalidate_durable()
             # The write may or may not have committed (a broken connection hides the outcome). Stepping down
@@ -320,7 +322,8 @@ class Coordinator:
             self.counters.failovers += 1
         elif t is not None and t.kind == "switchover":
             self.counters.switchovers += 1
-        self._announce(durable, old, change.new_writer, epoch, reports)
+        if change.new_writer is not None:
+            self._announce(durable, old, change.new_writer, epoch, reports)
         again = self._decide(durable, memory, reports, now)
         if again.change_writer is not None:  # cannot happen: the transition is committed now
             log.error("decision asked for a second change of writer in one tick; holding it")

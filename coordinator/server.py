@@ -176,7 +176,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             self.c.observations[report.node] = (request.observation, time.time())
         if not leading:
             return self._not_leader()
-        answer = coordinator_pb2.ReportResponse(leader=True)
+        leadership = self.c.leadership
+        answer = coordinator_pb2.ReportResponse(leader=True, leader_term=leadership.term if leadership else 0)
         if assignment is not None:
             if assignment.discovery is not None and not report.hosts_mishards:
                 assignment = replace(assignment, discovery=None)

@@ -596,25 +596,31 @@ class ClusterStore:
 
     # -- conditional writes -----------------------------------------------------------------------------
 
-    def change_writer(self, leadership: Leadership, expected_epoch: int, new_writer: str | None) -> int:
-        """epoch + 1 and the new writer (a known node, or None), only if we lead and the epoch is expected_epoch.
+    def change_writer(
+        self, leadership: Leadership, expected_epoch: int, new_writer: str | None, new_epoch: int | None = None
+    ) -> int:
+        """epoch + 1 (or new_epoch, above it: healing an epoch that nodes have seen beyond) and the new writer (a
+        known node, or None), only if we lead and the epoch is expected_epoch.
 
         Returns the new epoch; NotLeader otherwise. This is the durable write that must precede any node
         hearing of the new epoch. A StoreError means the outcome is unknown: load() before going on.
         """
         if new_writer is not None:
             _check_length("node name", new_writer, NAME_MAX)
+        target = expected_epoch + 1 if new_epoch is None else new_epoch
+        if target <= expected_epoch:
+            raise StoreError(f"change_writer: epoch {target} is not above {expected_epoch}")
         sql = (
-            "UPDATE cluster SET epoch = epoch + 1, writer = %s, updated_at = NOW(6)"
+            "UPDATE cluster SET epoch = %s, writer = %s, updated_at = NOW(6)"
             f" WHERE {_LEADS} AND cluster.epoch = %s"
             " AND (%s IS NULL OR EXISTS (SELECT 1 FROM nodes WHERE nodes.name = %s))"
         )
-        params = (new_writer, *self._leads_params(leadership), expected_epoch, new_writer, new_writer)
+        params = (target, new_writer, *self._leads_params(leadership), expected_epoch, new_writer, new_writer)
 
         def body(cur: Any) -> int:
             cur.execute(sql, params)
             if cur.rowcount == 1:
-                return expected_epoch + 1
+                return target
             row = self._not_leader_or_ok(cur, leadership)
             epoch = int(row[3])
             if epoch != expected_epoch:

@@ -4,27 +4,19 @@ candidate, and the leader commits an epoch above the highest reported before it 
 from __future__ import annotations
 
 from coordinator.core import Memory, Request, Timing, choose_candidate, committed, decide, validate_request
-from coordinator.model import ClusterRow, Durable, NodeRecord, Report
+from coordinator.model import Durable, Report
+from tests.test_core_rules import durable, rep
 
 TIMING = Timing(startup_wait_s=0.0)
 FORGED = 10**9
 
 
 def report(node: str, role: str, epoch: int, now: float) -> Report:
-    return Report(
-        node=node,
-        address=f"10.0.0.{ord(node) - ord('a') + 1}",
-        received_at=now,
-        role_running=role,
-        container_role=role,
-        highest_epoch=epoch,
-        gpu_health="healthy",
-        mount_state="healthy",
-    )
+    return rep(node, now, role, epoch)
 
 
 def cluster(epoch: int = 11) -> Durable:
-    return Durable(ClusterRow("t", "a", epoch), {n: NodeRecord(n, f"10.0.0.{i + 1}") for i, n in enumerate("abc")})
+    return durable("a", epoch)
 
 
 def test_a_node_ahead_of_the_committed_epoch_is_never_a_candidate() -> None:
@@ -47,7 +39,7 @@ def test_the_leader_commits_above_the_highest_reported_before_assigning_anything
     assert f"b ({FORGED}) reported epochs above the committed epoch 11" in d.why
     assert f"committing epoch {FORGED + 1} before assigning anything" in d.why
     # Committed: everyone is told the new epoch, and the writer resumes only after a full lease.
-    healed = Durable(ClusterRow("t", "a", FORGED + 1), cluster().nodes)
+    healed = durable("a", FORGED + 1)
     memory = committed(d.memory, FORGED + 1, now)
     d = decide(healed, memory, reports, now, TIMING, 10.0)
     assert d.change_writer is None

@@ -16,8 +16,10 @@ from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 
 from agent import __version__
 from agent.assignment import Assignment
+from agent.authz import enforce
 from agent.config import AgentConfig, TlsSettings
 from agent.mishards.envfile import MishardsDiscovery
+from agent.wirecheck import assign_request_problem
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -241,11 +243,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.agent = agent
 
     def Status(self, request: agent_pb2.StatusRequest, context: grpc.ServicerContext) -> node_pb2.NodeObservation:
+        enforce(context, "AgentService.Status", log)
         return observation_pb(self.agent.status())
 
     def Assign(self, request: agent_pb2.AssignRequest, context: grpc.ServicerContext) -> agent_pb2.AssignResponse:
+        enforce(context, "AgentService.Assign", log)
+        problem = assign_request_problem(request)
+        if problem is not None:
+            log.warning("refused Assign from %s: %s", context.peer(), problem)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         assignment = assignment_from_pb(request)
-        refusal = self.agent.push_assignment(assignment)
+        refusal = self.agent.push_assignment(assignment, request.leader_term)
         status = self.agent.status()
         return agent_pb2.AssignResponse(
             accepted=refusal is None,

@@ -37,6 +37,7 @@ class LeaderAnswer:
     coordinator: str
     assignment: node_pb2.Assignment
     sent_at: float  # lease clock, read just before the RPC that got this answer
+    leader_term: int = 0  # the answering leader's term (0 from an older coordinator)
 
 
 class ReportingAgent(Protocol):
@@ -131,7 +132,7 @@ class CoordinatorLink:
                     )
                 self.leader = address
                 self._last_problem = None
-                return LeaderAnswer(address, response.assignment, sent_at)
+                return LeaderAnswer(address, response.assignment, sent_at, response.leader_term)
             if response.leader_address and response.leader_address not in tried:
                 log.info("coordinator %s does not lead; going to the leader %s", address, response.leader_address)
                 problems.append(f"{address}: not the leader")

@@ -82,6 +82,7 @@ from agent.mishards.envfile import (
 from agent.mount import MountError, MountManager, MountStatus
 from agent.secrets import Secret, SecretError, SecretRef
 from agent.state import LocalState, load_state, save_state
+from agent.wirecheck import assignment_problem
 
 log = logging.getLogger("jfs_milvus.agent")
 
@@ -202,6 +203,7 @@ class Agent:
         self._last_no_renewal: str | None = None
         self._last_answer: tuple[str, int, str, int] | None = None
         self._last_answer_refusal: str | None = None
+        self.leader_term_seen = 0  # the highest leader term heard, in a push or a report's answer
         self._local_file_ignored = False
         self._witness: tuple[tuple[str, int], float | None] | None = None
         self.mishards_writer = self._read_mishards_writer()
@@ -289,13 +291,21 @@ class Agent:
         log.info("reloaded config %s", config.path)
 
     # -- assignment ------------------------------------------------------------------------------------
-    def push_assignment(self, assignment: Assignment) -> str | None:
+    def push_assignment(self, assignment: Assignment, leader_term: int = 0) -> str | None:
         """An assignment from the API; returns why it was refused, or None when taken.
 
+        A push from an older leader term than the last this agent heard (in a push or a report's answer) is
+        refused: a deposed leader's late push must not undo what the current one said.
         In coordinated mode a pushed rw assignment carries no lease of its own: the writer starts once a
         report's answer grants one, so it reports at once, while a push that demotes acts at once."""
         with self._assign_lock:
-            refusal = judge_assignment(assignment, self.state.highest_epoch)
+            refusal = None
+            if leader_term < self.leader_term_seen:
+                seen = self.leader_term_seen
+                refusal = f"it comes from leader term {leader_term}, older than term {seen} already heard"
+            else:
+                self.leader_term_seen = leader_term
+                refusal = judge_assignment(assignment, self.state.highest_epoch)
             if refusal is None:
                 self._take(assignment, self.lease)
             lease = self._rw_lease()
@@ -346,7 +356,8 @@ class Agent:
             answer.assignment, source=f"coordinator {answer.coordinator}", default_reason="assigned by the coordinator"
         )
         with self._assign_lock:
-            refusal = judge_assignment(assignment, self.state.highest_epoch)
+            self.leader_term_seen = max(self.leader_term_seen, answer.leader_term)
+            refusal = assignment_problem(answer.assignment) or judge_assignment(assignment, self.state.highest_epoch)
             if refusal is None and assignment.role == "rw" and assignment.writer not in ("", self.config.node_name):
                 refusal = f"it assigns rw to this node but names {assignment.writer} as the writer"
             if refusal is None:

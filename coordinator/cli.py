@@ -35,12 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     certs = sub.add_parser(
         "make-certs",
         help="make a CA and certificates for mutual TLS",
-        description="Make DIR/ca.pem (once) and DIR/NAME.pem + NAME.key for each NAME[=ADDRESS,...]; keys are 0600.",
-        epilog="example: jfs-milvus-coordinator make-certs /etc/jfs-milvus/tls coord-1=10.0.0.5 "
-        "gpu-node-1=10.0.0.11 operator",
+        description=(
+            "Make DIR/ca.pem (once) and DIR/NAME.pem + NAME.key for each [KIND:]NAME[=ADDRESS,...]; keys are 0600. "
+            "KIND says what the holder may do: coordinator (assigns roles), agent (the agent of node NAME: reports "
+            "as NAME only), operator (acts: switchover, failover, pause, resume, maintenance, priority), viewer "
+            "(reads: status, history, events, why, doctor). It is written as the SAN URI jfs-milvus://KIND/NAME. "
+            "Without KIND: operator* and viewer* names are those kinds, coord* a coordinator, any other an agent. "
+            "A certificate made before kinds existed is made again with its kind."
+        ),
+        epilog="example: jfs-milvus-coordinator make-certs /etc/jfs-milvus/tls coordinator:coord-1=10.0.0.5 "
+        "agent:gpu-node-1=10.0.0.11 operator:alice viewer:grafana",
     )
     certs.add_argument("directory")
-    certs.add_argument("names", nargs="+", metavar="NAME[=ADDRESS,...]")
+    certs.add_argument("names", nargs="+", metavar="[KIND:]NAME[=ADDRESS,...]")
     certs.add_argument("--days", type=int, default=825)
     certs.add_argument("--force", action="store_true", help="make certificates again even if they exist")
     return parser
@@ -64,19 +71,18 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_coordinator(config)
     if args.command == "make-certs":
-        from coordinator.certs import CertError, make_certs
+        from coordinator.certs import CertError, make_identity_certs, parse_spec
 
-        names = {}
-        for item in args.names:
-            name, _, addresses = item.partition("=")
-            names[name] = [a for a in addresses.split(",") if a]
         try:
-            made = make_certs(args.directory, names, days=args.days, force=args.force)
+            specs = [parse_spec(item) for item in args.names]
+            made = make_identity_certs(args.directory, specs, days=args.days, force=args.force)
         except CertError as exc:
             print(f"jfs-milvus-coordinator make-certs: {exc}", file=sys.stderr)
             return 1
+        kinds = {f"{s.name}.pem": f"{s.kind} {s.name}" for s in specs}
         for path in made:
-            print(f"made {path}")
+            kind = kinds.get(path.rsplit("/", 1)[-1])
+            print(f"made {path}" + (f" ({kind})" if kind else ""))
         if not made:
             print("nothing to make: every certificate exists (use --force to make them again)")
         return 0

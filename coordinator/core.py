@@ -86,6 +86,7 @@ class Transition:
     drain_id: int = 0  # the drain asked of the old writer (phase drain); 0: none
     on_drain_timeout: str = "abandon"
     drain_note: str = ""  # how the drain ended, for the event
+    heals_from: int = 0  # a resume that heals the epoch: the committed epoch it raises (see heal_epoch)
 
     def phase(self) -> str:
         return self.phases[-1][0] if self.phases else "decide"
@@ -103,6 +104,12 @@ class Request:
     reason: str
     force: bool = False
     on_drain_timeout: str | None = None  # abandon | force; None: timing.drain_timeout_action
+    by: str = ""  # who asked, from the caller's certificate ("operator alice"); recorded with the event
+
+
+def with_asker(reason: str, by: str) -> str:
+    """An operator action's reason as recorded: who asked, from the caller's certificate."""
+    return f"{reason} (asked by {by})" if by else reason
 
 
 @dataclass(frozen=True)
@@ -124,8 +131,9 @@ class Memory:
 class ChangeWriter:
     """The durable write the loop must commit first: epoch = expected_epoch + 1, writer = new_writer."""
 
-    new_writer: str
+    new_writer: str | None
     expected_epoch: int
+    epoch: int = 0  # the epoch to commit; 0: expected_epoch + 1 (heal_epoch commits one above every report)
 
 
 @dataclass(frozen=True)
@@ -189,8 +197,22 @@ def standing_problems(record: NodeRecord | None) -> list[str]:
     return problems
 
 
+def epoch_ahead(report: Report | None, committed_epoch: int) -> str | None:
+    """A node that has seen an epoch above the committed one refuses every assignment at a lower epoch: it is
+    never a candidate, and says so, until the leader commits an epoch above it (heal_epoch)."""
+    if report is not None and report.highest_epoch > committed_epoch:
+        return f"reports epoch {report.highest_epoch}, above the committed epoch {committed_epoch}"
+    return None
+
+
 def reader_problems(
-    name: str, report: Report | None, record: NodeRecord | None, memory: Memory, now: float, timing: Timing
+    name: str,
+    report: Report | None,
+    record: NodeRecord | None,
+    memory: Memory,
+    now: float,
+    timing: Timing,
+    committed_epoch: int | None = None,
 ) -> list[str]:
     """Why `name` cannot be promoted now; empty when it can."""
     problems = standing_problems(record)
@@ -198,6 +220,9 @@ def reader_problems(
         problems.append("not reporting")
         return problems
     assert report is not None
+    ahead = epoch_ahead(report, committed_epoch) if committed_epoch is not None else None
+    if ahead:
+        problems.append(ahead)
     if report.mount_state != "healthy":
         problems.append(f"mount {report.mount_state}")
     if report.gpu_health == "failed":
@@ -230,7 +255,9 @@ def choose_candidate(
     for name in names:
         if name == exclude:
             continue
-        problems = reader_problems(name, reports.get(name), durable.nodes.get(name), memory, now, timing)
+        problems = reader_problems(
+            name, reports.get(name), durable.nodes.get(name), memory, now, timing, durable.cluster.epoch
+        )
         if problems:
             blocked[name] = problems
         else:
@@ -259,6 +286,8 @@ def initial_candidate(
         if not _fresh(report, now, timing):
             problems.append("not reporting")
         elif report is not None:
+            if ahead := epoch_ahead(report, durable.cluster.epoch):
+                problems.append(ahead)
             if report.mount_state not in ("healthy", "unmounted"):
                 problems.append(f"mount {report.mount_state}")
             if report.gpu_health == "failed":
@@ -307,7 +336,10 @@ def decide(
             return Decision(memory, None, assignments, _discovery(durable, memory, reports, now, timing), (), why)
         memory = settle(durable, memory, reports, now)
 
-    if memory.transition is not None:
+    healed = heal_epoch(durable, memory, reports, now, timing)
+    if healed is not None:
+        memory, change, why = healed
+    elif memory.transition is not None:
         memory, change, why, events = _advance(durable, memory, reports, now, timing, now_unix)
     elif cluster.writer is None:
         memory, change, why = _first_writer(durable, memory, reports, now, timing)
@@ -323,6 +355,43 @@ def decide(
         previous,
     )
     return Decision(memory, change, assignments, discovery, tuple(events), why)
+
+
+def heal_epoch(
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
+) -> tuple[Memory, ChangeWriter, str] | None:
+    """Nodes that report an epoch above the committed one (a forged assignment, MySQL restored from an older
+    backup) refuse everything at a lower epoch: before assigning anything, commit one above the highest any
+    node reports. The writer stays, after a full lease: who else was told rw at those epochs is unknown, so
+    only time proves that no other node writes (as a new leader resumes)."""
+    t = memory.transition
+    if t is not None and t.committed_at is None:
+        return None  # a change of writer is being committed this tick
+    ahead = {n: r.highest_epoch for n, r in reports.items() if r.highest_epoch > durable.cluster.epoch}
+    if not ahead:
+        return None
+    highest = max(ahead.values())
+    epoch = highest + 1
+    nodes = ", ".join(f"{n} ({e})" for n, e in sorted(ahead.items()))
+    reason = f"healing the epoch: {nodes} reported epochs above the committed epoch {durable.cluster.epoch}"
+    why = f"{reason}; committing epoch {epoch} before assigning anything."
+    writer = durable.cluster.writer
+    if writer is None:
+        # No writer to resume: the first writer is chosen as by a new leader, after listening again.
+        healed = replace(memory, transition=None, leader_since=now)
+        return healed, ChangeWriter(None, durable.cluster.epoch, epoch), why
+    heal = Transition(
+        kind="resume",
+        old=None,
+        new=writer,
+        epoch=epoch,
+        reason=f"{reason}; {writer} resumes at epoch {epoch} after a full lease",
+        started_at=now,
+        phases=(("decide", now),),
+        automatic=True,
+        heals_from=durable.cluster.epoch,
+    )
+    return replace(memory, transition=heal), ChangeWriter(writer, durable.cluster.epoch, epoch), why
 
 
 def _with_discovery(
@@ -729,7 +798,7 @@ def _after_drain(
     t = memory.transition
     assert t is not None and t.old is not None
     new = t.new
-    if reader_problems(new, reports.get(new), durable.nodes.get(new), memory, now, timing):
+    if reader_problems(new, reports.get(new), durable.nodes.get(new), memory, now, timing, durable.cluster.epoch):
         best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=t.old)
         if best is None:
             failure = f"{note}, but no node can take over now: {_blocked_sentence(blocked)}"
@@ -762,7 +831,13 @@ def validate_request(
             return "there is no writer to switch over from"
         if request.to is not None:
             problems = reader_problems(
-                request.to, reports.get(request.to), durable.nodes.get(request.to), memory, now, timing
+                request.to,
+                reports.get(request.to),
+                durable.nodes.get(request.to),
+                memory,
+                now,
+                timing,
+                durable.cluster.epoch,
             )
             if problems:
                 return f"{request.to} cannot be the writer: {', '.join(problems)}"
@@ -779,6 +854,9 @@ def validate_request(
         report = reports.get(request.to)
         if not _fresh(report, now, timing):
             return f"{request.to} is not reporting"
+        ahead = epoch_ahead(report, durable.cluster.epoch)
+        if ahead:
+            return f"{request.to} {ahead}"
     return None
 
 
@@ -806,7 +884,7 @@ def _start_requested(
     if target is None:
         target, _ = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
         assert target is not None
-    reason = request.reason or f"operator asked for a {request.kind}"
+    reason = with_asker(request.reason or f"operator asked for a {request.kind}", request.by)
     if request.kind == "switchover" and writer is not None and not request.force:
         return _begin_switchover(
             durable, memory, reports, writer, target, reason, now, now_unix, timing, request.on_drain_timeout
@@ -822,9 +900,10 @@ def _advance(
     if t.phase() == "drain":
         return _drain(durable, memory, reports, now, timing, now_unix)
     if t.committed_at is None:
+        change = ChangeWriter(t.new, t.heals_from, t.epoch) if t.heals_from else ChangeWriter(t.new, t.epoch - 1)
         return (
             memory,
-            ChangeWriter(t.new, t.epoch - 1),
+            change,
             f"{t.kind.capitalize()} to {t.new}: committing epoch {t.epoch}.",
             [],
         )

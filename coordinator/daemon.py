@@ -18,6 +18,7 @@ writer is being committed and reports keep arriving:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -37,6 +38,7 @@ from coordinator.core import (
     committed,
     decide,
     validate_request,
+    with_asker,
 )
 from coordinator.model import Assignment, Discovery, Durable, Event, Report
 from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
@@ -48,6 +50,11 @@ PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120)
 # While it leads, only this coordinator writes the cluster row and the nodes table, and it drops its copy after
 # each write; the copy is reloaded at least this often anyway, to see edits made by hand in MySQL.
 DURABLE_REFRESH_S = 1.0
+# A leader that has completed no decision for this many ticks says so (status, why), and when MySQL still
+# renews its leadership (so the lease would never lapse by itself), steps down and stays off the lead for
+# RESIGNED_FOR_LEASES of its leader lease, so that another coordinator can lead.
+STALE_DECISION_TICKS = 5
+RESIGNED_FOR_LEASES = 2.0
 
 
 def mysql_settings(config: CoordinatorConfig) -> MysqlSettings:
@@ -121,9 +128,16 @@ class Coordinator:
         self.observations: dict[
             str, tuple[object, float]
         ] = {}  # node -> (latest NodeObservation, unix time)  # the last role change that finished, with all its phases
+        self.decided_at: float | None = None  # monotonic time of this leader's last completed decision
+        self._resigned_until = 0.0  # after stepping down for want of decisions: do not take the lead before
+        self._unregistered: dict[str, str] = {}  # node -> why its registration failed (logged once per reason)
+        self.last_stale = ""  # why this coordinator last stepped down for want of decisions ("" since it decided)
 
     # -- leadership ---------------------------------------------------------------------------------------
     def _lead(self, now: float) -> bool:
+        if self.leadership is None and now < self._resigned_until:
+            self._follow()
+            return False
         renew_every = self.config.leader_lease_s / 4
         if self.leadership is not None and now - self._last_renew < renew_every and self.leadership.valid(now):
             return True
@@ -147,6 +161,7 @@ class Coordinator:
                 self.reports = {}
             self.observations = {}
             self.memory = Memory(leader_since=time.monotonic())
+            self.decided_at = time.monotonic()
             self._transition_events = {}
             self._invalidate_durable()
         self.leadership = got
@@ -181,6 +196,40 @@ class Coordinator:
 
     # -- the tick -----------------------------------------------------------------------------------------
     def tick(self) -> str:
+        """One tick; whatever it throws, a leader that decides nothing for STALE_DECISION_TICKS says so and
+        steps down rather than keep a lease it does nothing with."""
+        try:
+            outcome = self._tick()
+        except Exception as exc:
+            self._error(f"the tick failed: {type(exc).__name__}: {str(exc)[:200]}")
+            outcome = "tick failed"
+        self._watch_decisions(outcome)
+        return outcome
+
+    def _watch_decisions(self, outcome: str) -> None:
+        leadership, decided = self.leadership, self.decided_at
+        if leadership is None or decided is None:
+            return
+        now = time.monotonic()
+        stale_s = now - decided
+        if stale_s < STALE_DECISION_TICKS * self.config.tick_s:
+            return
+        why = f"No decision completed for {stale_s:.1f}s ({self.last_error or outcome})"
+        if self._last_renew <= decided:
+            # MySQL has renewed no lead since either: the lead lapses by itself; until then, say so rather
+            # than the last decision's sentence.
+            with self.answer_lock:
+                self.published = replace(self.published, why=f"{why}; the lead lapses unless MySQL answers.")
+            return
+        log.error("%s: stepping down so that another coordinator can lead", why)
+        with contextlib.suppress(StoreError):
+            self.store.release(leadership)
+        self._resigned_until = now + RESIGNED_FOR_LEASES * self.config.leader_lease_s
+        self._step_down()
+        self.leader_seen = (None, "")
+        self.last_stale = f"{why}; this coordinator stepped down at term {leadership.term}."
+
+    def _tick(self) -> str:
         now = time.monotonic()
         if not self._lead(now):
             return "following"
@@ -191,13 +240,16 @@ class Coordinator:
             reports = dict(self.reports)
         try:
             durable = self._load_durable(now)
-            durable = self._register_nodes(durable, reports)
+            durable, unregistered = self._register_nodes(durable, reports)
         except NotLeader:
             self._step_down()
             return "lost leadership"
         except StoreError as exc:
             self._error(f"cannot load the cluster state: {exc}")
             return "MySQL unreachable"
+        # A node whose registration failed takes no part in this decision; the others do.
+        for name in unregistered:
+            reports.pop(name, None)
         with self._state_lock:
             if self.pending_request is not None:
                 self.memory = replace(self.memory, request=self.pending_request)
@@ -220,6 +272,8 @@ class Coordinator:
         else:
             with self.answer_lock:
                 self._publish(durable, decision)
+        self.decided_at = time.monotonic()
+        self.last_stale = ""
         self._push_changes(previous, decision.assignments, reports)
         self._record(decision)
         if self.log_context is not None:
@@ -239,7 +293,9 @@ class Coordinator:
         assert self.leadership is not None and decision.change_writer is not None
         change = decision.change_writer
         try:
-            epoch = self.store.change_writer(self.leadership, change.expected_epoch, change.new_writer)
+            epoch = self.store.change_writer(
+                self.leadership, change.expected_epoch, change.new_writer, change.epoch or None
+            )
         except StoreError as exc:
             self._invalidate_durable()
             # The write may or may not have committed (a broken connection hides the outcome). Stepping down
@@ -266,7 +322,8 @@ class Coordinator:
             self.counters.failovers += 1
         elif t is not None and t.kind == "switchover":
             self.counters.switchovers += 1
-        self._announce(durable, old, change.new_writer, epoch, reports)
+        if change.new_writer is not None:
+            self._announce(durable, old, change.new_writer, epoch, reports)
         again = self._decide(durable, memory, reports, now)
         if again.change_writer is not None:  # cannot happen: the transition is committed now
             log.error("decision asked for a second change of writer in one tick; holding it")
@@ -330,20 +387,32 @@ class Coordinator:
         self._durable = (durable, generation, now)
         return durable
 
-    def _register_nodes(self, durable: Durable, reports: dict[str, Report]) -> Durable:
-        """Nodes seen in reports but not in MySQL (or with a new address) are written there."""
+    def _register_nodes(self, durable: Durable, reports: dict[str, Report]) -> tuple[Durable, set[str]]:
+        """Nodes seen in reports but not in MySQL (or with a new address) are written there; returns the state
+        and the nodes whose write failed (each logged once per reason), which must not stop the others."""
         assert self.leadership is not None
         changed = False
+        failed: set[str] = set()
         nodes = durable.nodes
         for name, report in reports.items():
             record = nodes.get(name)
             if record is None or record.address != report.address or record.hosts_mishards != report.hosts_mishards:
                 address, hosts = report.address, report.hosts_mishards
                 self._invalidate_durable()
-                self.store.upsert_node(self.leadership, name, address, hosts)
+                try:
+                    self.store.upsert_node(self.leadership, name, address, hosts)
+                except NotLeader:
+                    raise
+                except StoreError as exc:
+                    failed.add(name)
+                    if self._unregistered.get(name) != str(exc):
+                        log.error("cannot register node %s; deciding for the others without it: %s", name, exc)
+                    self._unregistered[name] = str(exc)
+                    continue
+                self._unregistered.pop(name, None)
                 log.info("registered node %s at %s%s", name, address, " (hosts Mishards)" if hosts else "")
                 changed = True
-        return self._load_durable(time.monotonic()) if changed else durable
+        return (self._load_durable(time.monotonic()) if changed else durable), failed
 
     def _measure(self, seconds: float) -> None:
         self.counters.decide_count += 1
@@ -456,17 +525,17 @@ class Coordinator:
                     self.pending_request = request
         return refusal
 
-    def set_paused(self, paused: bool, reason: str) -> None:
+    def set_paused(self, paused: bool, reason: str, by: str = "") -> None:
         self._leader_action(lambda lead: self.store.set_paused(lead, paused, reason))
-        self._log_event("paused" if paused else "resumed", reason or ("paused" if paused else "resumed"))
+        self._log_event("paused" if paused else "resumed", reason or ("paused" if paused else "resumed"), by=by)
 
-    def set_maintenance(self, node: str, on: bool, reason: str) -> None:
+    def set_maintenance(self, node: str, on: bool, reason: str, by: str = "") -> None:
         self._leader_action(lambda lead: self.store.set_maintenance(lead, node, on, reason))
-        self._log_event("maintenance", f"{node} maintenance {'on' if on else 'off'}: {reason}", node)
+        self._log_event("maintenance", f"{node} maintenance {'on' if on else 'off'}: {reason}", node, by)
 
-    def set_priority(self, node: str, priority: int) -> None:
+    def set_priority(self, node: str, priority: int, by: str = "") -> None:
         self._leader_action(lambda lead: self.store.set_priority(lead, node, priority))
-        self._log_event("priority", f"{node} priority set to {priority}", node)
+        self._log_event("priority", f"{node} priority set to {priority}", node, by)
 
     def _leader_action(self, action: Callable[[Leadership], None]) -> None:
         leadership = self.leadership
@@ -477,7 +546,8 @@ class Coordinator:
         finally:
             self._invalidate_durable()  # after the write (even a failed one: its outcome is unknown)
 
-    def _log_event(self, kind: str, reason: str, node: str | None = None) -> None:
+    def _log_event(self, kind: str, reason: str, node: str | None = None, by: str = "") -> None:
+        reason = with_asker(reason, by)
         leadership = self.leadership
         epoch = self.published.durable.cluster.epoch if self.published.durable else 0
         if leadership is not None:

@@ -26,7 +26,9 @@ from dataclasses import replace
 import grpc
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
+from agent.authz import enforce
 from agent.config import TlsSettings
+from agent.wirecheck import operator_problem, report_problem
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request
 from coordinator.daemon import Coordinator
@@ -162,16 +164,20 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Report(
         self, request: coordinator_pb2.ReportRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ReportResponse:
+        enforce(context, "CoordinatorService.Report", log)
+        problem = report_problem(request)
+        if problem is not None:
+            _refuse_invalid(context, "Report", problem)
+        enforce(context, "CoordinatorService.Report", log, node=request.observation.node)
         report = report_from_pb(request, time.monotonic())
-        if not report.node:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the observation names no node")
         leading, assignment = self.c.receive(report)
         if leading:
             bound_milvus_facts(request.observation)
             self.c.observations[report.node] = (request.observation, time.time())
         if not leading:
             return self._not_leader()
-        answer = coordinator_pb2.ReportResponse(leader=True)
+        leadership = self.c.leadership
+        answer = coordinator_pb2.ReportResponse(leader=True, leader_term=leadership.term if leadership else 0)
         if assignment is not None:
             if assignment.discovery is not None and not report.hosts_mishards:
                 assignment = replace(assignment, discovery=None)
@@ -181,6 +187,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def GetClusterStatus(
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
+        enforce(context, "CoordinatorService.GetClusterStatus", log)
         return cluster_status(self.c)
 
     def _progress(self, request: Request, context: grpc.ServicerContext) -> Iterator[coordinator_pb2.Progress]:
@@ -243,19 +250,26 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Switchover(
         self, request: coordinator_pb2.SwitchoverRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Progress]:
+        caller = enforce(context, "CoordinatorService.Switchover", log)
+        _check_operator(context, "Switchover", request)
         action = request.on_drain_timeout
         if action not in ("", "abandon", "force"):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"on_drain_timeout {action[:40]!r} is not one of abandon, force (or empty for the configured default)",
             )
-        switchover = Request("switchover", request.to or None, request.reason, on_drain_timeout=action or None)
+        switchover = Request(
+            "switchover", request.to or None, request.reason, on_drain_timeout=action or None, by=str(caller)
+        )
         yield from self._progress(switchover, context)
 
     def Failover(
         self, request: coordinator_pb2.FailoverRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Progress]:
-        yield from self._progress(Request("failover", request.to or None, request.reason, request.force), context)
+        caller = enforce(context, "CoordinatorService.Failover", log)
+        _check_operator(context, "Failover", request)
+        failover = Request("failover", request.to or None, request.reason, request.force, by=str(caller))
+        yield from self._progress(failover, context)
 
     def _act(self, context: grpc.ServicerContext, action) -> coordinator_pb2.ClusterStatus:
         try:
@@ -267,21 +281,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def SetPaused(
         self, request: coordinator_pb2.SetPausedRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
-        return self._act(context, lambda: self.c.set_paused(request.paused, request.reason))
+        by = str(enforce(context, "CoordinatorService.SetPaused", log))
+        _check_operator(context, "SetPaused", request)
+        return self._act(context, lambda: self.c.set_paused(request.paused, request.reason, by))
 
     def SetMaintenance(
         self, request: coordinator_pb2.SetMaintenanceRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
-        return self._act(context, lambda: self.c.set_maintenance(request.node, request.on, request.reason))
+        by = str(enforce(context, "CoordinatorService.SetMaintenance", log))
+        _check_operator(context, "SetMaintenance", request)
+        return self._act(context, lambda: self.c.set_maintenance(request.node, request.on, request.reason, by))
 
     def SetPriority(
         self, request: coordinator_pb2.SetPriorityRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ClusterStatus:
-        return self._act(context, lambda: self.c.set_priority(request.node, request.priority))
+        by = str(enforce(context, "CoordinatorService.SetPriority", log))
+        _check_operator(context, "SetPriority", request)
+        return self._act(context, lambda: self.c.set_priority(request.node, request.priority, by))
 
     def ListEvents(
         self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Event]:
+        enforce(context, "CoordinatorService.ListEvents", log)
+        _check_operator(context, "ListEvents", request)
         if request.follow:
             with self._long_call(context):
                 yield from self._events(request, context)
@@ -312,6 +334,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def GetNodeObservations(
         self, request: coordinator_pb2.NodeObservationsRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.NodeObservations:
+        enforce(context, "CoordinatorService.GetNodeObservations", log)
         if self.c.leadership is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not the leader: {why(self.c)}")
         out = coordinator_pb2.NodeObservations()
@@ -321,15 +344,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return out
 
     def Why(self, request: coordinator_pb2.WhyRequest, context: grpc.ServicerContext) -> coordinator_pb2.WhyResponse:
+        enforce(context, "CoordinatorService.Why", log)
         return coordinator_pb2.WhyResponse(sentence=why(self.c))
+
+
+def _refuse_invalid(context: grpc.ServicerContext, rpc: str, problem: str) -> None:
+    """INVALID_ARGUMENT with the one-line problem; nothing of the request is kept."""
+    log.warning("refused %s from %s: %s", rpc, context.peer(), problem)
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
+def _check_operator(context: grpc.ServicerContext, rpc: str, request: object) -> None:
+    problem = operator_problem(request)  # type: ignore[arg-type]
+    if problem is not None:
+        _refuse_invalid(context, rpc, problem)
 
 
 def why(c: Coordinator) -> str:
     if c.leadership is None:
         leader, address = c.leader_seen
-        return (
+        follows = (
             f"This coordinator follows; {leader} at {address} leads." if leader else "No coordinator leads right now."
         )
+        return f"{c.last_stale} {follows}" if c.last_stale else follows
     return c.published.why
 
 

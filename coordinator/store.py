@@ -35,6 +35,7 @@ import pymysql.cursors
 from pymysql.constants import CLIENT
 
 from agent.secrets import Secret
+from agent.wirecheck import ipv4_problem, name_problem
 from coordinator.model import ClusterRow, Durable, Event, NodeRecord
 from coordinator.schema import LATEST_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
 
@@ -238,6 +239,7 @@ class ClusterStore:
         self._lock = threading.Lock()
         # The nodes as last read, with the fingerprint MySQL computed for them (see load()).
         self._nodes_cache: tuple[tuple[int, ...], Mapping[str, NodeRecord]] | None = None
+        self._unusable_rows: set[str] = set()
 
     # -- connection -------------------------------------------------------------------------------------
 
@@ -541,11 +543,23 @@ class ClusterStore:
                     hosts_mishards=bool(hosts_mishards),
                 )
                 for name, address, priority, maintenance, maintenance_reason, hosts_mishards in node_rows
+                if self._row_usable(name, address)
             }
             self._nodes_cache = (fingerprint, MappingProxyType(nodes))
             return Durable(cluster=cluster, nodes=self._nodes_cache[1])
 
         return self._call("load", body)
+
+    def _row_usable(self, name: str, address: str) -> bool:
+        """A node row as the Report checks allow it (an older coordinator, or a hand edit, may have stored one
+        that is not): any other is left out of the state, with one warning per row."""
+        problem = name_problem("node name", name) or ipv4_problem(f"node {name!r} address", address, required=False)
+        if problem is None:
+            return True
+        if problem not in self._unusable_rows:
+            self._unusable_rows.add(problem)
+            LOG.warning("ignoring a row of the nodes table: %s", problem)
+        return False
 
     def events(self, limit: int = 50, kinds: tuple[str, ...] | None = None, after_id: int = 0) -> list[Event]:
         """The newest `limit` events with id > after_id (of `kinds` if given), newest last. No leadership needed."""
@@ -582,25 +596,31 @@ class ClusterStore:
 
     # -- conditional writes -----------------------------------------------------------------------------
 
-    def change_writer(self, leadership: Leadership, expected_epoch: int, new_writer: str | None) -> int:
-        """epoch + 1 and the new writer (a known node, or None), only if we lead and the epoch is expected_epoch.
+    def change_writer(
+        self, leadership: Leadership, expected_epoch: int, new_writer: str | None, new_epoch: int | None = None
+    ) -> int:
+        """epoch + 1 (or new_epoch, above it: healing an epoch that nodes have seen beyond) and the new writer (a
+        known node, or None), only if we lead and the epoch is expected_epoch.
 
         Returns the new epoch; NotLeader otherwise. This is the durable write that must precede any node
         hearing of the new epoch. A StoreError means the outcome is unknown: load() before going on.
         """
         if new_writer is not None:
             _check_length("node name", new_writer, NAME_MAX)
+        target = expected_epoch + 1 if new_epoch is None else new_epoch
+        if target <= expected_epoch:
+            raise StoreError(f"change_writer: epoch {target} is not above {expected_epoch}")
         sql = (
-            "UPDATE cluster SET epoch = epoch + 1, writer = %s, updated_at = NOW(6)"
+            "UPDATE cluster SET epoch = %s, writer = %s, updated_at = NOW(6)"
             f" WHERE {_LEADS} AND cluster.epoch = %s"
             " AND (%s IS NULL OR EXISTS (SELECT 1 FROM nodes WHERE nodes.name = %s))"
         )
-        params = (new_writer, *self._leads_params(leadership), expected_epoch, new_writer, new_writer)
+        params = (target, new_writer, *self._leads_params(leadership), expected_epoch, new_writer, new_writer)
 
         def body(cur: Any) -> int:
             cur.execute(sql, params)
             if cur.rowcount == 1:
-                return expected_epoch + 1
+                return target
             row = self._not_leader_or_ok(cur, leadership)
             epoch = int(row[3])
             if epoch != expected_epoch:
@@ -626,8 +646,9 @@ class ClusterStore:
     def upsert_node(self, leadership: Leadership, name: str, address: str, hosts_mishards: bool) -> None:
         """Insert a node, or update its address, hosts_mishards and last_seen (priority and maintenance kept)."""
         _check_length("node name", name, NAME_MAX)
-        if len(address) > 64:
-            raise StoreError(f"node {name!r}: address must be at most 64 characters")
+        problem = name_problem("node name", name) or ipv4_problem(f"node {name!r} address", address, required=False)
+        if problem is not None:
+            raise StoreError(f"upsert_node: {problem}")
 
         def body(cur: Any) -> None:
             cur.execute(

@@ -134,7 +134,7 @@ def test_mishards_env_file_follows_the_assignment_and_refuses_bad_hosts(
 
 def make_tls(directory: Path) -> None:
     """ca.pem with agent (IP:127.0.0.1) and client certificates; other.pem/key signed by a different CA."""
-    make_certs(str(directory), {"agent": ["127.0.0.1"], "client": ["coordinator"]}, days=2)
+    make_certs(str(directory), {"agent": ["127.0.0.1"], "coordinator:client": ["coordinator"]}, days=2)
     stranger = directory / "stranger-ca"
     make_certs(str(stranger), {"other": ["intruder"]}, days=2)
     for suffix in ("pem", "key"):

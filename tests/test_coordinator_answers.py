@@ -52,14 +52,17 @@ class HeldStore:
         nodes = {**self.durable.nodes, name: NodeRecord(name, address, hosts_mishards=hosts_mishards)}
         self.durable = replace(self.durable, nodes=nodes)
 
-    def change_writer(self, leadership: Leadership, expected_epoch: int, new_writer: str | None) -> int:
+    def change_writer(
+        self, leadership: Leadership, expected_epoch: int, new_writer: str | None, new_epoch: int | None = None
+    ) -> int:
         self.committing.set()
         assert self.release.wait(10), "the test never released the commit"
         if self.fail_commit:
             raise StoreError("change_writer: connection lost (the outcome is unknown)")
-        cluster = replace(self.durable.cluster, writer=new_writer, epoch=expected_epoch + 1)
+        epoch = new_epoch or expected_epoch + 1
+        cluster = replace(self.durable.cluster, writer=new_writer, epoch=epoch)
         self.durable = replace(self.durable, cluster=cluster)
-        return expected_epoch + 1
+        return epoch
 
     def add_event(self, leadership: Leadership, event: Event) -> int:
         self.events.append(event)

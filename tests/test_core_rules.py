@@ -92,7 +92,7 @@ def test_no_first_writer_when_paused_or_nobody_fits() -> None:
     reports = {n: rep(n, 100.0, "none", 0, gpu_health="failed") for n in "abc"}
     d = decide(durable(writer=None, epoch=0), settled(), reports, 100.0, T, 5)
     assert d.change_writer is None and "no node can be one" in d.why and "GPU failed" in d.why
-    d = decide(durable(writer=None, epoch=0, paused=True), settled(), healthy_cluster(100.0), 100.0, T, 5)
+    d = decide(durable(writer=None, epoch=0, paused=True), settled(), healthy_cluster(100.0, 0), 100.0, T, 5)
     assert d.change_writer is None and "paused" in d.why
 
 

@@ -117,10 +117,10 @@ class World:
         if d.change_writer is not None:
             c = self.durable.cluster
             assert c.epoch == d.change_writer.expected_epoch
-            self.durable = replace(
-                self.durable, cluster=replace(c, epoch=c.epoch + 1, writer=d.change_writer.new_writer)
-            )
-            memory = committed(memory, c.epoch + 1, self.now)
+            epoch = d.change_writer.epoch or c.epoch + 1
+            assert epoch > c.epoch
+            self.durable = replace(self.durable, cluster=replace(c, epoch=epoch, writer=d.change_writer.new_writer))
+            memory = committed(memory, epoch, self.now)
             d = self.decide(memory, left)
             assert d.change_writer is None
             memory = d.memory
@@ -297,6 +297,15 @@ class ClusterUnderFaults(RuleBasedStateMachine):
     @rule()
     def coordinator_start(self) -> None:
         self.world.coord_up = True
+
+    @rule(back=st.integers(min_value=1, max_value=3), writer=st.sampled_from((None, *NODES)))
+    def mysql_restored_from_an_older_backup(self, back: int, writer: str | None) -> None:
+        """The cluster row goes back to an older epoch (and whatever writer it named then): nodes have seen
+        epochs above it, and the leader must heal by committing one above them all."""
+        w = self.world
+        c = w.durable.cluster
+        w.durable = replace(w.durable, cluster=replace(c, epoch=max(0, c.epoch - back), writer=writer))
+        w.epochs_seen = []  # the one time the committed epoch goes down: by hand, outside the coordinator
 
     @invariant()
     def never_two_writers(self) -> None:

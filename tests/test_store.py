@@ -269,7 +269,7 @@ def test_valid_until_ends_before_mysqls_leader_until(store: ClusterStore) -> Non
 def test_change_writer_needs_the_expected_epoch_and_the_epoch_never_goes_down(store: ClusterStore) -> None:
     leadership = leader(store)
     for name in ("node-a", "node-b"):
-        store.upsert_node(leadership, name, f"{name}.lan", False)
+        store.upsert_node(leadership, name, "10.0.0.9", False)
     assert store.change_writer(leadership, 0, "node-a") == 1
     assert store.change_writer(leadership, 1, "node-b") == 2
     with pytest.raises(NotLeader, match="epoch moved: expected 1, the cluster is at 2"):
@@ -318,8 +318,8 @@ def test_node_upsert_keeps_priority_and_maintenance(store: ClusterStore, mysql_d
 def test_load_sees_every_edit_of_the_nodes_even_by_hand(store: ClusterStore, mysql_db: MysqlDatabase) -> None:
     """load() reads the node rows again only when their fingerprint changed: any edit of any column counts."""
     leadership = leader(store)
-    for name in ("node-a", "node-b", "node-c"):
-        store.upsert_node(leadership, name, f"10.0.0.{name[-1]}", False)
+    for i, name in enumerate(("node-a", "node-b", "node-c"), start=1):
+        store.upsert_node(leadership, name, f"10.0.0.{i}", False)
     first = store.load()
     assert store.load().nodes is first.nodes  # nothing changed: the rows were not read again
     edits = (

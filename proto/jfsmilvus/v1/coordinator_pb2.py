@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from jfsmilvus.v1 import node_pb2 as jfsmilvus_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejfsmilvus/v1/coordinator.proto\x12\x0cjfsmilvus.v1\x1a\x17jfsmilvus/v1/node.proto\"\x19\n\x17NodeObservationsRequest\"^\n\x10NodeObservations\x12\x33\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1d.jfsmilvus.v1.NodeObservation\x12\x15\n\rreceived_unix\x18\x02 \x03(\x01\"[\n\rReportRequest\x12\x32\n\x0bobservation\x18\x01 \x01(\x0b\x32\x1d.jfsmilvus.v1.NodeObservation\x12\x16\n\x0ehosts_mishards\x18\x02 \x01(\x08\"f\n\x0eReportResponse\x12\x0e\n\x06leader\x18\x01 \x01(\x08\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12,\n\nassignment\x18\x03 \x01(\x0b\x32\x18.jfsmilvus.v1.Assignment\"\x16\n\x14\x43lusterStatusRequest\"\xdc\x02\n\x07NodeRow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12)\n\rrole_assigned\x18\x03 \x01(\x0e\x32\x12.jfsmilvus.v1.Role\x12(\n\x0crole_running\x18\x04 \x01(\x0e\x32\x12.jfsmilvus.v1.Role\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12(\n\ngpu_health\x18\x06 \x01(\x0e\x32\x14.jfsmilvus.v1.Health\x12*\n\x0cmount_health\x18\x07 \x01(\x0e\x32\x14.jfsmilvus.v1.Health\x12\x17\n\x0f\x63ontainer_state\x18\x08 \x01(\t\x12\x1c\n\x14seconds_since_report\x18\t \x01(\x01\x12\x10\n\x08priority\x18\n \x01(\x05\x12\x13\n\x0bmaintenance\x18\x0b \x01(\x08\x12\x1a\n\x12maintenance_reason\x18\x0c \x01(\t\"\x88\x02\n\rClusterStatus\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0e\n\x06writer\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06leader\x18\x04 \x01(\t\x12\x13\n\x0bleader_term\x18\x05 \x01(\x04\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x15\n\rpaused_reason\x18\x07 \x01(\t\x12\x30\n\tdiscovery\x18\x08 \x01(\x0b\x32\x1d.jfsmilvus.v1.DiscoveryConfig\x12$\n\x05nodes\x18\t \x03(\x0b\x32\x15.jfsmilvus.v1.NodeRow\x12\x0b\n\x03why\x18\n \x01(\t\x12\x16\n\x0eleader_address\x18\x0b \x01(\t\"I\n\x11SwitchoverRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x18\n\x10on_drain_timeout\x18\x03 \x01(\t\"<\n\x0f\x46\x61iloverRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"U\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x61t_unix\x18\x03 \x01(\x01\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\n\n\x02ok\x18\x05 \x01(\x08\"2\n\x10SetPausedRequest\x12\x0e\n\x06paused\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x15SetMaintenanceRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\n\n\x02on\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x12SetPriorityRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\"M\n\x11ListEventsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x19\n\x11role_changes_only\x18\x03 \x01(\x08\"&\n\x05Phase\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61t_unix\x18\x02 \x01(\x01\"\x84\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61t_unix\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12#\n\x06phases\x18\x07 \x03(\x0b\x32\x13.jfsmilvus.v1.Phase\"\x0c\n\nWhyRequest\"\x1f\n\x0bWhyResponse\x12\x10\n\x08sentence\x18\x01 \x01(\t2\x88\x06\n\x12\x43oordinatorService\x12\x43\n\x06Report\x12\x1b.jfsmilvus.v1.ReportRequest\x1a\x1c.jfsmilvus.v1.ReportResponse\x12S\n\x10GetClusterStatus\x12\".jfsmilvus.v1.ClusterStatusRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12G\n\nSwitchover\x12\x1f.jfsmilvus.v1.SwitchoverRequest\x1a\x16.jfsmilvus.v1.Progress0\x01\x12\x43\n\x08\x46\x61ilover\x12\x1d.jfsmilvus.v1.FailoverRequest\x1a\x16.jfsmilvus.v1.Progress0\x01\x12H\n\tSetPaused\x12\x1e.jfsmilvus.v1.SetPausedRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12R\n\x0eSetMaintenance\x12#.jfsmilvus.v1.SetMaintenanceRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12L\n\x0bSetPriority\x12 .jfsmilvus.v1.SetPriorityRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12\x44\n\nListEvents\x12\x1f.jfsmilvus.v1.ListEventsRequest\x1a\x13.jfsmilvus.v1.Event0\x01\x12:\n\x03Why\x12\x18.jfsmilvus.v1.WhyRequest\x1a\x19.jfsmilvus.v1.WhyResponse\x12\\\n\x13GetNodeObservations\x12%.jfsmilvus.v1.NodeObservationsRequest\x1a\x1e.jfsmilvus.v1.NodeObservationsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejfsmilvus/v1/coordinator.proto\x12\x0cjfsmilvus.v1\x1a\x17jfsmilvus/v1/node.proto\"\x19\n\x17NodeObservationsRequest\"^\n\x10NodeObservations\x12\x33\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1d.jfsmilvus.v1.NodeObservation\x12\x15\n\rreceived_unix\x18\x02 \x03(\x01\"[\n\rReportRequest\x12\x32\n\x0bobservation\x18\x01 \x01(\x0b\x32\x1d.jfsmilvus.v1.NodeObservation\x12\x16\n\x0ehosts_mishards\x18\x02 \x01(\x08\"{\n\x0eReportResponse\x12\x0e\n\x06leader\x18\x01 \x01(\x08\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12,\n\nassignment\x18\x03 \x01(\x0b\x32\x18.jfsmilvus.v1.Assignment\x12\x13\n\x0bleader_term\x18\x32 \x01(\x04\"\x16\n\x14\x43lusterStatusRequest\"\xdc\x02\n\x07NodeRow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12)\n\rrole_assigned\x18\x03 \x01(\x0e\x32\x12.jfsmilvus.v1.Role\x12(\n\x0crole_running\x18\x04 \x01(\x0e\x32\x12.jfsmilvus.v1.Role\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12(\n\ngpu_health\x18\x06 \x01(\x0e\x32\x14.jfsmilvus.v1.Health\x12*\n\x0cmount_health\x18\x07 \x01(\x0e\x32\x14.jfsmilvus.v1.Health\x12\x17\n\x0f\x63ontainer_state\x18\x08 \x01(\t\x12\x1c\n\x14seconds_since_report\x18\t \x01(\x01\x12\x10\n\x08priority\x18\n \x01(\x05\x12\x13\n\x0bmaintenance\x18\x0b \x01(\x08\x12\x1a\n\x12maintenance_reason\x18\x0c \x01(\t\"\x88\x02\n\rClusterStatus\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0e\n\x06writer\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06leader\x18\x04 \x01(\t\x12\x13\n\x0bleader_term\x18\x05 \x01(\x04\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x15\n\rpaused_reason\x18\x07 \x01(\t\x12\x30\n\tdiscovery\x18\x08 \x01(\x0b\x32\x1d.jfsmilvus.v1.DiscoveryConfig\x12$\n\x05nodes\x18\t \x03(\x0b\x32\x15.jfsmilvus.v1.NodeRow\x12\x0b\n\x03why\x18\n \x01(\t\x12\x16\n\x0eleader_address\x18\x0b \x01(\t\"I\n\x11SwitchoverRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x18\n\x10on_drain_timeout\x18\x03 \x01(\t\"<\n\x0f\x46\x61iloverRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"U\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x61t_unix\x18\x03 \x01(\x01\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\n\n\x02ok\x18\x05 \x01(\x08\"2\n\x10SetPausedRequest\x12\x0e\n\x06paused\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x15SetMaintenanceRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\n\n\x02on\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x12SetPriorityRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\"M\n\x11ListEventsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x19\n\x11role_changes_only\x18\x03 \x01(\x08\"&\n\x05Phase\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61t_unix\x18\x02 \x01(\x01\"\x84\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61t_unix\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12#\n\x06phases\x18\x07 \x03(\x0b\x32\x13.jfsmilvus.v1.Phase\"\x0c\n\nWhyRequest\"\x1f\n\x0bWhyResponse\x12\x10\n\x08sentence\x18\x01 \x01(\t2\x88\x06\n\x12\x43oordinatorService\x12\x43\n\x06Report\x12\x1b.jfsmilvus.v1.ReportRequest\x1a\x1c.jfsmilvus.v1.ReportResponse\x12S\n\x10GetClusterStatus\x12\".jfsmilvus.v1.ClusterStatusRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12G\n\nSwitchover\x12\x1f.jfsmilvus.v1.SwitchoverRequest\x1a\x16.jfsmilvus.v1.Progress0\x01\x12\x43\n\x08\x46\x61ilover\x12\x1d.jfsmilvus.v1.FailoverRequest\x1a\x16.jfsmilvus.v1.Progress0\x01\x12H\n\tSetPaused\x12\x1e.jfsmilvus.v1.SetPausedRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12R\n\x0eSetMaintenance\x12#.jfsmilvus.v1.SetMaintenanceRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12L\n\x0bSetPriority\x12 .jfsmilvus.v1.SetPriorityRequest\x1a\x1b.jfsmilvus.v1.ClusterStatus\x12\x44\n\nListEvents\x12\x1f.jfsmilvus.v1.ListEventsRequest\x1a\x13.jfsmilvus.v1.Event0\x01\x12:\n\x03Why\x12\x18.jfsmilvus.v1.WhyRequest\x1a\x19.jfsmilvus.v1.WhyResponse\x12\\\n\x13GetNodeObservations\x12%.jfsmilvus.v1.NodeObservationsRequest\x1a\x1e.jfsmilvus.v1.NodeObservationsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,35 +39,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTREQUEST']._serialized_start=196
   _globals['_REPORTREQUEST']._serialized_end=287
   _globals['_REPORTRESPONSE']._serialized_start=289
-  _globals['_REPORTRESPONSE']._serialized_end=391
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=393
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=415
-  _globals['_NODEROW']._serialized_start=418
-  _globals['_NODEROW']._serialized_end=766
-  _globals['_CLUSTERSTATUS']._serialized_start=769
-  _globals['_CLUSTERSTATUS']._serialized_end=1033
-  _globals['_SWITCHOVERREQUEST']._serialized_start=1035
-  _globals['_SWITCHOVERREQUEST']._serialized_end=1108
-  _globals['_FAILOVERREQUEST']._serialized_start=1110
-  _globals['_FAILOVERREQUEST']._serialized_end=1170
-  _globals['_PROGRESS']._serialized_start=1172
-  _globals['_PROGRESS']._serialized_end=1257
-  _globals['_SETPAUSEDREQUEST']._serialized_start=1259
-  _globals['_SETPAUSEDREQUEST']._serialized_end=1309
-  _globals['_SETMAINTENANCEREQUEST']._serialized_start=1311
-  _globals['_SETMAINTENANCEREQUEST']._serialized_end=1376
-  _globals['_SETPRIORITYREQUEST']._serialized_start=1378
-  _globals['_SETPRIORITYREQUEST']._serialized_end=1430
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1432
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1509
-  _globals['_PHASE']._serialized_start=1511
-  _globals['_PHASE']._serialized_end=1549
-  _globals['_EVENT']._serialized_start=1552
-  _globals['_EVENT']._serialized_end=1684
-  _globals['_WHYREQUEST']._serialized_start=1686
-  _globals['_WHYREQUEST']._serialized_end=1698
-  _globals['_WHYRESPONSE']._serialized_start=1700
-  _globals['_WHYRESPONSE']._serialized_end=1731
-  _globals['_COORDINATORSERVICE']._serialized_start=1734
-  _globals['_COORDINATORSERVICE']._serialized_end=2510
+  _globals['_REPORTRESPONSE']._serialized_end=412
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=414
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=436
+  _globals['_NODEROW']._serialized_start=439
+  _globals['_NODEROW']._serialized_end=787
+  _globals['_CLUSTERSTATUS']._serialized_start=790
+  _globals['_CLUSTERSTATUS']._serialized_end=1054
+  _globals['_SWITCHOVERREQUEST']._serialized_start=1056
+  _globals['_SWITCHOVERREQUEST']._serialized_end=1129
+  _globals['_FAILOVERREQUEST']._serialized_start=1131
+  _globals['_FAILOVERREQUEST']._serialized_end=1191
+  _globals['_PROGRESS']._serialized_start=1193
+  _globals['_PROGRESS']._serialized_end=1278
+  _globals['_SETPAUSEDREQUEST']._serialized_start=1280
+  _globals['_SETPAUSEDREQUEST']._serialized_end=1330
+  _globals['_SETMAINTENANCEREQUEST']._serialized_start=1332
+  _globals['_SETMAINTENANCEREQUEST']._serialized_end=1397
+  _globals['_SETPRIORITYREQUEST']._serialized_start=1399
+  _globals['_SETPRIORITYREQUEST']._serialized_end=1451
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1453
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1530
+  _globals['_PHASE']._serialized_start=1532
+  _globals['_PHASE']._serialized_end=1570
+  _globals['_EVENT']._serialized_start=1573
+  _globals['_EVENT']._serialized_end=1705
+  _globals['_WHYREQUEST']._serialized_start=1707
+  _globals['_WHYREQUEST']._serialized_end=1719
+  _globals['_WHYRESPONSE']._serialized_start=1721
+  _globals['_WHYRESPONSE']._serialized_end=1752
+  _globals['_COORDINATORSERVICE']._serialized_start=1755
+  _globals['_COORDINATORSERVICE']._serialized_end=2531
 # @@protoc_insertion_point(module_scope)

@@ -28,14 +28,16 @@ class ReportRequest(_message.Message):
     def __init__(self, observation: _Optional[_Union[_node_pb2.NodeObservation, _Mapping]] = ..., hosts_mishards: _Optional[bool] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
-    __slots__ = ("leader", "leader_address", "assignment")
+    __slots__ = ("leader", "leader_address", "assignment", "leader_term")
     LEADER_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    LEADER_TERM_FIELD_NUMBER: _ClassVar[int]
     leader: bool
     leader_address: str
     assignment: _node_pb2.Assignment
-    def __init__(self, leader: _Optional[bool] = ..., leader_address: _Optional[str] = ..., assignment: _Optional[_Union[_node_pb2.Assignment, _Mapping]] = ...) -> None: ...
+    leader_term: int
+    def __init__(self, leader: _Optional[bool] = ..., leader_address: _Optional[str] = ..., assignment: _Optional[_Union[_node_pb2.Assignment, _Mapping]] = ..., leader_term: _Optional[int] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
     __slots__ = ()

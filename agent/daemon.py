@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jfsmilvus.v1 import coordinator_pb2
@@ -114,21 +114,26 @@ class CrashBackoff:
         return max(0.0, self.not_before - now)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NodeSnapshot:
-    """The latest observation, served by the API and the metrics endpoint."""
+    """One cycle's observation, served by the API, the reports and the metrics endpoint.
+
+    Frozen and replaced whole (one assignment of `Agent.snapshot`), so a reader in another thread (the
+    reporter) gets one cycle's observation, never parts of two. `highest_epoch` is the one read before the
+    cycle observed anything: a report that says "no container at epoch E", which the coordinator's fence takes
+    as an old writer's acknowledgement of E, is then true of a moment when this agent already knew E, so no
+    step of an older epoch (a rw container being started) can follow it."""
 
     gpus: GpuReport | None = None
-    mounts: list[MountStatus] = field(default_factory=list)
+    mounts: tuple[MountStatus, ...] = ()
     container: ContainerState | None = None
     container_healthy: bool = False
     role_running: str = "none"
     assignment: Assignment = UNASSIGNED
     highest_epoch: int = 0
     last_step: Step | None = None
-    last_errors: list[str] = field(default_factory=list)
     observed_at: float = 0.0
-    loop_seconds: float = 0.0  # duration of the last cycle
+    loop_seconds: float = 0.0  # duration of the cycle that observed this
     loops: int = 0
     write_probe_ms: float | None = None
 
@@ -157,7 +162,8 @@ class Agent:
         self.pushed: Assignment | None = None
         self.state: LocalState = load_state(config.state_dir)
         self.backoff = CrashBackoff()
-        self.snapshot = NodeSnapshot(highest_epoch=self.state.highest_epoch)
+        self.snapshot = NodeSnapshot(highest_epoch=self.state.highest_epoch)  # replaced whole by each cycle
+        self._errors: list[str] = []  # the last 10 errors, from any thread, oldest first
         self._lock = threading.Lock()
         self._mishards_written: str | None = None
         self._last_logged: tuple[str, str] | None = None
@@ -518,7 +524,7 @@ class Agent:
 
     # -- observation -----------------------------------------------------------------------------------
     def _note_error(self, message: str) -> None:
-        errors = self.snapshot.last_errors
+        errors = self._errors
         if not errors or errors[-1] != message:
             errors.append(message)
             del errors[:-10]
@@ -632,14 +638,22 @@ class Agent:
 
     # -- the loop --------------------------------------------------------------------------------------
     def loop_once(self) -> Step:
+        """One cycle, then its observation published in one assignment (and a report asked for at once when
+        the role running changed: the coordinator waits on it)."""
         started = time.monotonic()
         with self._lock:
-            step = self._cycle()
-        self.snapshot.loop_seconds = time.monotonic() - started
-        self.snapshot.loops += 1
+            step, seen = self._cycle()
+            previous = self.snapshot
+            self.snapshot = replace(seen, loop_seconds=time.monotonic() - started, loops=previous.loops + 1)
+        self.log_context.role = seen.role_running
+        if seen.role_running != previous.role_running:
+            self.report_soon()
         return step
 
-    def _cycle(self) -> Step:
+    def _cycle(self) -> tuple[Step, NodeSnapshot]:
+        """Observe, decide, take the step; returns the step and what was observed before it (not published)."""
+        # Read before observing: what is observed then is true of a moment this epoch was already known.
+        epoch_before = self.state.highest_epoch
         observing = time.monotonic()
         containers: tuple[ContainerState, ...] = ()
         docker_error = None
@@ -735,23 +749,21 @@ class Agent:
 
         current = next((c for c in containers if c.running and c.role is not None), None)
         healthy = bool(current) and health_error is None and step.action is Action.NOTHING
-        self.snapshot.gpus = gpu_report
-        self.snapshot.mounts = list(mounts.values())
-        self.snapshot.container = current
-        self.snapshot.container_healthy = healthy
-        role_running = current.role if healthy and current and current.role else "none"
-        if role_running != self.snapshot.role_running:
-            self.report_soon()
-        self.snapshot.role_running = role_running
-        self.snapshot.assignment = assignment
-        self.snapshot.highest_epoch = self.state.highest_epoch
-        self.snapshot.last_step = outcome
-        self.snapshot.observed_at = time.time()
-        self.snapshot.write_probe_ms = mount.write_probe_ms if mount else None
-        self.log_context.role = self.snapshot.role_running
+        seen_now = NodeSnapshot(
+            gpus=gpu_report,
+            mounts=tuple(mounts.values()),
+            container=current,
+            container_healthy=healthy,
+            role_running=current.role if healthy and current and current.role else "none",
+            assignment=assignment,
+            highest_epoch=epoch_before,
+            last_step=outcome,
+            observed_at=time.time(),
+            write_probe_ms=mount.write_probe_ms if mount else None,
+        )
         self._sync_mishards(assignment)
         self._log_step(outcome, timing)
-        return outcome
+        return outcome, seen_now
 
     def _log_step(self, step: Step, timing: tuple[float, float]) -> None:
         """One line per step that acted (with how long it took, after how long observing), and per new wait: a
@@ -1058,7 +1070,7 @@ class Agent:
             "last_step": None
             if snap.last_step is None
             else {"action": snap.last_step.action.value, "reason": snap.last_step.reason},
-            "last_errors": list(snap.last_errors),
+            "last_errors": list(self._errors),
             "observed_at": snap.observed_at,
             "loop_seconds": snap.loop_seconds,
             "loops": snap.loops,

@@ -41,7 +41,7 @@ class LeaderAnswer:
 
 
 class ReportingAgent(Protocol):
-    def report_request(self) -> coordinator_pb2.ReportRequest: ...
+    def report_request(self) -> coordinator_pb2.ReportRequest | None: ...
 
     def take_coordinator_answer(self, answer: LeaderAnswer) -> str | None: ...
 
@@ -204,7 +204,10 @@ class Reporter:
 
     def report_once(self) -> None:
         self.rounds += 1
-        answer = self.link.report(self.agent.report_request())
+        request = self.agent.report_request()
+        if request is None:  # nothing observed yet: the first cycle's report follows it at once (report_soon)
+            return
+        answer = self.link.report(request)
         if answer is not None:
             self.agent.take_coordinator_answer(answer)
             a = answer.assignment

@@ -351,7 +351,11 @@ class Agent:
             save_state(self.config.state_dir, self.state)
 
     # -- coordinator (called from the reporter thread) -----------------------------------------------------
-    def report_request(self) -> coordinator_pb2.ReportRequest:
+    def report_request(self) -> coordinator_pb2.ReportRequest | None:
+        """The report of the latest cycle's observation; None before the first cycle, which has observed nothing
+        (an agent restarted beside a running writer must not say "no container" at the epoch on its disk)."""
+        if self.snapshot.loops == 0:
+            return None
         return coordinator_pb2.ReportRequest(
             observation=observation_pb(self.status()), hosts_mishards=self.config.mishards.enabled
         )
@@ -638,15 +642,15 @@ class Agent:
 
     # -- the loop --------------------------------------------------------------------------------------
     def loop_once(self) -> Step:
-        """One cycle, then its observation published in one assignment (and a report asked for at once when
-        the role running changed: the coordinator waits on it)."""
+        """One cycle, then its observation published in one assignment (and a report asked for at once after
+        the first cycle, and when the role running changed: the coordinator waits on it)."""
         started = time.monotonic()
         with self._lock:
             step, seen = self._cycle()
             previous = self.snapshot
             self.snapshot = replace(seen, loop_seconds=time.monotonic() - started, loops=previous.loops + 1)
         self.log_context.role = seen.role_running
-        if seen.role_running != previous.role_running:
+        if seen.role_running != previous.role_running or previous.loops == 0:
             self.report_soon()
         return step
 

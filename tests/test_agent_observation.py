@@ -210,3 +210,15 @@ def test_the_snapshot_is_replaced_whole_never_changed_in_place(node: Agent) -> N
     assert second is not first and first.loops == 0 and second.loops == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         second.loops = 5  # type: ignore[misc]
+
+
+def test_before_its_first_cycle_an_agent_reports_nothing(node: Agent, docker: HeldDocker) -> None:
+    """Restarted beside a running writer, with a newer epoch on disk: it has observed nothing yet, so it says
+    nothing rather than "no container at epoch 2"."""
+    docker.containers = [
+        ContainerState("c9", "milvus", "img", "running", "rw", 1, "x", None, None, None),
+    ]
+    assert node.report_request() is None
+    node.loop_once()
+    assert not acknowledges(reported(node), node.state.highest_epoch + 1)
+    assert reported(node).container_role == "rw"

@@ -41,7 +41,7 @@ class LeaderAnswer:
 
 
 class ReportingAgent(Protocol):
-    def report_request(self) -> coordinator_pb2.ReportRequest | None: ...
+    def report_request(self) -> coordinator_pb2.ReportRequest: ...
 
     def take_coordinator_answer(self, answer: LeaderAnswer) -> str | None: ...
 
@@ -204,10 +204,7 @@ class Reporter:
 
     def report_once(self) -> None:
         self.rounds += 1
-        request = self.agent.report_request()
-        if request is None:  # nothing observed yet: the first cycle's report follows it at once (report_soon)
-            return
-        answer = self.link.report(request)
+        answer = self.link.report(self.agent.report_request())
         if answer is not None:
             self.agent.take_coordinator_answer(answer)
             a = answer.assignment

@@ -37,7 +37,7 @@ from agent.atomicfile import read_text, write_atomic
 from agent.config import AgentConfig, VolumeSettings
 from agent.coordination import LeaderAnswer
 from agent.gpu import GpuMonitor, GpuReport
-from agent.lease import Lease, after_rw_answer, lease_now, renewed_by_row
+from agent.lease import Lease, after_rw_answer, lease_for, lease_now, renewed_by_row, writer_may_run
 from agent.logsetup import LogContext
 from agent.milvus.container import (
     MILVUS_HTTP_PORT,
@@ -162,7 +162,10 @@ class Agent:
         self.pushed: Assignment | None = None
         self.state: LocalState = load_state(config.state_dir)
         self.backoff = CrashBackoff()
-        self.snapshot = NodeSnapshot(highest_epoch=self.state.highest_epoch)  # replaced whole by each cycle
+        # Replaced whole by each cycle. Until the first, nothing was observed, so it claims no epoch: an agent
+        # restarted beside a running writer must not say "no container" at the epoch on its disk (reports go on
+        # while a first cycle hangs in Docker).
+        self.snapshot = NodeSnapshot()
         self._errors: list[str] = []  # the last 10 errors, from any thread, oldest first
         self._lock = threading.Lock()
         self._mishards_written: str | None = None
@@ -340,10 +343,8 @@ class Agent:
     def _rw_lease(self) -> Lease | None:
         """The lease for the epoch this node is assigned rw at, live or lapsed; None when it is not assigned rw
         or holds no lease for that epoch (the caller holds _assign_lock). Only this lease lets a writer run."""
-        a, lease = self.pushed, self.lease
-        if a is None or a.role != "rw" or lease is None or lease.epoch != a.epoch:
-            return None
-        return lease
+        a = self.pushed
+        return None if a is None else lease_for(a.role, a.epoch, self.lease)
 
     def _remember_epoch(self, epoch: int) -> None:
         if epoch > self.state.highest_epoch:
@@ -351,11 +352,7 @@ class Agent:
             save_state(self.config.state_dir, self.state)
 
     # -- coordinator (called from the reporter thread) -----------------------------------------------------
-    def report_request(self) -> coordinator_pb2.ReportRequest | None:
-        """The report of the latest cycle's observation; None before the first cycle, which has observed nothing
-        (an agent restarted beside a running writer must not say "no container" at the epoch on its disk)."""
-        if self.snapshot.loops == 0:
-            return None
+    def report_request(self) -> coordinator_pb2.ReportRequest:
         return coordinator_pb2.ReportRequest(
             observation=observation_pb(self.status()), hosts_mishards=self.config.mishards.enabled
         )
@@ -515,12 +512,11 @@ class Agent:
     def _writer_may_run(self, assignment: Assignment) -> bool:
         """A rw container may run: under a valid rw lease, or, once demoted, until the last rw lease ends."""
         now = lease_now()
+        if self.coordinated:
+            return writer_may_run(assignment.role, assignment.epoch, self.lease, now)  # the simulation's rule too
         if assignment.role == "rw":
             self._last_rw = assignment
             return assignment.lease_valid(now)
-        if self.coordinated:
-            lease = self.lease
-            return lease is not None and lease.valid(now)
         if self._last_rw is None:
             # No rw lease known (e.g. the agent restarted): graceful only for a lease-free, manual source.
             return assignment.lease_deadline is None

@@ -85,3 +85,20 @@ def renewed_by_row(
     if deadline <= lease.deadline:
         return lease  # what a coordinator granted runs longer still: a row read never shortens it
     return replace(lease, deadline=deadline, renewed_by="MySQL cluster row")
+
+
+def lease_for(role: str, epoch: int, lease: Lease | None) -> Lease | None:
+    """The lease that lets a node assigned `role` at `epoch` write, live or lapsed: only a rw assignment has one,
+    and only a lease for that very epoch counts."""
+    if role != "rw" or lease is None or lease.epoch != epoch:
+        return None
+    return lease
+
+
+def writer_may_run(role: str, epoch: int, lease: Lease | None, now: float) -> bool:
+    """A rw container may run now (coordinated mode): assigned rw under a valid lease for that epoch, or, once
+    demoted, until the last lease it held ends (it is stopped gracefully meanwhile, killed after)."""
+    if role == "rw":
+        held = lease_for(role, epoch, lease)
+        return held is not None and held.valid(now)
+    return lease is not None and lease.valid(now)

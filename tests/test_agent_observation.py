@@ -212,13 +212,18 @@ def test_the_snapshot_is_replaced_whole_never_changed_in_place(node: Agent) -> N
         second.loops = 5  # type: ignore[misc]
 
 
-def test_before_its_first_cycle_an_agent_reports_nothing(node: Agent, docker: HeldDocker) -> None:
-    """Restarted beside a running writer, with a newer epoch on disk: it has observed nothing yet, so it says
-    nothing rather than "no container at epoch 2"."""
-    docker.containers = [
-        ContainerState("c9", "milvus", "img", "running", "rw", 1, "x", None, None, None),
-    ]
-    assert node.report_request() is None
-    node.loop_once()
-    assert not acknowledges(reported(node), node.state.highest_epoch + 1)
-    assert reported(node).container_role == "rw"
+def test_before_its_first_cycle_an_agent_claims_no_epoch(node: Agent, docker: HeldDocker) -> None:
+    """Restarted beside a running writer of epoch 1, with epoch 2 on disk: it has observed nothing yet, so its
+    report acknowledges no epoch rather than saying "no container at epoch 2"."""
+    node.take_coordinator_answer(answer(ro(2, writer="node-b")))
+    restarted = Agent(node.config, docker_url="unix:///nonexistent/docker.sock")
+    assert restarted.state.highest_epoch == 2
+    restarted.docker = docker  # type: ignore[assignment]
+    docker.containers = [ContainerState("c9", "milvus", "img", "running", "rw", 1, "x", None, None, None)]
+    assert not acknowledges(reported(restarted), 1)
+    restarted._mounts = node._mounts
+    restarted._meta_db_error = node._meta_db_error  # type: ignore[method-assign]
+    restarted._refresh_milvus_facts = node._refresh_milvus_facts  # type: ignore[method-assign]
+    restarted.loop_once()
+    first = reported(restarted)
+    assert first.highest_epoch == 2 and first.container_role == "rw" and not acknowledges(first, 2)

@@ -1,10 +1,13 @@
 """The decision core in a simulated cluster, under random faults: never two writers, epochs only grow.
 
 The simulation plays every part the core does not: MySQL (the durable row, committed before anyone hears of
-it), the leader's lease (a restarted coordinator leads only when its predecessor's lease has run out),
-agents that follow the lease rule (measured from the moment they sent the report), renew it from MySQL when
-cut off from the coordinator (for the shorter row lease the coordinator's last grant allowed), and Milvus
-containers whose rw life ends by their in-container lease watchdog at the latest. Hypothesis drives random
+it), the leader's lease (a restarted coordinator leads only when its predecessor's lease has run out), and
+Milvus containers whose rw life ends by their in-container lease watchdog at the latest. The agents are driven
+by the agent's own rules, not copies: the assignment judgement (`agent.assignment.judge_assignment`), the lease
+(`agent.lease`: granted from the moment the report was sent, renewed from MySQL when cut off from the
+coordinator), the convergence table (`agent.milvus.converge` wanted_role and next_step, one step per cycle, a
+start or a stop holding the loop until it is done), and one frozen observation per cycle, its epoch read before
+observing, which is all a report says. Hypothesis drives random
 sequences of node power-offs, agent kills, partitions, broken mounts, coordinator restarts and time, and checks
 after every step that no two rw intervals overlap.
 """
@@ -18,6 +21,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from agent.assignment import Assignment, judge_assignment
+from agent.lease import Lease, after_rw_answer, lease_for, renewed_by_row, writer_may_run
+from agent.milvus.container import ContainerState
+from agent.milvus.converge import Action, Seen, Step, Want, next_step, wanted_role
 from coordinator.core import Decision, Memory, Timing, committed, decide
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report
 
@@ -30,6 +37,15 @@ NODES = ("a", "b", "c")
 TIMING = Timing(startup_wait_s=2.0, failover_window_s=10.0, promote_timeout_s=8.0, settle_s=1.0)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """One agent cycle's published observation (agent.daemon.NodeSnapshot): what a report says."""
+
+    container_role: str = "none"  # the running container's role
+    role_running: str = "none"  # that role when the cycle found it healthy and converged
+    highest_epoch: int = 0  # read before observing; 0 before the first cycle
+
+
 @dataclass
 class Node:
     name: str
@@ -39,17 +55,30 @@ class Node:
     cut_mysql: bool = False
     cut_peers: bool = False
     mount_ok: bool = True
-    highest_epoch: int = 0
+    highest_epoch: int = 0  # the agent's state file
     role: str = "none"
     epoch: int = 0
     writer: str | None = None  # as its last assignment names it
-    lease_deadline: float = -1.0
-    last_lease_s: float = 0.0
-    row_lease_s: float = 0.0  # what one read of the MySQL row renews the lease for
+    drain_id: int = 0
+    lease: Lease | None = None
+    mount_mode: str | None = None
+    config: str | None = None  # the role server_config.yaml on disk was rendered for
     container: str | None = None  # role of the running container
-    starting: tuple[str, float] | None = None  # (role, when it will be up)
-    stopping_at: float | None = None
+    container_epoch: int = 0
+    starting: tuple[str, float] | None = None  # (role, when it will be up): the loop waits on the start
+    stopping_at: float | None = None  # the loop waits on the stop
     rw_since: float | None = None
+    observed: Observed = field(default_factory=Observed)  # the last published
+    pending: Observed | None = None  # the observation of a cycle still waiting on its start or stop
+
+    @property
+    def lease_deadline(self) -> float:
+        """What the in-container watchdog reads from the lease file."""
+        return self.lease.deadline if self.lease is not None else -1.0
+
+    def forget(self) -> None:
+        """A new agent process: it keeps only its epoch on disk (and the watchdog file is not trusted here)."""
+        self.role, self.lease, self.observed, self.pending = "none", None, Observed(), None
 
 
 @dataclass
@@ -149,58 +178,114 @@ class World:
         w = self.nodes.get(writer) if writer else None
         if w is not None and w is not node and w.container == "rw" and not (w.cut_peers or node.cut_peers):
             witness = 0.1
-        running = node.container if node.container and node.stopping_at is None else "none"
+        seen = node.observed
         return Report(
             node=node.name,
             address=f"10.0.0.{NODES.index(node.name) + 1}",
             received_at=self.now,
-            role_running=running,
-            container_role=node.container or "none",
-            highest_epoch=node.highest_epoch,
+            role_running=seen.role_running,
+            container_role=seen.container_role,
+            highest_epoch=seen.highest_epoch,
             gpu_health="healthy",
             mount_state="healthy" if node.mount_ok else "failed",
             writer_seen_healthy_age_s=witness,
-            row_lease_s=node.row_lease_s if node.lease_deadline > 0 else None,
+            row_lease_s=node.lease.row_renewal_ms / 1000 if node.lease is not None else None,
         )
 
     def _report(self, node: Node) -> None:
+        """The reporter thread: the answer is judged and taken as Agent.take_coordinator_answer does."""
         sent = self.now
         if not node.cut_coord and self.coord_up and self.memory is not None:
             self.reports[node.name] = self._observation(node)
             a = self.assignments.get(node.name)
-            if a is None or a.epoch < node.highest_epoch:
+            if a is None:
                 return
-            node.highest_epoch = a.epoch
-            node.role, node.epoch, node.writer = a.role, a.epoch, a.writer
-            if a.role == "rw" and a.lease_ms > 0:
-                node.lease_deadline = sent + a.lease_ms / 1000
-                node.last_lease_s = a.lease_ms / 1000
-                node.row_lease_s = min(a.lease_ms, a.row_lease_ms or a.lease_ms) / 1000
+            told = Assignment(role=a.role, epoch=a.epoch, source="coordinator", writer=a.writer or "")
+            if judge_assignment(told, node.highest_epoch) is not None:
+                return
+            if a.role == "rw" and a.writer not in (None, "", node.name):
+                return
+            node.highest_epoch = max(node.highest_epoch, a.epoch)
+            node.role, node.epoch, node.writer, node.drain_id = a.role, a.epoch, a.writer, a.drain_id
+            if a.role == "rw":
+                node.lease = after_rw_answer(node.lease, a.epoch, a.lease_ms, sent, "coordinator", a.row_lease_ms)
             return
         if node.role == "rw" and not node.cut_mysql:
             c = self.durable.cluster  # a read-only SELECT of the cluster row
-            if c.writer == node.name and c.epoch == node.epoch:
-                node.lease_deadline = max(node.lease_deadline, sent + node.row_lease_s)
+            held = lease_for(node.role, node.epoch, node.lease)  # Agent.renewable_lease_s
+            renewed = renewed_by_row(held, node.name, c.writer, c.epoch, sent)
+            if isinstance(renewed, Lease):
+                node.lease = renewed
 
     def _converge(self, node: Node) -> None:
-        lease_ok = self.now < node.lease_deadline
-        # The writer-designate (told ro, named as the writer) stops its ro container during the fence and starts
-        # nothing until a rw assignment brings a lease (agent.milvus.converge.wanted_role), as the agent does.
-        wanted = "rw" if node.role == "ro" and node.writer == node.name else node.role
-        if node.container == "rw" and node.stopping_at is None:
-            if not lease_ok:
-                self.end_rw(node, self.now)
-            elif wanted != "rw":
+        """One cycle of the agent loop (Agent._cycle): the epoch read first, then observe, the table's step,
+        act, publish what was observed (once the start or stop it waits on is done)."""
+        if node.starting is not None or node.stopping_at is not None:
+            return  # the loop is still in Docker's start or stop
+        if node.pending is not None:
+            node.observed, node.pending = node.pending, None
+        epoch_before = node.highest_epoch
+        role, designate = wanted_role(node.role, node.writer or "", node.name, coordinated=True)
+        draining = node.role == "rw" and not designate and node.drain_id > 0
+        want = Want(
+            role=role,
+            epoch=node.epoch,
+            lease_valid=not designate and writer_may_run(node.role, node.epoch, node.lease, self.now),
+            config_sha256=role,
+            drain_id=node.drain_id if draining else 0,
+            drain_timeout_s=TIMING.drain_timeout_s if draining else 0.0,
+        )
+        step = next_step(want, self._seen(node))
+        observed = Observed(
+            container_role=node.container or "none",
+            role_running=node.container if node.container and step.action is Action.NOTHING else "none",
+            highest_epoch=epoch_before,
+        )
+        self._act(node, step, want)
+        if node.starting is not None or node.stopping_at is not None:
+            node.pending = observed
+        else:
+            node.observed = observed
+
+    def _seen(self, node: Node) -> Seen:
+        containers = ()
+        if node.container is not None:
+            running = ContainerState(
+                "c", "milvus", "img", "running", node.container, node.container_epoch, node.container, None, None, None
+            )
+            containers = (running,)
+        return Seen(
+            docker_error=None,
+            containers=containers,
+            container_name="milvus",
+            health_error=None,
+            running_for_s=1.0,
+            mount_mode=node.mount_mode if node.mount_ok else None,
+            mount_state="healthy"
+            if node.mount_ok and node.mount_mode
+            else ("failed" if not node.mount_ok else "unmounted"),
+            mount_reasons=(),
+            config_on_disk_sha256=node.config,
+            backoff_left_s=0.0,
+            health_timeout_s=120.0,
+            start_timeout_s=600.0,
+        )
+
+    def _act(self, node: Node, step: Step, want: Want) -> None:
+        if step.action is Action.KILL:
+            self.end_rw(node, self.now)
+        elif step.action is Action.STOP:
+            if node.container == "rw":  # graceful, within the lease: the wrapper kills it at the deadline
                 node.stopping_at = min(self.now + STOP_DELAY, node.lease_deadline + WATCHDOG_POLL)
-            return
-        if node.container == "ro" and wanted != "ro" and node.stopping_at is None:
-            node.stopping_at = self.now + STOP_DELAY
-            return
-        if node.container is None and node.starting is None and node.mount_ok:
-            if node.role == "rw" and lease_ok:
-                node.starting = ("rw", self.now + START_DELAY)
-            elif wanted == "ro":
-                node.starting = ("ro", self.now + START_DELAY)
+            else:
+                node.stopping_at = self.now + STOP_DELAY
+        elif step.action is Action.MOUNT and node.mount_ok:
+            node.mount_mode = step.mount_mode
+        elif step.action is Action.WRITE_CONFIG:
+            node.config = want.config_sha256
+        elif step.action is Action.START:
+            node.starting = (want.role, self.now + START_DELAY)
+            node.container_epoch = want.epoch
 
     def step(self) -> None:
         self.now = round(self.now + TICK, 6)
@@ -244,7 +329,8 @@ class ClusterUnderFaults(RuleBasedStateMachine):
         if node.container == "rw":
             self.world.end_rw(node, self.world.now)
         node.power, node.container, node.starting, node.stopping_at = False, None, None, None
-        node.role, node.lease_deadline = "none", -1.0  # the agent forgets all but its epoch on disk
+        node.mount_mode = None
+        node.forget()  # the agent forgets all but its epoch on disk
 
     @rule(name=st.sampled_from(NODES))
     def power_on(self, name: str) -> None:
@@ -260,8 +346,7 @@ class ClusterUnderFaults(RuleBasedStateMachine):
         node = self.world.nodes[name]
         if node.power:
             node.agent = True
-            node.lease_deadline = -1.0  # a restarted agent holds no lease (the watchdog file may)
-            node.role = "none"
+            node.forget()  # a restarted agent holds no lease (the watchdog file may)
 
     @rule(name=st.sampled_from(NODES), coord=st.booleans(), mysql=st.booleans(), peers=st.booleans())
     def partition(self, name: str, coord: bool, mysql: bool, peers: bool) -> None:

@@ -205,6 +205,19 @@ def epoch_ahead(report: Report | None, committed_epoch: int) -> str | None:
     return None
 
 
+def epochs_ahead_sentence(reported: Mapping[str, int], committed_epoch: int) -> str:
+    """What `status`, `why` and the doctor say of the nodes that report an epoch above the committed one
+    (`reported`: node -> its highest epoch); empty when none does."""
+    ahead = sorted((n, e) for n, e in reported.items() if e > committed_epoch)
+    if not ahead:
+        return ""
+    names = ", ".join(f"{n} reports epoch {e}" for n, e in ahead)
+    return (
+        f"{names}, above the committed epoch {committed_epoch}: no candidate, and refusing every assignment below "
+        "it, until the leader commits an epoch above it."
+    )
+
+
 def reader_problems(
     name: str,
     report: Report | None,

@@ -23,6 +23,7 @@ from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 from agent.configschema import ConfigError
 from coordinator import __version__
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+from coordinator.core import epochs_ahead_sentence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ADDRESS_ENV = "JFS_MILVUS_COORDINATOR"
@@ -166,6 +167,7 @@ def status_data(status: coordinator_pb2.ClusterStatus) -> dict[str, Any]:
             "hosts": list(d.hosts),
         },
         "why": status.why,
+        "epochs_ahead": epochs_ahead_sentence({n.name: n.epoch for n in status.nodes}, status.epoch),
         "nodes": [
             {
                 "name": n.name,
@@ -173,6 +175,7 @@ def status_data(status: coordinator_pb2.ClusterStatus) -> dict[str, Any]:
                 "role_assigned": ROLE[n.role_assigned],
                 "role_running": ROLE[n.role_running],
                 "epoch": n.epoch,
+                "epoch_ahead": n.epoch > status.epoch,
                 "gpu": HEALTH[n.gpu_health],
                 "mount": HEALTH[n.mount_health],
                 "container": n.container_state,
@@ -200,7 +203,7 @@ def render_status(data: dict[str, Any]) -> str:
             n["address"],
             n["role_assigned"],
             n["role_running"],
-            n["epoch"],
+            f"{n['epoch']} (ahead)" if n["epoch_ahead"] else n["epoch"],
             n["gpu"],
             n["mount"],
             n["container"],
@@ -226,7 +229,8 @@ def render_status(data: dict[str, Any]) -> str:
         ],
         rows,
     )
-    return "\n".join([*head, "", body, "", f"Why: {data['why']}"])
+    ahead = [f"Epochs: {data['epochs_ahead']}"] if data["epochs_ahead"] else []
+    return "\n".join([*head, "", body, "", *ahead, f"Why: {data['why']}"])
 
 
 def cmd_status(conn: Connection, args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from agent.configschema import ConfigError
 from agent.milvus.nvidiatoolkit import CDI_HOOK, CONTAINER_CLI, RUNTIME_HOOK
 from coordinator.checks import Check
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+from coordinator.core import epochs_ahead_sentence
 from coordinator.ctl import EXIT_FAILED, EXIT_OK, Connection, emit, table
 from coordinator.milvuschecks import judge_meta_databases, milvus_node_checks
 
@@ -294,6 +295,21 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
     return out
 
 
+def judge_epochs(reported: Mapping[str, int], committed_epoch: int) -> Check:
+    """Every node at or below the committed epoch; one above it is no candidate until the leader heals it."""
+    ahead = epochs_ahead_sentence(reported, committed_epoch)
+    if ahead:
+        return Check(
+            "epochs",
+            "cluster",
+            "FAIL",
+            ahead,
+            "the leader heals this by committing a higher epoch; if it does not within a few ticks, check "
+            "`coordinatorctl why` and the leader's log",
+        )
+    return Check("epochs", "cluster", "PASS", f"no node reports an epoch above the committed epoch {committed_epoch}")
+
+
 def cmd_doctor(conn: Connection, args: argparse.Namespace) -> int:
     checks = check_mysql(args)
     try:
@@ -306,6 +322,8 @@ def cmd_doctor(conn: Connection, args: argparse.Namespace) -> int:
         for observation, received in zip(observed.observations, observed.received_unix, strict=False):
             checks += node_checks(observation, received, args.max_clock_skew)
             hosts += bool(observation.mishards_writer)
+        cluster = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=conn.timeout_s)
+        checks.append(judge_epochs({o.node: o.highest_epoch_seen for o in observed.observations}, cluster.epoch))
         databases = judge_meta_databases([(o.node, o.milvus_meta) for o in observed.observations])
         if databases is not None:
             checks.append(databases)

@@ -30,7 +30,7 @@ from agent.authz import enforce
 from agent.config import TlsSettings
 from agent.wirecheck import operator_problem, report_problem
 from coordinator.config import CoordinatorConfig
-from coordinator.core import Request
+from coordinator.core import Request, epochs_ahead_sentence
 from coordinator.daemon import Coordinator
 from coordinator.milvuschecks import bound_milvus_facts
 from coordinator.model import Assignment, Event, Report, WriterStop
@@ -367,7 +367,12 @@ def why(c: Coordinator) -> str:
             f"This coordinator follows; {leader} at {address} leads." if leader else "No coordinator leads right now."
         )
         return f"{c.last_stale} {follows}" if c.last_stale else follows
-    return c.published.why
+    published = c.published
+    if published.durable is None:
+        return published.why
+    reported = {name: r.highest_epoch for name, r in c.snapshot_reports().items()}
+    ahead = epochs_ahead_sentence(reported, published.durable.cluster.epoch)
+    return f"{published.why} {ahead}" if ahead else published.why
 
 
 def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.ClusterStatus:

@@ -243,7 +243,14 @@ class AgentNode:
 
     # -- what is on the node ---------------------------------------------------------------------------
     def containers(self) -> list[Any]:
+        """This node's containers. docker-py lists, then inspects each: one removed in between (the agent
+        replacing it) raises NotFound, so the listing is taken again."""
         client = docker.from_env()
+        for _ in range(5):
+            try:
+                return client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={self.name}"})
+            except docker.errors.NotFound:
+                time.sleep(0.1)
         return client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={self.name}"})
 
     def http(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:

@@ -27,7 +27,7 @@ from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_juicefs import RedisServer, format_volume, juicefs_binary
 from tests.plugin_mysql import MariaDB, MysqlDatabase, mariadbd_binary
-from tests.standin.build import ensure_standin
+from tests.standin.build import ensure_mishards_image, ensure_standin
 from tests.standin.container import docker
 
 DEFAULT_ROOT = Path("/var/tmp/jfs-milvus-cluster")
@@ -71,14 +71,16 @@ class MishardsHost:
     port: int
 
     def routes(self) -> dict[str, Any] | None:
-        """What the stand-in Mishards routes to, from its own answer (None while it does not answer)."""
-        import urllib.request
+        """What the Mishards container the agent runs routes to (its labels), None while it does not serve."""
+        from agent.mishards.container import LABEL_HOSTS, LABEL_WRITER
+        from agent.mishards.probe import milvus_answers
 
-        try:
-            with urllib.request.urlopen(f"http://{self.node.address}:{self.port}/routes", timeout=2) as r:
-                return json.loads(r.read())
-        except OSError:
+        done = docker("inspect", "-f", "{{json .Config.Labels}}", self.container, check=False)
+        if done.returncode != 0 or milvus_answers(self.node.address, self.port, 1.0) is not None:
             return None
+        labels = json.loads(done.stdout)
+        hosts = [h for h in labels.get(LABEL_HOSTS, "").split(",") if h]
+        return {"writer": labels.get(LABEL_WRITER, ""), "readers": hosts, "port": self.port}
 
 
 @dataclass
@@ -253,6 +255,7 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
 
     mishards = None
     if spec.mishards:
+        mishards_image = ensure_mishards_image()
         host = list(cluster.nodes.values())[-1]  # not the first writer (picked by name): a power-off demo keeps it
         env_dir = spec.root / "mishards"
         env_dir.mkdir(exist_ok=True)
@@ -263,6 +266,8 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
                 "enabled": True,
                 "env_file": str(mishards.env_file),
                 "container_name": mishards.container,
+                "image": mishards_image,
+                "server_port": mishards.port,
                 "database_uri": f"mysql+pymysql://{meta.user}@{meta.host}:{mariadb.port}/{meta.database}",
                 "database_password_file": str(password),
             }
@@ -282,9 +287,8 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
         if node is not writer:
             node.wait_role("ro", timeout=120)
     if mishards is not None:
-        progress(f"stand-in Mishards on {mishards.node.name}, reading {mishards.env_file}")
-        wait_until(lambda: mishards.env_file.exists(), 60, "the Mishards env file")
-        start_mishards(mishards, image)
+        progress(f"stand-in Mishards on {mishards.node.name}, run by its agent as {mishards.container}")
+        wait_until(lambda: mishards.routes() is not None, 90, "the Mishards container the agent runs")
         # The node that routes (Mishards) serves reads but is never chosen to write: a writer's power-off
         # then never takes the router down with it.
         done = running.coordinatorctl("priority", mishards.node.name, "0")
@@ -293,16 +297,3 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
     running.started_in_s = time.monotonic() - began
     running.write_manifest()
     return running
-
-
-def start_mishards(m: MishardsHost, image: str) -> None:
-    """The stand-in Mishards, run as the seed guide runs Mishards: the env file bind-mounted as its .env."""
-    docker("rm", "-f", m.container, check=False)
-    docker(
-        "run", "-d", "--name", m.container,
-        "--label", "org.jfs-milvus.test=standin",
-        "-v", f"{m.env_file}:/source/mishards/.env:ro",
-        "-p", f"{m.node.address}:{m.port}:{m.port}",
-        image, "python3", "/opt/standin/mishards.py",
-    )  # fmt: skip
-    wait_until(lambda: m.routes() is not None, 30, f"the stand-in Mishards on {m.node.address}:{m.port}")

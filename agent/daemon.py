@@ -58,6 +58,7 @@ from agent.milvus.leasewatch import (
     read_lease_file,
     write_lease_file,
 )
+from agent.milvus.metareach import probe_meta_reach
 from agent.milvus.metaright import MetaRightWatch
 from agent.milvus.metauri import MetaUri, MetaUriError, parse_meta_uri
 from agent.milvus.milvusfacts import WalRecovery, meta_target, wal_recovery
@@ -70,6 +71,7 @@ from agent.milvus.server_config import (
     parse_base_config,
     render_server_config,
 )
+from agent.milvus.waldir import WriterWal
 from agent.mishards.container import MishardsDocker
 from agent.mishards.envfile import (
     MishardsDiscovery,
@@ -557,6 +559,10 @@ class Agent:
         return choose_gpus(milvus.flavor, milvus.gpus, milvus.gpu_indexes, milvus.set_gpu_devices, report)
 
     @property
+    def writer_wal(self) -> WriterWal:
+        return WriterWal(self.config.milvus.data_dir)
+
+    @property
     def conf_dir(self) -> str:
         return os.path.join(self.config.milvus.data_dir, "conf")
 
@@ -602,7 +608,7 @@ class Agent:
             db_dir=os.path.join(volume.mountpoint, milvus.db_subdir),
             conf_dir=self.conf_dir,
             logs_dir=os.path.join(milvus.data_dir, "logs"),
-            wal_dir=os.path.join(milvus.data_dir, "wal"),
+            wal_dir=self.writer_wal.wal_dir if want.role == "rw" else None,
             gpu_uuids=gpus,
             environment={
                 "JFS_MILVUS_NODE": self.config.node_name,
@@ -692,6 +698,7 @@ class Agent:
             mount_hung_for_s=mount.hung_for_s if mount else None,
             meta_engine_reachable=mount.meta_engine.reachable if mount else None,
             hung_kill_after_s=self.config.juicefs.hung_kill_after_s,
+            meta_db_error=self._meta_db_error(role),
             db_dir_exists=volume is not None
             and mount is not None
             and mount.state in ("healthy", "degraded")
@@ -802,6 +809,8 @@ class Agent:
                 spec = self._spec(want, gpus.uuids, volume)
                 if want.role == "rw":
                     os.makedirs(spec.db_dir, exist_ok=True)
+                    # Its own WAL at this epoch is replayed; another stint's is set aside first (waldir.py).
+                    self.writer_wal.prepare(want.epoch)
                 if spec.leasewatch:
                     install_wrapper(spec.leasewatch)
                     with self._assign_lock:
@@ -815,6 +824,13 @@ class Agent:
                 message += f"; retrying in {delay:.0f}s"
             return Step(Action.WAIT, message)
         return step
+
+    def _meta_db_error(self, role: str) -> str | None:
+        """Why a writer's MySQL does not answer, or None (it does, or cannot be checked from here)."""
+        if role != "rw" or not self.config.milvus.meta_uri:
+            return None
+        reach = probe_meta_reach(self.config.milvus.meta_uri)
+        return f"{reach.target}: {reach.error}" if reach.reachable is False else None
 
     def _writer_stopped(self, container: ContainerState, want: Want, exit_code: int | None, seconds: float) -> None:
         """Remember how a rw container's stop ended, for the coordinator: a drain succeeded when it exited 0."""

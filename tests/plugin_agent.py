@@ -128,7 +128,7 @@ class AgentNode:
             "version": 0.5,
             "general": {"timezone": "UTC+8"},
             "cache": {"cache_size": "1GB"},
-            "wal": {"recovery_error_ignore": True},
+            "wal": {"enable": True, "recovery_error_ignore": False},  # as core/conf/server_config.template:95-99
             "standin": dict(FAST_KNOBS),
         }
         for name, keys in sections.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -23,6 +24,11 @@ def prepared(agent_node: Callable[..., AgentNode]) -> AgentNode:
     return node
 
 
+def wal_mounts(node: AgentNode) -> list[str]:
+    (container,) = node.containers()
+    return [m["Source"] for m in container.attrs["Mounts"] if m["Destination"] == "/var/lib/milvus/wal"]
+
+
 def test_ro_then_rw_then_ro(agent_node: Callable[..., AgentNode]) -> None:
     node = prepared(agent_node)
     assert node.assign("ro", 1).returncode == 0
@@ -31,6 +37,7 @@ def test_ro_then_rw_then_ro(agent_node: Callable[..., AgentNode]) -> None:
     assert status.container.role == node_pb2.ROLE_RO and status.container.epoch == 1
     assert node.mount_mode() == "ro" and node.config_role() == "ro"
     assert node.standin()["writable"] is False
+    assert wal_mounts(node) == []  # a reader runs with wal.enable: false and gets no WAL
 
     assert node.assign("rw", 2).returncode == 0
     status = node.wait_role("rw")
@@ -38,6 +45,8 @@ def test_ro_then_rw_then_ro(agent_node: Callable[..., AgentNode]) -> None:
     assert node.mount_mode() == "rw" and node.config_role() == "rw"
     info = node.standin()
     assert info["writable"] is True and info["epoch"] == 2, info
+    assert wal_mounts(node) == [str(node.data_dir / "wal")]  # the writer's WAL of this stint
+    assert json.loads((node.data_dir / "wal.stint").read_text()) == {"epoch": 2, "role": "rw"}
     assert node.write(1)
     assert len(node.containers()) == 1
 

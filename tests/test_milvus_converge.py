@@ -261,3 +261,14 @@ def test_a_writer_told_to_drain_stops_gracefully_and_starts_nothing() -> None:
     assert step.action is Action.STOP and step.drain and "draining" in step.reason
     step = next_step(draining, seen(mount_mode="rw"))
     assert step.action is Action.NOTHING and "drained" in step.reason
+
+
+def test_a_writer_whose_mysql_does_not_answer_is_stopped_and_waits_to_replay_its_wal() -> None:
+    down = dict(mount_mode="rw", meta_db_error="172.17.0.1:3306: Connection refused")
+    step = next_step(RW, seen(container("rw", epoch=4), **down))
+    assert step.action is Action.STOP and "its MySQL does not answer" in step.reason and "replays it" in step.reason
+    step = next_step(RW, seen(**down))
+    assert step.action is Action.WAIT and "not starting rw" in step.reason
+    assert next_step(RW, seen(mount_mode="rw")).action is Action.START  # MySQL back: it starts on its WAL
+    # A reader does not flush: it keeps running.
+    assert next_step(RO, seen(container("ro", epoch=3), meta_db_error="x")).action is Action.NOTHING

@@ -76,7 +76,8 @@ def test_role_keys_are_set_and_operator_keys_kept(role: str) -> None:
     assert out["general"]["timezone"] == "UTC+8"
     assert out["cache"] == {"cache_size": "4GB"}
     assert out["storage"]["auto_flush_interval"] == 1
-    assert out["wal"] == {"enable": True, "buffer_size": "256MB", "path": "/var/lib/milvus/wal"}
+    wal = {"enable": True, "buffer_size": "256MB", "path": "/var/lib/milvus/wal"}
+    assert out["wal"] == {**wal, **({"recovery_error_ignore": True} if role == "rw" else {"enable": False})}
     assert out["gpu"]["cache_size"] == "1GB"
     assert out["gpu"]["search_devices"] == ["gpu0", "gpu1"]
     assert out["gpu"]["build_index_devices"] == ["gpu0", "gpu1"]
@@ -89,6 +90,38 @@ def test_bind_address_is_always_all_interfaces_inside_the_container() -> None:
     assert out["network"] == {"bind.address": "0.0.0.0", "bind.port": 19530, "http.enable": True, "http.port": 19121}
     (warning,) = [w for w in base_config_warnings(parse_base_config(BASE, "base.yaml"), "base.yaml") if "bind" in w]
     assert "base.yaml" in warning and "'10.0.0.11'" in warning and "'0.0.0.0'" in warning
+
+
+def test_a_reader_runs_without_a_wal() -> None:
+    """With wal.enable false DBImpl::Start runs no WAL init and no replay (db/DBImpl.cpp:128-147): a former
+    writer restarted as a reader cannot replay its old WAL, nor fail on another node's LSNs."""
+    out = render(role="ro")  # the base says enable: true
+    assert out["wal"]["enable"] is False and "recovery_error_ignore" not in out["wal"]
+    assert render(BASE.replace("wal:\n  enable: true\n", "wal:\n"), role="ro")["wal"]["enable"] is False
+
+
+@pytest.mark.parametrize("given", ["false", "False", "off", "no", "0", "'false'"])
+def test_a_writer_ignores_wal_recovery_errors_whatever_the_base_says(given: str) -> None:
+    """A new writer's WAL is empty while MySQL's LSNs are the last writer's: with false Milvus refuses to start
+    (db/wal/WalManager.cpp:126-133); with true it resets to MySQL's highest LSN (:128-130)."""
+    base_text = BASE.replace("wal:\n  enable: true\n", f"wal:\n  enable: true\n  recovery_error_ignore: {given}\n")
+    out = render(base_text, role="rw")
+    assert out["wal"]["recovery_error_ignore"] is True and out["wal"]["enable"] is True
+    warnings = [w for w in base_config_warnings(parse_base_config(base_text, "base.yaml"), "base.yaml") if "wal" in w]
+    (warning,) = warnings
+    assert warning.startswith("base.yaml: wal.recovery_error_ignore = ") and "rendered true for the writer" in warning
+
+
+def test_a_base_that_already_ignores_wal_recovery_errors_is_not_warned_about() -> None:
+    base_text = BASE.replace("wal:\n  enable: true\n", "wal:\n  enable: true\n  recovery_error_ignore: true\n")
+    assert not [w for w in base_config_warnings(parse_base_config(base_text, "b"), "b") if "recovery" in w]
+    assert not [w for w in base_config_warnings(parse_base_config(BASE, "b"), "b") if "recovery" in w]  # unset
+
+
+def test_auto_flush_off_is_warned_about() -> None:
+    base_text = BASE.replace("auto_flush_interval: 1", "auto_flush_interval: 0")
+    (warning,) = [w for w in base_config_warnings(parse_base_config(base_text, "b"), "b") if "auto_flush" in w]
+    assert "failover loses" in warning
 
 
 def test_logs_path_is_the_logs_volume() -> None:
@@ -222,7 +255,8 @@ def test_the_1x_templates_raise_no_warning() -> None:
         " log_rotate_num: 0, log_to_stdout: false, log_to_file: true}\n"
         "metric: {enable: false, address: 127.0.0.1, port: 9091}\n"
     )
-    assert base_config_warnings(parse_base_config(template, "t"), "t") == []
+    warnings = base_config_warnings(parse_base_config(template, "t"), "t")
+    assert [w.split(" = ")[0] for w in warnings] == ["t: wal.recovery_error_ignore"]  # rendered true for the writer
 
 
 def test_a_role_other_than_rw_or_ro_is_refused() -> None:

@@ -55,7 +55,7 @@ class ContainerSpec:
     db_dir: str  # on the JuiceFS mount
     conf_dir: str
     logs_dir: str
-    wal_dir: str
+    wal_dir: str | None  # the writer's WAL of this stint (agent/milvus/waldir.py); a reader mounts none
     gpu_uuids: tuple[str, ...] | None  # None: no GPU request at all; () would mean "no GPU"
     environment: dict[str, str] = field(default_factory=dict)
     # Host path of the lease wrapper script: when set, the container runs the image's command under it
@@ -292,14 +292,18 @@ class MilvusDocker:
 
     def start(self, spec: ContainerSpec) -> ContainerState:
         client = self._docker()
-        for path in (spec.conf_dir, spec.logs_dir, spec.wal_dir):
+        for path in (spec.conf_dir, spec.logs_dir):
             os.makedirs(path, exist_ok=True)
         volumes = {
             spec.db_dir: {"bind": CONTAINER_DB_DIR, "mode": "rw" if spec.role == "rw" else "ro"},
             spec.conf_dir: {"bind": CONTAINER_CONF_DIR, "mode": "ro"},
             spec.logs_dir: {"bind": CONTAINER_LOGS_DIR, "mode": "rw"},
-            spec.wal_dir: {"bind": CONTAINER_WAL_DIR, "mode": "rw"},
         }
+        if spec.wal_dir is not None:
+            # A reader runs with wal.enable: false and never opens wal.path (server_config.wal_settings), so it
+            # gets no WAL mount: a former writer's WAL on this node stays out of its reach.
+            os.makedirs(spec.wal_dir, exist_ok=True)
+            volumes[spec.wal_dir] = {"bind": CONTAINER_WAL_DIR, "mode": "rw"}
         device_requests = None
         if spec.gpu_uuids:
             device_requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])]

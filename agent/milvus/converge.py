@@ -15,6 +15,9 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |   |                                                             | a lease self-fence doesn't)|
 |5a | a container runs on a mount whose juicefs is gone (ENOTCONN)| stop it: its bind mount   |
 |   |                                                             | never sees a new mount    |
+|5c | a writer runs while its MySQL (meta_uri) does not answer    | stop it: a flush now drops|
+|   |                                                             | rows from memory; its WAL |
+|   |                                                             | replays them at the start |
 |5b | the writer is told to drain (a planned change of writer)    | stop it gracefully within |
 |   |                                                             | the drain timeout (SIGINT:|
 |   |                                                             | Milvus flushes), lease on |
@@ -40,6 +43,7 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |15 | none runs; a reader finds no db directory on the volume     | wait for the writer       |
 |16 | none runs; server_config.yaml differs from the rendered one | write it                  |
 |17 | none runs; rw is wanted but no lease is valid               | wait (ready, not started) |
+|17a| none runs; rw is wanted and its MySQL does not answer       | wait for MySQL            |
 |18 | none runs; a restart backoff is pending                     | wait                      |
 |19 | none runs                                                   | start the container       |
 
@@ -141,6 +145,7 @@ class Seen:
     mount_hung_for_s: float | None = None  # a probe of the mount has been stuck this long; None: not hung
     meta_engine_reachable: bool | None = None  # None: not checked
     hung_kill_after_s: float = 10.0
+    meta_db_error: str | None = None  # the writer's MySQL (meta_uri) does not answer: why; None: it does, or unknown
 
 
 def wanted_role(assigned: str, writer: str, node: str, coordinated: bool) -> tuple[str, bool]:
@@ -252,6 +257,14 @@ def next_step(want: Want, seen: Seen) -> Step:
             + (", on its own WAL" if current.role == "rw" else ""),
             current.id,
         )
+    if current is not None and current.role == "rw" and seen.meta_db_error:
+        return Step(
+            Action.STOP,
+            f"stopping the rw container: its MySQL does not answer ({seen.meta_db_error}), so a flush now drops "
+            "what it serializes from memory (MemManagerImpl.cpp:143-190); its WAL keeps it, and it replays it when "
+            f"it starts again at epoch {want.epoch} once MySQL answers",
+            current.id,
+        )
     if current is not None and want.drain_id and current.role == "rw":
         return Step(
             Action.STOP,
@@ -311,6 +324,8 @@ def next_step(want: Want, seen: Seen) -> Step:
         return Step(Action.WAIT, "no Milvus db directory on the volume yet: a reader waits for the writer to create it")
     if seen.config_on_disk_sha256 != want.config_sha256:
         return Step(Action.WRITE_CONFIG, f"writing server_config.yaml for role {want.role}")
+    if want.role == "rw" and seen.meta_db_error:
+        return Step(Action.WAIT, f"not starting rw: its MySQL does not answer ({seen.meta_db_error})")
     if want.role == "rw" and not want.lease_valid:
         # The mount and the config are ready (a writer-designate prepares while the old writer is fenced),
         # but no Milvus writes without a lease.

@@ -4,8 +4,9 @@ Every key the operator set is kept; only what the role needs is overridden: `clu
 `general.meta_uri` (with the raw password, as Milvus parses it: `agent.milvus.metauri`), `network`
 (`bind.address` is always 0.0.0.0: the node address is applied by the port publishing, and a host IP inside
 the container makes Milvus's gRPC server crash on bind), `storage.path` and `wal.path` (container paths: `db/`
-is the JuiceFS volume, `wal/` is local disk so that a reader replays its own WAL), `logs.path` (the logs
-volume; Milvus's default /tmp/milvus/logs would die with the container), and the GPU device lists when asked.
+is the JuiceFS volume, `wal/` the writer's local WAL of this stint, agent/milvus/waldir.py), the WAL switches
+of the role (`wal_settings`), `logs.path` (the logs volume; Milvus's default /tmp/milvus/logs would die with the
+container), and the GPU device lists when asked.
 A base `version` other than 0.5 is refused: Milvus 1.x exits on it. Keys Milvus does not read are kept and
 warned about (`base_config_warnings`).
 """
@@ -68,6 +69,31 @@ def _is_config_version(value: object) -> bool:
 
 
 PINNED = (("network", "bind.address", "0.0.0.0"), ("logs", "path", CONTAINER_LOGS_DIR))
+FALSE_WORDS = ("false", "off", "no", "0")  # how Milvus reads a false flag (utils/ValidationUtil.cpp:577-586)
+
+
+def wal_settings(role: str) -> dict[str, bool]:
+    """The `wal` keys a role's container runs with, whatever the base says.
+
+    - A reader: `enable: false`. With the WAL off, `DBImpl::Start` runs no WAL init and no replay
+      (db/DBImpl.cpp:128-147; no WalManager is built, :84-91) and DBWrapper reads no other WAL key
+      (server/DBWrapper.cpp:123-154); a reader starts no WAL, flush or index thread either way (DBImpl.cpp:151-166)
+      and neither checks nor creates a WAL path (server/init/StorageChecker.cpp:53-55, server/Server.cpp:254).
+      So a former writer restarted as a reader no longer replays its old WAL into orphan NEW rows, and a reader
+      no longer dies on "Wal init error!" when MySQL's LSNs are another node's.
+    - A writer: `recovery_error_ignore: true`. A writer of a new stint starts on an empty WAL directory
+      (agent/milvus/waldir.py), and whenever some `flush_lsn` in MySQL is above the global LSN (a per-collection
+      Flush, insert/MemManagerImpl.cpp:143) the recovery range is not empty: `MXLogBuffer::Init` finds no file
+      for it (db/wal/WalBuffer.cpp:54-120), and with `false` the start throws "Wal init error!"
+      (WalManager.cpp:126-133, DBImpl.cpp:128-135). With `true` Milvus resets its buffer to the highest LSN
+      MySQL holds and goes on (WalManager.cpp:101-104, :128-130, WalBuffer.cpp:155-175); a torn last record
+      of its own WAL ends the replay there instead of ending the start (WalManager.cpp:147-155).
+    """
+    return {"enable": False} if role == "ro" else {"recovery_error_ignore": True}
+
+
+def _is_false(value: object) -> bool:
+    return value is False or (isinstance(value, str | int) and str(value).strip().lower() in FALSE_WORDS)
 
 
 def base_config_warnings(base: dict[str, Any], path: str) -> list[str]:
@@ -85,6 +111,19 @@ def base_config_warnings(base: dict[str, Any], path: str) -> list[str]:
                     else "(the logs volume, kept on the node under milvus.data_dir)"
                 )
             )
+    wal = base.get("wal") or {}
+    if _is_false(wal.get("recovery_error_ignore")):
+        warnings.append(
+            f"{path}: wal.recovery_error_ignore = {wal['recovery_error_ignore']!r} is rendered true for the writer: "
+            "a newly promoted writer starts on an empty WAL, and with false Milvus refuses to start whenever MySQL's "
+            "LSNs name a range that WAL does not hold (after a per-collection flush); a reader runs with wal.enable "
+            "false"
+        )
+    if str((base.get("storage") or {}).get("auto_flush_interval", "")).strip() == "0":
+        warnings.append(
+            f"{path}: storage.auto_flush_interval = 0 turns Milvus's periodic flush off: acknowledged inserts stay "
+            "only in the writer's local WAL until a client flushes, and a failover loses all of them"
+        )
     return warnings
 
 
@@ -109,7 +148,7 @@ def render_server_config(base: dict[str, Any], settings: RoleSettings) -> str:
         {"bind.address": "0.0.0.0", "bind.port": settings.port, "http.enable": True, "http.port": settings.http_port}
     )
     section("storage")["path"] = CONTAINER_ROOT
-    section("wal")["path"] = CONTAINER_WAL_DIR
+    section("wal").update({"path": CONTAINER_WAL_DIR, **wal_settings(settings.role)})
     section("logs")["path"] = CONTAINER_LOGS_DIR
     if settings.gpu_count is not None:
         gpu = section("gpu")

@@ -7,9 +7,9 @@ containers run on Docker's bridge, so the URI names the address they reach the h
 it listens too (`BridgedMariaDB`).
 
 Each node's base server_config.yaml (the test nodes' 1.x layout, version 0.5) gets what the cluster relies on:
-`storage.auto_flush_interval` (acknowledged inserts reach the shared volume at the next flush),
-`wal.recovery_error_ignore: true` (the template's `false` stops a newly promoted writer whose local WAL does
-not match MySQL's LSNs, MILVUS1.md item 4) and the stand-in's `standin:` knobs (Milvus ignores the section).
+`storage.auto_flush_interval` (acknowledged inserts reach the shared volume at the next flush), the shipped
+template's `wal` section as an operator would leave it (`recovery_error_ignore: false`: the agent renders what
+each role needs, README "Where the WAL lives") and the stand-in's `standin:` knobs (Milvus ignores the section).
 """
 
 from __future__ import annotations
@@ -105,6 +105,6 @@ class BaseConfig:
     def sections(self) -> dict[str, dict[str, Any]]:
         return {
             "storage": {"auto_flush_interval": self.auto_flush_interval_s},
-            "wal": {"enable": True, "recovery_error_ignore": True},
+            "wal": {"enable": True, "recovery_error_ignore": False},  # core/conf/server_config.template:95-99
             "standin": asdict(self.standin),
         }

@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,9 +173,13 @@ def start_standin(
     env: dict[str, str] | None = None,
     db_read_only: bool | None = None,
     wait: bool = True,
+    config: Callable[[int, int], str] | None = None,
+    wal_mount: bool = True,
 ) -> StandinContainer:
     """Start a stand-in with `db_dir` as its db/ (read-only for ro unless told), its own WAL and logs folders
     under `work_dir`, ports published on random 127.0.0.1 ports; wait for /state unless `wait` is False.
+    `config(port, http_port)` gives the server_config.yaml instead of `render_config` (e.g. the agent's render);
+    `wal_mount=False` mounts no WAL folder, as the agent starts a reader.
 
     The container uses the host network namespace's view of MySQL: `meta_uri` must name an address the
     container can reach (the tests' MariaDB listens on 127.0.0.1, so the container runs on the host network)."""
@@ -184,15 +189,22 @@ def start_standin(
     port, http_port = free_port(), free_port()
     overrides = dict(overrides or {})
     network = {"bind.port": port, "http.port": http_port, **(overrides.pop("network", None) or {})}
-    config = render_config(role, meta_uri, port=port, http_port=http_port, overrides={"network": network, **overrides})
-    (conf_dir / "server_config.yaml").write_text(config)
+    if config is None:
+        text = render_config(
+            role, meta_uri, port=port, http_port=http_port, overrides={"network": network, **overrides}
+        )
+    else:
+        text = config(port, http_port)
+    (conf_dir / "server_config.yaml").write_text(text)
     read_only = role == "ro" if db_read_only is None else db_read_only
     args = ["run", "-d", "--name", name, "--label", TEST_LABEL, "--network", "host"]
     args += ["-e", f"JFS_MILVUS_NODE={node}", "-e", f"JFS_MILVUS_EPOCH={epoch}"]
     for key, value in (env or {}).items():
         args += ["-e", f"{key}={value}"]
     args += ["-v", f"{db_dir}:{CONTAINER_ROOT}/db{':ro' if read_only else ''}"]
-    args += ["-v", f"{conf_dir}:{CONTAINER_ROOT}/conf:ro", "-v", f"{wal_dir}:{CONTAINER_ROOT}/wal"]
+    args += ["-v", f"{conf_dir}:{CONTAINER_ROOT}/conf:ro"]
+    if wal_mount:
+        args += ["-v", f"{wal_dir}:{CONTAINER_ROOT}/wal"]
     args += ["-v", f"{logs_dir}:{CONTAINER_ROOT}/logs"]
     docker(*args, image)
     container = StandinContainer(name, node, epoch, role, "127.0.0.1", port, http_port, wal_dir, db_dir, logs_dir)

@@ -130,16 +130,17 @@ class Database:
         if replay:
             self.log(f"replayed {len(replay)} WAL records (LSN {span.start + 1}..{span.end})")
             if not self.writable:
-                self._drop_replayed()
+                self._drop_unwritable()
         return len(replay)
 
-    def _drop_replayed(self) -> None:
-        """A reader applies replayed inserts into memory tables whose files it cannot create: MemTableFile writes
-        the NEW row in MySQL, then mkdir fails on the read-only mount, and the rows are dropped."""
-        for name, table in list(self.mem.items()):
+    def _drop_unwritable(self, tables: list[str] | None = None) -> None:
+        """A reader serializes its memory tables (replayed WAL records, or inserts taken with the WAL off) into
+        files it cannot create: MemTableFile writes the NEW row in MySQL, then mkdir fails on the read-only mount,
+        and the rows are dropped."""
+        for name in list(self.mem) if tables is None else [t for t in tables if t in self.mem]:
+            table = self.mem.pop(name)
             if table.rows:
                 self._write_segment(name, table)
-        self.mem.clear()
 
     # -- collections ----------------------------------------------------------------------------------
     def create_collection(self, name: str, dimension: int, index_file_size: int, metric: int) -> Reply:
@@ -379,7 +380,13 @@ class Database:
             if error:
                 return error
         if not self.writable:
-            if self.wal is not None and self.wal.unapplied():
+            if self.wal is None:
+                # WAL off: DBImpl::Flush runs InternalFlush at once (db/DBImpl.cpp:1044-1047, :1075-1078), which
+                # serializes on the read-only mount. Answered OK all the same.
+                with self._lock:
+                    self._drop_unwritable([t for n in names for t in self._tables(n)] if names else None)
+                return OK
+            if self.wal.unapplied():
                 # wal_mgr_->Flush returns an LSN, and flush_req_swn_.Wait() is never notified: no WAL thread.
                 self.log("Flush on a read-only node with WAL records: blocks (no WAL thread to serve it)")
                 self.stopping.wait()

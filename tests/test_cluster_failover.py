@@ -14,7 +14,7 @@ import pytest
 import redis
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
-from tests.plugin_agent import wait_until
+from tests.plugin_agent import free_port, wait_until
 from tests.plugin_cluster import LocalCluster, WriteClient
 from tests.plugin_gpu import FakeXid, two_gpus
 
@@ -127,7 +127,7 @@ def test_writer_gpu_failure_fails_over(local_cluster: Callable[..., LocalCluster
 
 
 def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
-    local_cluster: Callable[..., LocalCluster], tmp_path: Path
+    local_cluster: Callable[..., LocalCluster], tmp_path: Path, mishards_image: str
 ) -> None:
     cluster = local_cluster(3, publish=True)
     host = next(iter(cluster.nodes.values()))
@@ -140,6 +140,8 @@ def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
             "enabled": True,
             "env_file": str(env_file),
             "container_name": f"mishards-{host.name}",
+            "image": mishards_image,
+            "server_port": free_port(),
             "database_uri": "mysql+pymysql://root@127.0.0.1:3306/milvus",
             "database_password_file": str(db_password),
         }

@@ -45,7 +45,9 @@ def failover_demo(rc: RunningCluster, say: Say) -> dict[str, Any]:
                 f"after the power-off: writes to {routes.get('writer')}, searches to {readers}"
             )
         say("the failover, in seconds from the power-off:")
-        moments = [*figures.phases_at_s.items(), ("rw container started (docker)", figures.container_started_s)]
+        names = {"mishards": "mishards (every Mishards node reported it follows)"}
+        moments = [(names.get(k, k), t) for k, t in figures.phases_at_s.items()]
+        moments.append(("rw container started (docker)", figures.container_started_s))
         moments.append(("first /state answered by the new writer", figures.first_state_s))
         for name, t in sorted(moments, key=lambda m: m[1]):
             say(f"  {t:6.2f}  {name}")

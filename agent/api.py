@@ -78,6 +78,22 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         milvus_flavor=status.get("milvus_flavor") or "",
         stopping_for_s=status.get("stopping_for_s") or 0.0,
     )
+    mishards = status.get("mishards")
+    if mishards:
+        container = mishards.get("container") or {}
+        obs.mishards.CopyFrom(
+            node_pb2.MishardsStatus(
+                state=mishards.get("state", ""),
+                error=mishards.get("error", ""),
+                container=mishards.get("name", ""),
+                hosts=container.get("hosts", []) if container.get("state") == "running" else [],
+                left_out=mishards.get("left_out", []),
+                foreign_overrides=[
+                    f"{f['name']}: {','.join(f['overriding_keys'])}" for f in mishards.get("foreign", [])
+                ],
+                reason=mishards.get("reason", ""),
+            )
+        )
     stop = status.get("last_writer_stop")
     if stop:
         obs.last_writer_stop.CopyFrom(

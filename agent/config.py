@@ -115,8 +115,11 @@ class MilvusSettings:
 @dataclass(frozen=True)
 class MishardsSettings:
     enabled: bool = False
-    env_file: str = "/etc/jfs-milvus/mishards.env"
-    container_name: str = "mishards"
+    env_file: str = "/etc/jfs-milvus/mishards.env"  # the agent's record of the settings it gave Mishards
+    container_name: str = "jfs-milvus-mishards"
+    image: str | None = None  # required when enabled: the agent runs the Mishards container itself
+    writer_hold_s: float = 60.0  # a restart waits this long at most for a new writer to answer Milvus gRPC
+    probe_timeout_s: float = 1.0  # per server, Cmd version
     server_port: int = 19531
     discovery_port: int = 19530
     database_uri: str | None = None
@@ -435,8 +438,14 @@ def _read_mishards(sec: Section) -> MishardsSettings:
         enabled=enabled,
         env_file=sec.path_("env_file", "/etc/jfs-milvus/mishards.env"),
         container_name=sec.string(
-            "container_name", "mishards", pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", allowed="a Docker container name"
+            "container_name",
+            "jfs-milvus-mishards",
+            pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*",
+            allowed="a Docker container name",
         ),
+        image=sec.string("image", None, pattern=r"[^\s$]+", allowed="a Docker image reference"),
+        writer_hold_s=sec.number("writer_hold_s", 60.0, minimum=0, maximum=3600),
+        probe_timeout_s=sec.number("probe_timeout_s", 1.0, minimum=0.05, maximum=30),
         server_port=sec.number("server_port", 19531, minimum=1, maximum=65535, integer=True),
         discovery_port=sec.number("discovery_port", 19530, minimum=1, maximum=65535, integer=True),
         database_uri=sec.string(
@@ -446,6 +455,8 @@ def _read_mishards(sec: Section) -> MishardsSettings:
         ),
         database_password=secret_ref(sec, "database_password", required=False),
     )
+    if enabled and not settings.image:
+        sec.problem("image", None, "required when mishards.enabled is true (the agent runs the Mishards container)")
     if enabled and not settings.database_uri:
         sec.problem(
             "database_uri", None, "required when mishards.enabled is true (Mishards needs SQLALCHEMY_DATABASE_URI)"

@@ -72,13 +72,16 @@ from agent.milvus.server_config import (
     render_server_config,
 )
 from agent.milvus.waldir import WriterWal
+from agent.mishards.container import MishardsDocker
 from agent.mishards.envfile import (
     MishardsDiscovery,
     MishardsEnvError,
     owned_values,
-    parse_env_values,
     render_env_file,
 )
+from agent.mishards.keeper import MishardsKeeper, MishardsWant
+from agent.mishards.plan import refuse_dollar
+from agent.mishards.probe import milvus_answers
 from agent.mount import MountError, MountManager, MountStatus
 from agent.secrets import Secret, SecretError, SecretRef
 from agent.state import LocalState, load_state, save_state
@@ -207,15 +210,13 @@ class Agent:
         # or a pushed rw assignment whose lease only a report's answer brings.
         self.wake = threading.Event()
         self.report_soon: Callable[[], None] = lambda: None
-        self._mishards_restart_wanted = threading.Event()
-        self._mishards_restarter: threading.Thread | None = None
+        self.mishards = MishardsKeeper(MishardsDocker(self.docker, config.node_name), milvus_answers)
         self._last_no_renewal: str | None = None
         self._last_answer: tuple[str, int, str, int] | None = None
         self._last_answer_refusal: str | None = None
         self.leader_term_seen = 0  # the highest leader term heard, in a push or a report's answer
         self._local_file_ignored = False
         self._witness: tuple[tuple[str, int], float | None] | None = None
-        self.mishards_writer = self._read_mishards_writer()
 
     @property
     def coordinated(self) -> bool:
@@ -901,70 +902,63 @@ class Agent:
             return
         try:
             self.write_mishards_env(assignment.discovery)
+            if self.mishards.status.get("error"):
+                self._note_error(str(self.mishards.status["error"]))
         except (MishardsEnvError, SecretError, OSError) as exc:
-            self._note_error(f"Mishards env file not written: {exc}")
+            self._note_error(f"Mishards settings refused: {exc}")
             if self._mishards_written != f"error:{exc}":
-                log.error("Mishards env file %s left as it was: %s", settings.env_file, exc)
+                log.error("Mishards settings refused, Mishards left as it is: %s", exc)
                 self._mishards_written = f"error:{exc}"
 
     def write_mishards_env(self, discovery: MishardsDiscovery) -> bool:
-        """Write the env file; restart the Mishards container when the content changed. True when changed."""
+        """Validate the settings, record them in the env file (the agent's record, never mounted into Mishards),
+        and hand them to the keeper, which runs the Mishards container with them as its environment."""
         settings = self.config.mishards
         password = settings.database_password.load() if settings.database_password else None
         values = owned_values(discovery, settings.server_port, settings.database_uri or "", password)
+        refuse_dollar(values)
         text = render_env_file(read_text(settings.env_file), values)
         changed = write_atomic(settings.env_file, text, mode=0o600)
         self._mishards_written = text
-        self.mishards_writer = values["WOSERVER"]
         if changed:
-            hosts = ",".join(discovery.hosts)
             log.info(
-                "wrote Mishards env file %s: writer %s:%d, hosts %s",
-                settings.env_file,
+                "Mishards settings: writer %s:%d, hosts %s (recorded in %s)",
                 discovery.writer_host,
                 discovery.writer_port,
-                hosts,
+                ",".join(discovery.hosts),
+                settings.env_file,
             )
-            self._restart_mishards()
+        self.mishards.want(
+            MishardsWant(
+                image=settings.image or "",
+                name=settings.container_name,
+                values=values,
+                writer_host=discovery.writer_host,
+                writer_port=discovery.writer_port,
+                hosts=discovery.hosts,
+                host_port=discovery.discovery_port,
+                hold_s=settings.writer_hold_s,
+                probe_timeout_s=settings.probe_timeout_s,
+            )
+        )
         return changed
 
-    def _read_mishards_writer(self) -> str:
+    @property
+    def mishards_writer(self) -> str:
+        """WOSERVER of the Mishards container this agent runs now ("" when none runs)."""
         if not self.config.mishards.enabled:
             return ""
-        try:
-            return parse_env_values(read_text(self.config.mishards.env_file) or "").get("WOSERVER", "")
-        except (OSError, MishardsEnvError, ValueError):
-            return ""
+        container = self.mishards.status.get("container") or {}
+        return str(container.get("writer", "")) if container.get("state") == "running" else ""
 
-    def _restart_mishards(self) -> None:
-        """Restart Mishards in the background: a restart takes seconds (up to its stop timeout) and must never
-        hold up the loop, which may be promoting this node to writer at the same moment. Changes that arrive
-        during a restart cause one more restart after it, so Mishards ends up reading the latest file."""
-        self._mishards_restart_wanted.set()
-        if self._mishards_restarter is None:
-            self._mishards_restarter = threading.Thread(
-                target=self._restart_mishards_when_wanted, name="mishards-restart", daemon=True
-            )
-            self._mishards_restarter.start()
-
-    def _restart_mishards_when_wanted(self) -> None:
-        while True:
-            self._mishards_restart_wanted.wait()
-            self._mishards_restart_wanted.clear()
-            self._restart_mishards_now()
-
-    def _restart_mishards_now(self) -> None:
-        name = self.config.mishards.container_name
-        try:
-            restarted = self.docker.restart_named(name)
-        except DockerUnavailable as exc:
-            self._note_error(f"Mishards not restarted: {exc}")
-            log.error("Mishards container %s not restarted: %s", name, exc)
-            return
-        if restarted:
-            log.info("restarted Mishards container %s so it reads the new writer and hosts", name)
-        else:
-            log.warning("no Mishards container named %s to restart; it will read the env file when it starts", name)
+    def mishards_status(self) -> dict[str, Any] | None:
+        if not self.config.mishards.enabled:
+            return None
+        return {
+            **self.mishards.status,
+            "name": self.config.mishards.container_name,
+            "image": self.config.mishards.image,
+        }
 
     def _gpu_report(self) -> GpuReport | None:
         """Read the GPUs every gpu.poll_interval_s, and at once after an XID event (the waiter sees those
@@ -1085,6 +1079,7 @@ class Agent:
             "milvus_wal": self._milvus_wal_status(),
             "writer_seen_healthy_age_s": self.writer_seen_healthy_age_s(),
             "mishards_writer": self.mishards_writer,
+            "mishards": self.mishards_status(),
             "lease_left_s": lease.left(lease_now()) if lease is not None else 0.0,
             "row_lease_ms": lease.row_renewal_ms if lease is not None else 0,
             "last_writer_stop": self.last_writer_stop,

@@ -68,6 +68,26 @@ def render_metrics(status: dict[str, Any]) -> str:
             if g.get("xids")
         ],
     )
+    mishards = status.get("mishards")
+    if mishards is not None:
+        out += family(
+            "jfs_milvus_mishards_up",
+            "1 when the Mishards container the agent runs is running.",
+            "gauge",
+            [({"node": node}, 1.0 if mishards.get("state") == "running" else 0.0)],
+        )
+        out += family(
+            "jfs_milvus_mishards_error",
+            "1 when the agent cannot start or find its Mishards container, or refuses its settings.",
+            "gauge",
+            [({"node": node}, 1.0 if mishards.get("error") else 0.0)],
+        )
+        out += family(
+            "jfs_milvus_mishards_hosts_left_out",
+            "Listed hosts left out of Mishards because they did not answer Milvus gRPC.",
+            "gauge",
+            [({"node": node}, float(len(mishards.get("left_out") or [])))],
+        )
     out += family(
         "jfs_milvus_gpu_health",
         "GPU health as the agent judges it: 0 healthy, 1 degraded, 2 failed.",

@@ -3,14 +3,17 @@
     sudo .venv/bin/python bench/failover.py --runs 10 [--nodes 3] [--dir DIR] [--logs DIR]
 
 Each run powers the current writer off (agent, Milvus container and JuiceFS mount killed at once) while a
-pymilvus 1.x client inserts every 20 ms (flushing every 20 acknowledged inserts), waits for the cluster to
+pymilvus 1.x client inserts every 20 ms through the stand-in Mishards (flushing every 20 acknowledged
+inserts), as a production client does, waits for the cluster to
 fail over by itself, powers the node back on and waits for it to rejoin as a healthy reader. The stand-in
 Milvus takes its realistic time to start (3 s to its first /state; --standin-start-s changes it). Settings are
 the product's defaults, except failover_window_s=0 (the anti-flapping window would otherwise hold back every
 run after the first for a minute). Prints JSON: per phase, the median and p99 of the time from the power-off
 to the phase's start and of its duration; apart, the control plane's share (detect, decide, fence, the
 agent's work up to `docker start`: the power-off to the rw container's StartedAt) and Milvus's own start
-(StartedAt to its first answered /state); the total unavailability for writes; the acknowledged writes no
+(StartedAt to its first answered /state); the `mishards` phase (healthy to the first write acknowledged
+through Mishards by the new writer) and the first write through Mishards; the total unavailability for
+writes; the acknowledged writes no
 Flush had covered that each power-off lost (Milvus acknowledges into its local WAL); what the checker found
 (flushed writes lost, overlapping writers).
 """
@@ -31,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coordinator.core import Timing
 from tests.localcluster.chaos import Losses, wait_healthy
-from tests.localcluster.cluster import WriteClient
 from tests.localcluster.down import keep_logs, tear_down
 from tests.localcluster.milvusmeta import StandinKnobs
 from tests.localcluster.phases import FailoverFigures, power_off_writer
@@ -103,7 +105,8 @@ def report(
             f"product defaults (report {T.report_interval_s:g} s, detect_after {T.detect_after_s:g} s, "
             f"lease {T.lease_s:g} s, row lease {T.row_lease_s:g} s + {T.fence_margin_s:g} s margin), "
             f"failover_window_s=0; stand-in start {spec.standin.start_s:g} s, auto_flush_interval "
-            f"{spec.auto_flush_interval_s} s; client: an insert every 20 ms, a Flush every {FLUSH_EVERY}"
+            f"{spec.auto_flush_interval_s} s; client: through Mishards ({runs[0].via if runs else '-'}), an insert "
+            f"every 20 ms, a Flush every {FLUSH_EVERY}"
         ),
         "load_average": os.getloadavg()[0],
         "phase_starts_s_after_power_off": {k: summary(v) for k, v in at.items()},
@@ -119,7 +122,8 @@ def report(
             "what_bounds_each_step": SHORTEN,
         },
         "milvus_start_s": summary([r.split_s["milvus_start"] for r in runs]),
-        "mishards_env_updated_s": summary([r.mishards_env_s for r in runs]),
+        "writes_via": sorted({r.via for r in runs}),
+        "mishards_restarted_s": summary([min(r.mishards_started_s.values()) for r in runs if r.mishards_started_s]),
         "first_write_acknowledged_s": summary([r.first_write_s for r in runs]),
         "writes_unavailable_s": summary([r.writes_unavailable_s for r in runs]),
         "writes_back_target_s": TARGET_S,
@@ -152,7 +156,7 @@ def main() -> int:
     losses = Losses()
     try:
         rc = bring_up(spec, say)
-        client = WriteClient(rc.cluster, period_s=0.02, lookup_s=0.1, flush_every=FLUSH_EVERY, collection="bench")
+        client = rc.write_client(period_s=0.02, lookup_s=0.1, flush_every=FLUSH_EVERY, collection="bench")
         client.start()
         try:
             wait_until(lambda: len(client.acknowledged) > 20, 60, "first writes")
@@ -165,7 +169,7 @@ def main() -> int:
                 new = losses.add(found.durability, client.search_misses)
                 say(
                     f"run {i + 1}/{args.runs}: {figures.old_writer} -> {figures.new_writer} "
-                    f"first write after {figures.first_write_s:.2f}s; control plane "
+                    f"first write through {figures.via} after {figures.first_write_s:.2f}s; control plane "
                     f"{figures.split_s['control_plane']:.2f}s + Milvus start {figures.split_s['milvus_start']:.2f}s; "
                     f"{len(new.unflushed_lost)} unflushed writes lost; phases {figures.phase_durations_s}"
                 )

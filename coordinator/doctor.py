@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 import pymysql
-from jfsmilvus.v1 import coordinator_pb2
+from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
 from agent.configschema import ConfigError
 from agent.milvus.nvidiatoolkit import CDI_HOOK, CONTAINER_CLI, RUNTIME_HOOK
@@ -278,8 +278,7 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
         out.append(
             Check("Docker", node, "WARN", f"no Milvus container running ({observation.container.state or 'absent'})")
         )
-    if observation.mishards_writer:
-        out.append(Check("Mishards env file", node, "PASS", f"WOSERVER {observation.mishards_writer}"))
+    out += mishards_checks(observation)
     skew = received_unix - observation.observed_at_unix
     # The observation is taken up to a cycle before it is sent; only a large gap means a clock is off.
     result = "PASS" if abs(skew) <= max_skew + 1.5 else ("WARN" if abs(skew) <= 5 else "FAIL")
@@ -310,6 +309,36 @@ def judge_epochs(reported: Mapping[str, int], committed_epoch: int) -> Check:
     return Check("epochs", "cluster", "PASS", f"no node reports an epoch above the committed epoch {committed_epoch}")
 
 
+def mishards_checks(observation: node_pb2.NodeObservation) -> list[Check]:
+    """The Mishards container the agent runs (issue 14), and any Mishards container whose environment overrides
+    the agent's settings (the seed's compose file: FROM_EXAMPLE and the Mishards keys in `environment:`)."""
+    node = observation.node
+    if not observation.HasField("mishards"):
+        return []
+    m = observation.mishards
+    out = []
+    if m.error:
+        out.append(Check("Mishards container", node, "FAIL", m.error, "see the agent's log; mishards.image, Docker"))
+    elif m.state == "running":
+        detail = f"{m.container}: WOSERVER {observation.mishards_writer}, hosts {','.join(m.hosts)}"
+        if m.left_out:
+            detail += f"; left out (not answering): {','.join(m.left_out)}"
+        out.append(Check("Mishards container", node, "PASS", detail))
+    else:
+        out.append(Check("Mishards container", node, "WARN", f"{m.state}: {m.reason}"))
+    for foreign in m.foreign_overrides:
+        out.append(
+            Check(
+                "Mishards not run by the agent",
+                node,
+                "FAIL",
+                f"{foreign} (its environment beats the agent's settings)",
+                "stop that compose service, or remove FROM_EXAMPLE and the Mishards keys from its environment:",
+            )
+        )
+    return out
+
+
 def cmd_doctor(conn: Connection, args: argparse.Namespace) -> int:
     checks = check_mysql(args)
     try:
@@ -321,7 +350,7 @@ def cmd_doctor(conn: Connection, args: argparse.Namespace) -> int:
         hosts = 0
         for observation, received in zip(observed.observations, observed.received_unix, strict=False):
             checks += node_checks(observation, received, args.max_clock_skew)
-            hosts += bool(observation.mishards_writer)
+            hosts += observation.HasField("mishards")
         cluster = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=conn.timeout_s)
         checks.append(judge_epochs({o.node: o.highest_epoch_seen for o in observed.observations}, cluster.epoch))
         databases = judge_meta_databases([(o.node, o.milvus_meta) for o in observed.observations])
@@ -330,10 +359,10 @@ def cmd_doctor(conn: Connection, args: argparse.Namespace) -> int:
         if not hosts:
             checks.append(
                 Check(
-                    "Mishards env file",
+                    "Mishards container",
                     "cluster",
                     "WARN",
-                    "no node reports a Mishards env file",
+                    "no node runs Mishards through its agent",
                     "set mishards.enabled on the node that hosts Mishards",
                 )
             )

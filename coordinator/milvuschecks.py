@@ -48,6 +48,13 @@ def bound_milvus_facts(observation: node_pb2.NodeObservation) -> None:
     if meta.create_right and meta.create_right not in STATES:
         meta.create_detail = _clip(f"the agent sent an unknown state {meta.create_right!r}", DETAIL_MAX)
         meta.create_right = FAILED
+    mishards = observation.mishards
+    for name in ("state", "error", "container", "reason"):
+        setattr(mishards, name, _clip(getattr(mishards, name), DETAIL_MAX))
+    for name in ("hosts", "left_out", "foreign_overrides"):
+        kept = [_clip(v, DETAIL_MAX) for v in list(getattr(mishards, name))[:64]]
+        del getattr(mishards, name)[:]
+        getattr(mishards, name).extend(kept)
     wal = observation.milvus_wal
     wal.render_error = _clip(wal.render_error, DETAIL_MAX)
     for name in ("rw_enable", "rw_recovery_error_ignore", "base_recovery_error_ignore"):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.plugin_mysql import MariaDB
-from tests.standin.build import ensure_standin_image
+from tests.standin.build import ensure_mishards_image, ensure_standin_image
 from tests.standin.container import StandinContainer, docker, start_standin
 
 # A password with every character that a URL would have to encode: Milvus takes it raw (db/Utils.cpp:238-265).
@@ -41,6 +41,14 @@ def standin_gpu_image() -> str:
     if not _docker_works():
         pytest.skip("no Docker engine (run scripts/setup-test-env)")
     return ensure_standin_image("gpu")
+
+
+@pytest.fixture(scope="session")
+def mishards_image() -> str:
+    """Tag of the Mishards stand-in image (tests/standin/mishards), built once. Skips without Docker."""
+    if not _docker_works():
+        pytest.skip("no Docker engine (run scripts/setup-test-env)")
+    return ensure_mishards_image()
 
 
 @dataclass(frozen=True)

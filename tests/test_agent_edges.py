@@ -8,10 +8,9 @@ import stat
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import docker
 import grpc
 import pytest
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc
@@ -67,27 +66,11 @@ def test_a_taken_port_is_reported_and_retried(agent_node: Callable[..., AgentNod
     node.wait_role("ro", timeout=90)
 
 
-@pytest.fixture
-def mishards_container(standin_image: str) -> Iterator[docker.models.containers.Container]:
-    client = docker.from_env()
-    name = f"mishards-test-{os.getpid()}-{time.monotonic_ns() % 100000}"
-    container = client.containers.run(
-        standin_image, ["python3", "-c", "import time; time.sleep(100000)"], name=name, detach=True
-    )
-    try:
-        yield container
-    finally:
-        container.remove(force=True)
-
-
-def started_at(container: docker.models.containers.Container) -> str:
-    container.reload()
-    return str(container.attrs["State"]["StartedAt"])
-
-
 def test_mishards_env_file_follows_the_assignment_and_refuses_bad_hosts(
-    agent_node: Callable[..., AgentNode], mishards_container: docker.models.containers.Container, tmp_path: Path
+    agent_node: Callable[..., AgentNode], mishards_image: str, tmp_path: Path
 ) -> None:
+    """The settings are recorded in the env file (a `$` of the password percent-encoded) and handed to the
+    Mishards container the agent runs; nothing answers at the writer's address here, so the start is held."""
     node = prepared(agent_node)
     env_file = tmp_path / "mishards.env"
     env_file.write_text("# operator's notes\nDEBUG=True\n")
@@ -98,13 +81,14 @@ def test_mishards_env_file_follows_the_assignment_and_refuses_bad_hosts(
         mishards={
             "enabled": True,
             "env_file": str(env_file),
-            "container_name": mishards_container.name,
+            "container_name": f"mishards-edge-{os.getpid()}",
+            "image": mishards_image,
+            "writer_hold_s": 600,
             "database_uri": "mysql+pymysql://root@127.0.0.1:3306/milvus?charset=utf8mb4",
             "database_password_file": str(db_password),
         }
     )
     node.assign("rw", 1, "--mishards-writer", "127.0.0.1:19530", "--mishards-hosts", "127.0.0.2,127.0.0.3")
-    first_start = started_at(mishards_container)
     node.start()
     wait_until(lambda: "WOSERVER" in env_file.read_text(), 30, "the env file")
     values = parse_env_values(env_file.read_text())
@@ -115,21 +99,14 @@ def test_mishards_env_file_follows_the_assignment_and_refuses_bad_hosts(
     assert env_file.read_text().startswith("# operator's notes\nDEBUG=True\n")
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "my$ecret" not in node.log() and "my%24ecret" not in node.log()
-    wait_until(lambda: started_at(mishards_container) != first_start, 30, "Mishards restarted")
-    restarted = started_at(mishards_container)
-
-    # Same discovery at a newer epoch: nothing to write, no restart.
-    node.assign("rw", 2, "--mishards-writer", "127.0.0.1:19530", "--mishards-hosts", "127.0.0.2,127.0.0.3")
-    wait_until(lambda: node.status().highest_epoch_seen == 2, 20, "epoch 2")
-    time.sleep(2)
-    assert started_at(mishards_container) == restarted
+    wait_until(lambda: node.status().mishards.state == "held", 30, "the held start")
+    assert "127.0.0.1:19530" in node.status().mishards.reason
 
     # An IPv6 host is refused; the old file stays as it was.
     before = env_file.read_text()
     node.assign("rw", 3, "--mishards-writer", "127.0.0.1:19530", "--mishards-hosts", "127.0.0.2,fe80::1")
     wait_until(lambda: any("IPv6" in e for e in node.status().last_errors), 20, "the refusal")
     assert env_file.read_text() == before
-    assert started_at(mishards_container) == restarted
 
 
 def make_tls(directory: Path) -> None:

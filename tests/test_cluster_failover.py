@@ -14,7 +14,7 @@ import pytest
 import redis
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
-from tests.plugin_agent import wait_until
+from tests.plugin_agent import free_port, wait_until
 from tests.plugin_cluster import LocalCluster, WriteClient
 from tests.plugin_gpu import FakeXid, two_gpus
 
@@ -127,9 +127,16 @@ def test_writer_gpu_failure_fails_over(local_cluster: Callable[..., LocalCluster
 
 
 def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
-    local_cluster: Callable[..., LocalCluster], tmp_path: Path
+    local_cluster: Callable[..., LocalCluster], tmp_path: Path, mishards_image: str
 ) -> None:
     cluster = local_cluster(3, publish=True)
+    # Mishards' static discovery takes one port for every host (the writer's): every node listens on the same
+    # ports, each on its own address, as in production.
+    milvus_port, http_port = free_port(), free_port()
+    for node in cluster.nodes.values():
+        node.milvus_port, node.http_port = milvus_port, http_port
+        node.milvus.update(port=milvus_port, http_port=http_port)
+        node.write_config()
     host = next(iter(cluster.nodes.values()))
     env_file = tmp_path / "mishards.env"
     db_password = tmp_path / "mishards-db-password"
@@ -140,6 +147,8 @@ def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
             "enabled": True,
             "env_file": str(env_file),
             "container_name": f"mishards-{host.name}",
+            "image": mishards_image,
+            "server_port": free_port(),
             "database_uri": "mysql+pymysql://root@127.0.0.1:3306/milvus",
             "database_password_file": str(db_password),
         }
@@ -171,6 +180,7 @@ def test_a_planned_switchover_moves_the_writer_and_everyone_follows(
     phases = [p.phase for p in progress]
     took = time.monotonic() - began
     assert phases[-1] == "done", [(p.phase, p.message) for p in progress]
+    assert took < 45, f"{took:.0f}s: the coordinator waited out promote_timeout_s for Mishards to follow"
     assert {"decide", "fence", "promote", "healthy"} <= set(phases), phases
     assert cluster.writer() == target.name and cluster.status().epoch == 2
     cluster.wait_for_writer(30)

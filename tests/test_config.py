@@ -57,6 +57,7 @@ milvus:
   gpus: [0, 1]
 mishards:
   enabled: true
+  image: milvusdb/mishards:1.0.0
   database_uri: mysql+pymysql://root@10.0.0.5:3306/milvus?charset=utf8mb4
   database_password_env: MISHARDS_DB_PASSWORD
 """

@@ -380,16 +380,6 @@ class MilvusDocker:
         except docker.errors.NotFound:
             return
 
-    def restart_named(self, name: str, timeout_s: float = 10.0) -> bool:
-        """Restart the container called `name` (Mishards); False when there is none."""
-        client = self._docker()
-        try:
-            container = self._call("find the container", client.containers.get, name)
-        except docker.errors.NotFound:
-            return False
-        self._call("restart the container", container.restart, timeout=max(1, int(timeout_s)))
-        return True
-
     def _remove_quietly(self, name: str) -> None:
         with contextlib.suppress(docker.errors.DockerException, DockerUnavailable):
             self._docker().containers.get(name).remove(force=True)

@@ -1,6 +1,6 @@
 """`scripts/cluster`: a whole jfs-milvus cluster on this machine.
 
-up [--nodes N] [--coordinators N] [--dir D]   start it (and leave it running; --standin-start-s S: Milvus's start)
+up [--nodes N] [--coordinators N] [--mishards N] [--dir D]   start it (and leave it running; --standin-start-s S)
 status [--dir D]                              coordinatorctl status against it
 down [--dir D]                                stop it and leave nothing behind
 demo [--json]                                 up, then the failover demo (the README's quickstart)
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "demo", "chaos"):
         p = sub.add_parser(name)
-        p.add_argument("--nodes", type=int, default=3)
+        p.add_argument("--nodes", type=int, help="nodes (3, or 2 more than the Mishards nodes)")
+        p.add_argument("--mishards", type=int, default=1, metavar="N", help="Mishards nodes, never writers (1)")
         p.add_argument("--coordinators", type=int, default=2)
         p.add_argument("--no-tls", action="store_true", help="plaintext on loopback instead of mutual TLS")
         p.add_argument(
@@ -76,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         os.execve(ctl, [ctl, "status"], env)
 
     timing = {"failover_window_s": 0} if args.command == "chaos" else {}
+    nodes = args.nodes if args.nodes is not None else max(3, args.mishards + 2)
     spec = ClusterSpec(
-        root, args.nodes, args.coordinators, tls=not args.no_tls, timing=timing,
+        root, nodes, args.coordinators, tls=not args.no_tls, timing=timing, mishards=args.mishards,
         standin=StandinKnobs(start_s=args.standin_start_s),
     )  # fmt: skip
     if args.command == "up":

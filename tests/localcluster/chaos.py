@@ -2,8 +2,10 @@
 
 After each scenario the checker proves, from the stand-in's write log, what a reader sees on the volume and
 the coordinator's events: at no instant did two nodes run rw; every write a Flush covered (one that returned
-OK) is there; epochs only grew; the cluster came back to exactly one healthy writer and the Mishards env file
-names it. Writes acknowledged but never covered by a Flush may be lost (Milvus acknowledges into its local
+OK) is there; epochs only grew; the cluster came back to exactly one healthy writer and every Mishards node
+runs Mishards on it. The client writes and searches through the first Mishards, as a production client does;
+a failover's `writes_back_s` is the time from the fault to its first write acknowledged through Mishards by
+the new writer. Writes acknowledged but never covered by a Flush may be lost (Milvus acknowledges into its local
 WAL): those lost are counted per scenario, the cluster's recovery point, not a failure.
 
     python -m tests.localcluster chaos            # every scenario, then the table (and --json FILE)
@@ -67,6 +69,7 @@ class ScenarioResult:
     epoch_before: int = 0
     epoch_after: int = 0
     failover_s: float | None = None  # fault to the new writer running rw healthy
+    writes_back_s: float | None = None  # fault to the first write the new writer acknowledged (through Mishards)
     write_gap_s: float = 0.0  # the longest time without an acknowledged write, from the fault to recovery
     # The writes this scenario judged: those acknowledged since the last scenario's were judged (up to the
     # recovery; the rest are judged by the next scenario), and of them, those an OK Flush covered.
@@ -132,14 +135,14 @@ def healthy(rc: RunningCluster) -> str | None:
     node = rc.cluster.nodes[s.writer]
     if node.http("GET", "/state")[0] != 200:
         return f"{s.writer} does not answer /state"
-    if rc.mishards is not None:
-        want = f"tcp://{node.address}:{node.milvus_port}"
-        got = env_values(rc.mishards.env_file).get("WOSERVER")
+    want = f"tcp://{node.address}:{node.milvus_port}"
+    for m in rc.mishards_hosts:
+        got = env_values(m.env_file).get("WOSERVER")
         if got != want:
-            return f"Mishards env names {got}, not {want}"
-        routes = rc.mishards.routes()
+            return f"the Mishards env of {m.node.name} names {got}, not {want}"
+        routes = m.routes()
         if routes is None or routes["writer"] != want:
-            return f"the stand-in Mishards routes writes to {routes and routes['writer']}, not {want}"
+            return f"Mishards on {m.node.name} routes writes to {routes and routes['writer']}, not {want}"
     return None
 
 
@@ -177,6 +180,9 @@ def run_scenario(
             new = rc.cluster.wait_for_writer(120, other_than=writer.name)
             result.failover_s = round(time.monotonic() - fault_at, 2)
             progress(f"{scenario.name}: {new.name} took over in {result.failover_s:.1f}s")
+            first = wait_until(lambda: client.first_ack_after(fault_at, by=new.name), 90, "a write by the new writer")
+            result.writes_back_s = round(first - fault_at, 2)
+            progress(f"{scenario.name}: writes back through {client.via} after {result.writes_back_s:.1f}s")
         time.sleep(max(0.0, scenario.hold_s - (time.monotonic() - fault_at)))
     finally:
         for undo in reversed(undos):
@@ -223,7 +229,7 @@ def run_scenario(
 
 def table(results: list[ScenarioResult]) -> str:
     head = (
-        "scenario", "outcome", "writer", "failover", "longest write gap", "acked", "flushed",
+        "scenario", "outcome", "writer", "failover", "writes back", "longest write gap", "acked", "flushed",
         "flushed lost", "unflushed lost", "overlap",
     )  # fmt: skip
     rows = [head]
@@ -235,6 +241,7 @@ def table(results: list[ScenarioResult]) -> str:
                 r.outcome,
                 f"{move} (epoch {r.epoch_after})",
                 "-" if r.failover_s is None else f"{r.failover_s:.1f}s",
+                "-" if r.writes_back_s is None else f"{r.writes_back_s:.1f}s",
                 f"{r.write_gap_s:.1f}s",
                 str(r.writes_acknowledged),
                 str(r.writes_flushed),
@@ -248,7 +255,7 @@ def table(results: list[ScenarioResult]) -> str:
 
 
 def run_suite(rc: RunningCluster, scenarios: list[Scenario], progress: Say) -> list[ScenarioResult]:
-    client = WriteClient(rc.cluster, lookup_s=0.2, collection="chaos").start()
+    client = rc.write_client(lookup_s=0.2, collection="chaos").start()
     losses = Losses()
     try:
         wait_until(lambda: len(client.acknowledged) > 5, 60, lambda: f"first writes ({client.last_error})")

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from jfsmilvus.v1 import node_pb2
@@ -36,9 +36,13 @@ from tests.plugin_mysql import MysqlDatabase
 from tests.standin import writelog
 from tests.standin.durable import durable_ids
 
+if TYPE_CHECKING:
+    from tests.localcluster.mishardshost import MishardsHost, RouteTimeline
+
 NET_CLS = Path("/sys/fs/cgroup/net_cls")
 CGROUP_PREFIX = "jfs-milvus-test-"
 RULE_TAG = "jfs-milvus-localcluster"
+VIA_MISHARDS = "mishards"  # the node the write client names when it writes through Mishards
 Say = Callable[[str], None]  # where a long operation tells its progress, one line at a time
 
 
@@ -374,9 +378,13 @@ def writer_to_follow(status: Any, following: str | None) -> str | None:
 
 
 class WriteClient:
-    """A pymilvus 1.x client (tests/milvusclient, its own process) inserting steadily into a collection on
-    whichever node the coordinator names as writer, flushing every `flush_every` acknowledged inserts and
-    searching now and then; remembers what was acknowledged (when, by which node) and what was flushed."""
+    """A pymilvus 1.x client (tests/milvusclient, its own process) inserting steadily into a collection,
+    flushing every `flush_every` acknowledged inserts and searching now and then; remembers what was
+    acknowledged (when, by which node) and what was flushed.
+
+    `through`: the Mishards it writes and searches through (as a production client does); each write is
+    then the writer's that the Mishards container running at its acknowledgement was given. Without it, it
+    writes to whichever node the coordinator names as writer, directly (for tests of the nodes alone)."""
 
     def __init__(
         self,
@@ -385,30 +393,46 @@ class WriteClient:
         lookup_s: float = 0.5,
         flush_every: int = 20,
         collection: str = "jfs_writes",
+        through: MishardsHost | None = None,
     ):
         self.cluster = cluster
         self.collection = collection
         self.lookup_s = lookup_s
+        self.through = through
         self.ledger = WriteLedger()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._follower = threading.Thread(target=self._follow, daemon=True)
         self._following: str | None = None
+        self.routes: RouteTimeline | None = None
         self.settings = ClientSettings(collection, period_s=period_s, flush_every=flush_every)
         self.process = ClientProcess(self.settings, self._on_event, cluster.root / f"client-{collection}.log")
 
     # -- running --------------------------------------------------------------------------------------------
     def start(self) -> WriteClient:
         self.process.start()
-        self._follower.start()
+        if self.through is None:
+            self._follower.start()
+            return self
+        from tests.localcluster.mishardshost import RouteTimeline
+
+        self.routes = RouteTimeline(self.through).start()
+        self.process.send({"op": "writer", "node": VIA_MISHARDS, "address": self.through.address})
         return self
 
     def stop(self) -> None:
         """Flush what the current writer acknowledged (as a client that finishes does), then stop."""
         self._stop.set()
-        self._follower.join(10)
+        if self._follower.is_alive():
+            self._follower.join(10)
         self.process.send({"op": "flush", "req": "stop"})
         self.process.stop(self.settings.flush_timeout_s + self.settings.timeout_s + 5)
+        if self.routes is not None:
+            self.routes.stop()
+
+    @property
+    def via(self) -> str:
+        return "mishards" if self.through is not None else "writer"
 
     def _on_event(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -467,6 +491,12 @@ class WriteClient:
         return next((a for a, n in reversed(self._acks()) if a <= t and by in (None, n)), None)
 
     def _acks(self) -> list[tuple[float, str]]:
-        """(time, node) of every acknowledged write so far."""
+        """(time, node) of every acknowledged write so far; through Mishards, the node is the writer the
+        Mishards container running then was given ("" while its start has not been seen yet)."""
         with self._lock:
-            return list(zip(self.ledger.ack_times, self.ledger.ack_nodes, strict=True))
+            acks = list(zip(self.ledger.ack_times, self.ledger.ack_nodes, strict=True))
+        if self.routes is None:
+            return acks
+        by_woserver = {f"tcp://{n.address}:{n.milvus_port}": name for name, n in self.cluster.nodes.items()}
+        routes = self.routes
+        return [(t, by_woserver.get(routes.writer_at(t) or "", "") if n == VIA_MISHARDS else n) for t, n in acks]

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tests.localcluster.chaos import wait_healthy
-from tests.localcluster.cluster import Say, WriteClient
+from tests.localcluster.cluster import Say
 from tests.localcluster.phases import power_off_writer
 from tests.localcluster.up import ClusterSpec, RunningCluster, bring_up
 from tests.plugin_agent import wait_until
@@ -28,27 +28,36 @@ def run_demo(spec: ClusterSpec, say: Say) -> dict[str, Any]:
 
 def failover_demo(rc: RunningCluster, say: Say) -> dict[str, Any]:
     cluster = rc.cluster
-    client = WriteClient(cluster, lookup_s=0.1, collection="demo").start()
+    client = rc.write_client(lookup_s=0.1, collection="demo").start()
     try:
         wait_until(lambda: len(client.acknowledged) >= 40, 60, lambda: f"first writes ({client.last_error})")
         old = cluster.wait_for_writer()
-        say(f"a client writes to the writer {old.name} ({old.address}): {len(client.acknowledged)} acknowledged")
+        way = f"through Mishards on {rc.mishards.address}, " if rc.mishards is not None else ""
+        say(f"a client writes {way}to the writer {old.name} ({old.address}): {len(client.acknowledged)} acknowledged")
         epoch = cluster.status().epoch
         figures, undo = power_off_writer(rc, client, say)
         say(f"{figures.new_writer} is the writer now (epoch {figures.epoch}, was {epoch}), with no operator")
-        if rc.mishards is not None:
-            routes = rc.mishards.routes() or {}
+        for m in rc.mishards_hosts:
+            routes = m.routes() or {}
             readers = ", ".join(routes.get("readers", []))
             say(
-                f"the Mishards env file names {routes.get('writer')}; the stand-in Mishards, restarted by the "
-                f"agent on {rc.mishards.node.name}, routes writes there and reads to {readers}"
+                f"the agent on {m.node.name} restarted its Mishards {figures.mishards_started_s[m.node.name]:.2f}s "
+                f"after the power-off: writes to {routes.get('writer')}, searches to {readers}"
             )
         say("the failover, in seconds from the power-off:")
-        moments = [*figures.phases_at_s.items(), ("rw container started (docker)", figures.container_started_s)]
+        names = {"mishards": "mishards (every Mishards node reported it follows)"}
+        moments = [(names.get(k, k), t) for k, t in figures.phases_at_s.items()]
+        moments.append(("rw container started (docker)", figures.container_started_s))
         moments.append(("first /state answered by the new writer", figures.first_state_s))
         for name, t in sorted(moments, key=lambda m: m[1]):
             say(f"  {t:6.2f}  {name}")
-        say(f"  {figures.first_write_s:6.2f}  first write acknowledged by {figures.new_writer}")
+        via = " through Mishards" if figures.via == "mishards" else ""
+        say(f"  {figures.first_write_s:6.2f}  first write acknowledged by {figures.new_writer}{via}")
+        if figures.via == "mishards":
+            say(
+                f"the mishards phase (healthy to that first write through Mishards) took "
+                f"{figures.phase_durations_s['mishards']:.2f}s"
+            )
         say(
             f"the control plane's share (detect, decide, fence, the agent up to docker start) was "
             f"{figures.split_s['control_plane']:.2f}s, Milvus's own start {figures.split_s['milvus_start']:.2f}s"

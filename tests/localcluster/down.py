@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from agent.milvus.container import LABEL_NODE
+from agent.mishards.container import COMPONENT, LABEL_COMPONENT
 from tests.localcluster.cluster import CGROUP_PREFIX, NET_CLS, Say, rule_comment, sweep_rules
 from tests.localcluster.up import MANIFEST
 from tests.plugin_juicefs import cleanup_mounts_under, mounts_under
@@ -35,8 +37,10 @@ def processes_under(root: Path) -> list[psutil.Process]:
     return found
 
 
-def containers_under(root: Path) -> list[str]:
-    """Names of containers (running or not) with a bind mount from under `root`."""
+def containers_under(root: Path, nodes: list[str] | None = None) -> list[str]:
+    """Names of containers (running or not) with a bind mount from under `root`, and the Mishards containers
+    the agents of `nodes` run (they have no bind mount)."""
+    nodes = manifest_nodes(root) if nodes is None else nodes
     listed = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, timeout=60)
     ids = listed.stdout.split()
     if not ids:
@@ -44,7 +48,9 @@ def containers_under(root: Path) -> list[str]:
     inspected = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=60)
     names = []
     for c in json.loads(inspected.stdout or "[]"):
-        if any(str(m.get("Source", "")).startswith(str(root) + "/") for m in c.get("Mounts", [])):
+        labels = c.get("Config", {}).get("Labels") or {}
+        ours = labels.get(LABEL_COMPONENT) == COMPONENT and labels.get(LABEL_NODE) in nodes
+        if ours or any(str(m.get("Source", "")).startswith(str(root) + "/") for m in c.get("Mounts", [])):
             names.append(c["Name"].lstrip("/"))
     return names
 
@@ -54,12 +60,17 @@ def rules_tagged(root: Path) -> list[str]:
     return [line for line in saved.stdout.splitlines() if rule_comment(root) in line]
 
 
-def node_cgroups(root: Path) -> list[Path]:
+def manifest_nodes(root: Path) -> list[str]:
+    """The names of the cluster's nodes, from its manifest (none when it is gone)."""
     manifest = root / MANIFEST
-    names: list[str] = []
     if manifest.exists():
-        with contextlib.suppress(ValueError, KeyError):
-            names = [n["name"] for n in json.loads(manifest.read_text())["nodes"]]
+        with contextlib.suppress(ValueError, KeyError, OSError):
+            return [n["name"] for n in json.loads(manifest.read_text())["nodes"]]
+    return []
+
+
+def node_cgroups(root: Path) -> list[Path]:
+    names = manifest_nodes(root)
     return [NET_CLS / f"{CGROUP_PREFIX}{name}" for name in names if (NET_CLS / f"{CGROUP_PREFIX}{name}").exists()]
 
 
@@ -94,7 +105,8 @@ def tear_down(root: Path, progress: Say) -> list[str]:
     ]
     progress(f"stopping {len(controllers)} agents and coordinators")
     _kill(controllers)
-    names = containers_under(root)
+    nodes = manifest_nodes(root)
+    names = containers_under(root, nodes)
     progress(f"removing {len(names)} containers")
     if names:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
@@ -111,16 +123,16 @@ def tear_down(root: Path, progress: Say) -> list[str]:
     deadline = time.monotonic() + 10
     while mounts_under(str(root)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = leftovers(root, cgroups)
+    left = leftovers(root, cgroups, nodes)
     if not any(item.startswith("mount") for item in left):
         shutil.rmtree(root, ignore_errors=True)
-    return leftovers(root, cgroups)
+    return leftovers(root, cgroups, nodes)
 
 
-def leftovers(root: Path, cgroups: list[Path] | None = None) -> list[str]:
+def leftovers(root: Path, cgroups: list[Path] | None = None, nodes: list[str] | None = None) -> list[str]:
     """Everything of the cluster still on this machine, one line each."""
     left = [f"process {p.pid}: {' '.join(p.cmdline())[:120]}" for p in processes_under(root) if p.is_running()]
-    left += [f"container {name}" for name in containers_under(root)]
+    left += [f"container {name}" for name in containers_under(root, nodes)]
     left += [f"mount {mp}" for mp in mounts_under(str(root))]
     left += [f"iptables rule {rule}" for rule in rules_tagged(root)]
     left += [f"cgroup {cg}" for cg in (node_cgroups(root) if cgroups is None else cgroups) if cg.exists()]

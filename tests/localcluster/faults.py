@@ -39,9 +39,7 @@ def _docker_kill(node: ClusterNode) -> None:
 def power_on(rc: RunningCluster, node: ClusterNode) -> None:
     """The node boots again: its dead mount goes, its agent starts and mounts the volume anew."""
     subprocess.run(["umount", "-l", node.volume.mountpoint], capture_output=True, timeout=30)
-    node.start()
-    if rc.mishards is not None and rc.mishards.node is node:
-        subprocess.run(["docker", "start", rc.mishards.container], capture_output=True, timeout=30)
+    node.start()  # on a Mishards node, the agent starts its Mishards container again itself
 
 
 def power_off(rc: RunningCluster, node: ClusterNode) -> Undo:
@@ -49,8 +47,9 @@ def power_off(rc: RunningCluster, node: ClusterNode) -> Undo:
     pids = juicefs_pids(node.volume.mountpoint)
     node.kill()
     _docker_kill(node)
-    if rc.mishards is not None and rc.mishards.node is node:
-        subprocess.run(["docker", "kill", rc.mishards.container], capture_output=True, timeout=30)
+    for m in rc.mishards_hosts:
+        if m.node is node:
+            subprocess.run(["docker", "kill", m.container], capture_output=True, timeout=30)
     signal_all(pids, signal.SIGKILL)
     return lambda: power_on(rc, node)
 

@@ -4,7 +4,10 @@ of its /state, and the client's first acknowledged write.
 The time from the power-off to the new writer's first write splits in two: the control plane's share (detect,
 decide, fence, and the agent's work up to `docker start`: from the power-off to the rw container's StartedAt)
 and Milvus's own start (from StartedAt to the first answered /state, polled here every 50 ms); then the
-client finds the writer and its first insert is acknowledged.
+client's first insert is acknowledged. A client going through Mishards (the cluster's) gets it once the
+Mishards node's agent has restarted Mishards on the new writer: the `mishards` phase runs from `healthy` to
+that first write acknowledged through Mishards by the new writer (the coordinator's own `mishards` mark is
+only when every Mishards node reported its container started with the new writer).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from agent.milvus.container import LABEL_NODE, LABEL_ROLE
 from tests.localcluster import faults
 from tests.localcluster.cluster import ClusterNode, Say, WriteClient
 from tests.localcluster.up import RunningCluster
-from tests.mishards_env import env_values
 from tests.plugin_agent import wait_until
 
 # The coordinator's phase names, then what the client saw. Each phase ends where the next begins.
@@ -34,8 +36,11 @@ def phase_times(event: Any, fault_unix: float) -> dict[str, float]:
     return {p.name: round(p.at_unix - fault_unix, 3) for p in event.phases}
 
 
-def phase_durations(at: dict[str, float]) -> dict[str, float]:
-    """How long each step took: detect from the fault, then each phase until the next one began."""
+def phase_durations(at: dict[str, float], mishards_write_s: float | None = None) -> dict[str, float]:
+    """How long each step took: detect from the fault, then each phase until the next one began; `mishards`
+    until `mishards_write_s` (the first write through Mishards by the new writer) when given."""
+    if mishards_write_s is not None:
+        at = {**at, "mishards": mishards_write_s}
     durations = {}
     previous = 0.0
     for name, ends in (
@@ -142,9 +147,28 @@ class FailoverFigures:
     container_started_s: float  # from the power-off to the new writer's rw container's StartedAt
     first_state_s: float  # from the power-off to the first /state that container answered
     split_s: dict[str, float]  # the control plane's steps up to docker start, then Milvus's own start
-    mishards_env_s: float  # from the power-off until the Mishards env file named the new writer
-    first_write_s: float  # from the power-off to the first write the new writer acknowledged
+    via: str  # how the client wrote: "mishards" (through the cluster's first Mishards) or "writer" (directly)
+    # From the power-off to the start of the Mishards container given the new writer, per Mishards node.
+    mishards_started_s: dict[str, float]
+    first_write_s: float  # from the power-off to the first write the new writer acknowledged (through `via`)
     writes_unavailable_s: float  # last write the old writer acknowledged to the first the new one did
+
+
+def mishards_following(rc: RunningCluster, woserver: str, fault_unix: float) -> dict[str, float]:
+    """Wait until every Mishards node runs a container given `woserver`; when each started, after the fault."""
+    started: dict[str, float] = {}
+    client = docker.from_env()
+    try:
+        for m in rc.mishards_hosts:
+            run = wait_until(
+                lambda m=m: (s := m.running_start(client)) is not None and s.writer == woserver and s,
+                60,
+                f"Mishards on {m.node.name} following {woserver}",
+            )
+            started[m.node.name] = round(run.started_unix - fault_unix, 3)
+    finally:
+        client.close()
+    return started
 
 
 def power_off_writer(rc: RunningCluster, client: WriteClient, say: Say) -> tuple[FailoverFigures, faults.Undo]:
@@ -159,27 +183,27 @@ def power_off_writer(rc: RunningCluster, client: WriteClient, say: Say) -> tuple
         new = cluster.wait_for_writer(120, other_than=old.name)
         started_unix = wait_until(lambda: rw_container_started_unix(new), 30, f"{new.name}'s rw container")
         first_state = wait_until(lambda: probe.first_after(new.name, started_unix), 30, f"{new.name}'s /state")
-    woserver = f"tcp://{new.address}:{new.milvus_port}"
-    mishards_at = fault_at
-    if rc.mishards is not None:
-        wait_until(lambda: env_values(rc.mishards.env_file).get("WOSERVER") == woserver, 60, "the Mishards env")
-        mishards_at = time.monotonic()
+    first_ack = wait_until(
+        lambda: client.first_ack_after(fault_at, by=new.name), 90, f"a write by the new writer via {client.via}"
+    )
+    mishards_started = mishards_following(rc, f"tcp://{new.address}:{new.milvus_port}", fault_unix)
     event = wait_until(lambda: failover_event(cluster.events(), last_event, new.name), 60, "the failover's event")
-    first_ack = wait_until(lambda: client.first_ack_after(fault_at, by=new.name), 60, "a write by the new writer")
     last_ack = client.last_ack_before(first_ack, by=old.name) or fault_at
     at = phase_times(event, fault_unix)
     container_started_s, first_state_s = round(started_unix - fault_unix, 3), round(first_state - fault_unix, 3)
+    first_write_s = round(first_ack - fault_at, 3)
     figures = FailoverFigures(
         old_writer=old.name,
         new_writer=new.name,
         epoch=event.epoch,
         phases_at_s=at,
-        phase_durations_s=phase_durations(at),
+        phase_durations_s=phase_durations(at, first_write_s if client.via == "mishards" else None),
         container_started_s=container_started_s,
         first_state_s=first_state_s,
         split_s=start_split(at, container_started_s, first_state_s),
-        mishards_env_s=round(mishards_at - fault_at, 3) if rc.mishards is not None else -1.0,
-        first_write_s=round(first_ack - fault_at, 3),
+        via=client.via,
+        mishards_started_s=mishards_started,
+        first_write_s=first_write_s,
         writes_unavailable_s=round(first_ack - last_ack, 3),
     )
     return figures, undo

@@ -21,19 +21,19 @@ from typing import Any
 
 from coordinator.certs import make_certs
 from tests.fakenvml.build import build_fake_nvml
-from tests.localcluster.cluster import ClusterNode, LocalCluster, Say, TlsFiles, ensure_net_cls
+from tests.localcluster.cluster import LocalCluster, Say, TlsFiles, WriteClient, ensure_net_cls
 from tests.localcluster.milvusmeta import BaseConfig, BridgedMariaDB, StandinKnobs, bridge_gateway, grant_milvus_meta
+from tests.localcluster.mishardshost import MishardsHost
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_juicefs import RedisServer, format_volume, juicefs_binary
 from tests.plugin_mysql import MariaDB, MysqlDatabase, mariadbd_binary
-from tests.standin.build import ensure_standin
-from tests.standin.container import docker
+from tests.standin.build import ensure_mishards_image, ensure_standin
 
 DEFAULT_ROOT = Path("/var/tmp/jfs-milvus-cluster")
 MANIFEST = "cluster.json"
 CLUSTER_NAME = "demo"
-MISHARDS_PORT = 19531
+MISHARDS_PORT = 19531  # the first Mishards of subnet 10; each Mishards on host networking needs a port of its own
 MILVUS_DATABASE = "milvus"  # Milvus's metadata (Tables, TableFiles, ...), beside the coordinators' jfs_milvus
 
 
@@ -44,7 +44,7 @@ class ClusterSpec:
     coordinators: int = 2
     tls: bool = True
     fake_gpus: bool = True
-    mishards: bool = True
+    mishards: int = 1  # Mishards nodes (the last nodes, never chosen to write); 0: none
     timing: dict[str, Any] = field(default_factory=dict)  # coordinator timing overrides (none: the defaults)
     # Node names, addresses and cgroup class ids of its own, apart from the test suite's clusters (127.0.0.20+)
     # and from any other local cluster that may be up at the same time.
@@ -62,23 +62,10 @@ class ClusterSpec:
     def classid_base(self) -> int:
         return 0x100000 + self.subnet * 0x100
 
-
-@dataclass
-class MishardsHost:
-    node: ClusterNode
-    env_file: Path
-    container: str
-    port: int
-
-    def routes(self) -> dict[str, Any] | None:
-        """What the stand-in Mishards routes to, from its own answer (None while it does not answer)."""
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"http://{self.node.address}:{self.port}/routes", timeout=2) as r:
-                return json.loads(r.read())
-        except OSError:
-            return None
+    def mishards_port(self, i: int) -> int:
+        """The i-th Mishards' server port: Mishards binds every address of its host (host networking), so two
+        on this machine, or two clusters' Mishards, need different ports."""
+        return MISHARDS_PORT + 10 * (self.subnet - 10) + i
 
 
 @dataclass
@@ -88,13 +75,22 @@ class RunningCluster:
     redis: RedisServer
     db: MysqlDatabase
     cluster: LocalCluster
-    mishards: MishardsHost | None
+    mishards_hosts: list[MishardsHost]
     image: str
     started_in_s: float = 0.0
 
     @property
     def root(self) -> Path:
         return self.spec.root
+
+    @property
+    def mishards(self) -> MishardsHost | None:
+        """The Mishards the cluster's clients go through (the first), None when the cluster has none."""
+        return self.mishards_hosts[0] if self.mishards_hosts else None
+
+    def write_client(self, **options: Any) -> WriteClient:
+        """A write client going through the first Mishards (directly to the writer when there is none)."""
+        return WriteClient(self.cluster, through=self.mishards, **options)
 
     def operator_env(self) -> dict[str, str]:
         env = {"JFS_MILVUS_COORDINATOR": ",".join(c.address for c in self.cluster.coordinators)}
@@ -130,14 +126,10 @@ class RunningCluster:
                 }
                 for n in c.nodes.values()
             ],
-            "mishards": None
-            if self.mishards is None
-            else {
-                "node": self.mishards.node.name,
-                "env_file": str(self.mishards.env_file),
-                "container": self.mishards.container,
-                "routes": f"http://{self.mishards.node.address}:{self.mishards.port}/routes",
-            },
+            "mishards": [
+                {"node": m.node.name, "address": m.address, "container": m.container, "env_file": str(m.env_file)}
+                for m in self.mishards_hosts
+            ],
             "mysql": {"host": self.db.coordinator.host, "port": self.db.coordinator.port, "database": self.db.name},
             "milvus_meta_uri": c.milvus_meta.uri(),
             "redis": {"port": self.redis.port},
@@ -251,22 +243,30 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
         node.milvus.update(port=19530, http_port=19121)
         node.write_config(log_level="info")
 
-    mishards = None
-    if spec.mishards:
-        host = list(cluster.nodes.values())[-1]  # not the first writer (picked by name): a power-off demo keeps it
-        env_dir = spec.root / "mishards"
+    if spec.mishards and spec.nodes < spec.mishards + 2:
+        raise RuntimeError(f"{spec.mishards} Mishards nodes never write: a failover needs {spec.mishards + 2} nodes")
+    mishards_image = ensure_mishards_image() if spec.mishards else ""
+    # The last nodes, not the first writer (picked by name): a power-off demo keeps them.
+    hosts = list(cluster.nodes.values())[spec.nodes - spec.mishards :] if spec.mishards else []
+    env_dir = spec.root / "mishards"
+    password = None
+    mishards_hosts = []
+    for i, host in enumerate(hosts):
         env_dir.mkdir(exist_ok=True)
-        password = meta.write_password(env_dir / "database-password")
-        mishards = MishardsHost(host, env_dir / "mishards.env", f"mishards-{host.name}", MISHARDS_PORT)
+        password = password or meta.write_password(env_dir / "database-password")
+        m = MishardsHost(host, env_dir / f"{host.name}.env", f"mishards-{host.name}", spec.mishards_port(i))
         host.write_config(
             mishards={
                 "enabled": True,
-                "env_file": str(mishards.env_file),
-                "container_name": mishards.container,
+                "env_file": str(m.env_file),
+                "container_name": m.container,
+                "image": mishards_image,
+                "server_port": m.port,
                 "database_uri": f"mysql+pymysql://{meta.user}@{meta.host}:{mariadb.port}/{meta.database}",
                 "database_password_file": str(password),
             }
         )
+        mishards_hosts.append(m)
 
     for c in coordinators:
         progress(f"coordinator {c.name} on {c.address}")
@@ -274,35 +274,21 @@ def bring_up(spec: ClusterSpec, progress: Say) -> RunningCluster:
     for node in cluster.nodes.values():
         progress(f"node {node.name} on {node.address}: agent, JuiceFS mount, Milvus container")
         node.start()
-    running = RunningCluster(spec, mariadb, redis, db, cluster, mishards, image)
+    running = RunningCluster(spec, mariadb, redis, db, cluster, mishards_hosts, image)
     running.write_manifest()  # from here on, `down` knows everything
     progress("waiting for the coordinator to pick a writer and the readers to run ro")
     writer = cluster.wait_for_writer(180)
     for node in cluster.nodes.values():
         if node is not writer:
             node.wait_role("ro", timeout=120)
-    if mishards is not None:
-        progress(f"stand-in Mishards on {mishards.node.name}, reading {mishards.env_file}")
-        wait_until(lambda: mishards.env_file.exists(), 60, "the Mishards env file")
-        start_mishards(mishards, image)
-        # The node that routes (Mishards) serves reads but is never chosen to write: a writer's power-off
-        # then never takes the router down with it.
-        done = running.coordinatorctl("priority", mishards.node.name, "0")
+    for m in mishards_hosts:
+        progress(f"stand-in Mishards on {m.node.name}, run by its agent as {m.container} on port {m.port}")
+        wait_until(lambda m=m: m.routes() is not None, 90, f"the Mishards container {m.container}")
+        # A node that routes (Mishards) serves reads but is never chosen to write: a writer's power-off then
+        # never takes a router down with it.
+        done = running.coordinatorctl("priority", m.node.name, "0")
         if done.returncode != 0:
-            raise RuntimeError(f"coordinatorctl priority {mishards.node.name} 0: {done.stderr.strip()}")
+            raise RuntimeError(f"coordinatorctl priority {m.node.name} 0: {done.stderr.strip()}")
     running.started_in_s = time.monotonic() - began
     running.write_manifest()
     return running
-
-
-def start_mishards(m: MishardsHost, image: str) -> None:
-    """The stand-in Mishards, run as the seed guide runs Mishards: the env file bind-mounted as its .env."""
-    docker("rm", "-f", m.container, check=False)
-    docker(
-        "run", "-d", "--name", m.container,
-        "--label", "org.jfs-milvus.test=standin",
-        "-v", f"{m.env_file}:/source/mishards/.env:ro",
-        "-p", f"{m.node.address}:{m.port}:{m.port}",
-        image, "python3", "/opt/standin/mishards.py",
-    )  # fmt: skip
-    wait_until(lambda: m.routes() is not None, 30, f"the stand-in Mishards on {m.node.address}:{m.port}")

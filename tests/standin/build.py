@@ -63,7 +63,11 @@ PACKAGE_FILES = (
     "milvusconf.py",
     "writelog.py",
 )  # the package `standin` in the image
-IMAGE_FILES = ("mishards.py",)  # beside it, run as scripts
+IMAGE_FILES: tuple[str, ...] = ()  # beside it, run as scripts
+# The Mishards stand-in (mishards/): its own image from the same base and site, laid out as Mishards's image is
+# (/source/mishards, WORKDIR /source, `python3 mishards/main.py` as PID 1).
+MISHARDS_REPO = "jfs-milvus-mishards-standin"
+MISHARDS_FILES = ("__init__.py", "settings.py", "routing.py", "metadb.py", "proxy.py", "main.py", ".env.example")
 FLAVORS = ("cpu", "gpu")
 # Python packages the server needs beyond Debian's python3-yaml and python3-pymysql, as wheels for the image's
 # CPython 3.11: grpcio, protobuf 3.20.x (the last runtime that loads pymilvus 1.0.1's generated modules), and
@@ -74,12 +78,22 @@ DOCKERFILE = """\
 FROM {base}
 COPY site /opt/standin/site
 COPY standin /opt/standin/standin
-COPY mishards.py /opt/standin/
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/opt/standin:/opt/standin/site \\
     JFS_MILVUS_STANDIN_FLAVOR={flavor}
 EXPOSE 19530 19121
 LABEL org.jfs-milvus.standin=1 org.jfs-milvus.standin.flavor={flavor}
 CMD ["python3", "-m", "standin.server"]
+"""
+
+MISHARDS_DOCKERFILE = """\
+FROM {base}
+COPY site /opt/standin/site
+COPY mishards /source/mishards
+WORKDIR /source
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/opt/standin/site
+EXPOSE 19530
+LABEL org.jfs-milvus.standin=mishards
+CMD ["python3", "mishards/main.py"]
 """
 
 Progress = Callable[[str], None]
@@ -122,6 +136,11 @@ def recipe_hash() -> str:
 def image_hash(flavor: str = "cpu") -> str:
     names = [*PACKAGE_FILES, *IMAGE_FILES]
     parts = [Path(__file__).read_bytes(), flavor.encode()] + [(HERE / name).read_bytes() for name in names]
+    return _sha(b"\0".join(parts))
+
+
+def mishards_image_hash() -> str:
+    parts = [Path(__file__).read_bytes()] + [(HERE / "mishards" / name).read_bytes() for name in MISHARDS_FILES]
     return _sha(b"\0".join(parts))
 
 
@@ -216,15 +235,19 @@ def build_rootfs(
 
 
 def _build_image(tag: str, base_tag: str, site: Path, flavor: str, progress: Progress) -> None:
+    files = {f"standin/{name}": HERE / name for name in PACKAGE_FILES}
+    files.update({name: HERE / name for name in IMAGE_FILES})
+    _docker_build(tag, DOCKERFILE.format(base=base_tag, flavor=flavor), files, site)
+
+
+def _docker_build(tag: str, dockerfile: str, files: dict[str, Path], site: Path) -> None:
+    """A classic `docker build` of `dockerfile` with `files` (context path -> source) and the site folder."""
     with tempfile.TemporaryDirectory(prefix="standin-ctx-") as ctx:
-        package = Path(ctx) / "standin"
-        package.mkdir()
-        for name in PACKAGE_FILES:
-            shutil.copy(HERE / name, package / name)
-        for name in IMAGE_FILES:
-            shutil.copy(HERE / name, Path(ctx) / name)
+        for rel, source in files.items():
+            (Path(ctx) / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, Path(ctx) / rel)
         shutil.copytree(site, Path(ctx) / "site")
-        (Path(ctx) / "Dockerfile").write_text(DOCKERFILE.format(base=base_tag, flavor=flavor))
+        (Path(ctx) / "Dockerfile").write_text(dockerfile)
         # The classic builder uses the local base image and never asks a registry.
         env = {**os.environ, "DOCKER_BUILDKIT": "0"}
         result = _docker("build", "--pull=false", "-q", "-t", tag, ctx, check=False, env=env)
@@ -254,22 +277,47 @@ def ensure_standin(progress: Progress = _stderr, flavor: str = "cpu") -> Standin
         return StandinBuild(tag, base_tag, tarball, False, False, False)
     with build_lock():
         if not image_exists(tag):
-            if not image_exists(base_tag):
-                if not tarball.exists():
-                    progress(f"building root fs {tarball} (debootstrap {SUITE}, takes a few minutes)")
-                    build_rootfs(tarball, progress)
-                    built_rootfs = True
-                progress(f"importing {tarball.name} as {base_tag}")
-                _docker("import", "--message", "jfs-milvus stand-in base", str(tarball), base_tag)
-                built_base = True
-            if not site.is_dir():
-                progress(f"installing the server's wheels into {site}")
-                build_site(site, progress)
+            built_rootfs, built_base = _ensure_base_and_site(base_tag, tarball, site, progress)
             progress(f"building {tag} FROM {base_tag}")
             _build_image(tag, base_tag, site, flavor, progress)
             built_image = True
             progress(f"built {tag}")
     return StandinBuild(tag, base_tag, tarball, built_rootfs, built_base, built_image)
+
+
+def _ensure_base_and_site(base_tag: str, tarball: Path, site: Path, progress: Progress) -> tuple[bool, bool]:
+    """The base image (from the cached root fs) and the site folder; (built the root fs, built the base)."""
+    built_rootfs = built_base = False
+    if not image_exists(base_tag):
+        if not tarball.exists():
+            progress(f"building root fs {tarball} (debootstrap {SUITE}, takes a few minutes)")
+            build_rootfs(tarball, progress)
+            built_rootfs = True
+        progress(f"importing {tarball.name} as {base_tag}")
+        _docker("import", "--message", "jfs-milvus stand-in base", str(tarball), base_tag)
+        built_base = True
+    if not site.is_dir():
+        progress(f"installing the server's wheels into {site}")
+        build_site(site, progress)
+    return built_rootfs, built_base
+
+
+def ensure_mishards_image(progress: Progress = _stderr) -> str:
+    """The tag of the Mishards stand-in image (mishards/), built first if needed, from the same base and site."""
+    rhash = recipe_hash()
+    tag = f"{MISHARDS_REPO}:{mishards_image_hash()}"
+    if image_exists(tag):
+        return tag
+    base_tag = f"{BASE_REPO}:{rhash}"
+    site = CACHE_DIR / f"site-{site_hash()}"
+    with build_lock():
+        if not image_exists(tag):
+            _ensure_base_and_site(base_tag, CACHE_DIR / f"rootfs-{rhash}.tar", site, progress)
+            progress(f"building {tag} FROM {base_tag}")
+            files = {f"mishards/{name}": HERE / "mishards" / name for name in MISHARDS_FILES}
+            _docker_build(tag, MISHARDS_DOCKERFILE.format(base=base_tag), files, site)
+            progress(f"built {tag}")
+    return tag
 
 
 def ensure_standin_image(flavor: str = "cpu") -> str:
@@ -279,7 +327,7 @@ def ensure_standin_image(flavor: str = "cpu") -> str:
 
 def main() -> int:
     flavor = sys.argv[1] if len(sys.argv) > 1 else "cpu"
-    print(ensure_standin_image(flavor))
+    print(ensure_mishards_image() if flavor == "mishards" else ensure_standin_image(flavor))
     return 0
 
 

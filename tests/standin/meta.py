@@ -304,12 +304,15 @@ class MetaStore:
         return [SegmentFile(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows]
 
     def files_by_id(self, file_ids: list[str]) -> list[SegmentFile]:
-        if not file_ids:
+        """By TableFiles.id, the number SearchInFiles takes (DBImpl.cpp:1876-1883 `std::stoul`, then
+        MySQLMetaImpl.cpp:2285-2296 `WHERE (id = N OR ...)`); an id that is not a number matches nothing."""
+        ids = [int(i) for i in file_ids if i.isdigit()]
+        if not ids:
             return []
         rows = self._rows(
             "SELECT table_id, segment_id, file_id, file_type, file_size, row_count, flush_lsn FROM TableFiles "
-            f"WHERE file_id IN ({', '.join(['%s'] * len(file_ids))}) ORDER BY id",
-            tuple(file_ids),
+            f"WHERE id IN ({', '.join(['%s'] * len(ids))}) ORDER BY id",
+            tuple(ids),
         )
         return [SegmentFile(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows]
 

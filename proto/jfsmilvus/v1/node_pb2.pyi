@@ -231,7 +231,7 @@ class MilvusWalStatus(_message.Message):
     def __init__(self, checked: _Optional[bool] = ..., render_error: _Optional[str] = ..., rw_enable_set: _Optional[bool] = ..., rw_enable: _Optional[str] = ..., rw_recovery_error_ignore_set: _Optional[bool] = ..., rw_recovery_error_ignore: _Optional[str] = ..., base_recovery_error_ignore_set: _Optional[bool] = ..., base_recovery_error_ignore: _Optional[str] = ...) -> None: ...
 
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit", "milvus_meta", "milvus_wal", "last_writer_stop", "stopping_for_s")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit", "milvus_meta", "milvus_wal", "last_writer_stop", "stopping_for_s", "mishards")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +257,7 @@ class NodeObservation(_message.Message):
     MILVUS_WAL_FIELD_NUMBER: _ClassVar[int]
     LAST_WRITER_STOP_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    MISHARDS_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     agent_version: str
@@ -282,7 +283,26 @@ class NodeObservation(_message.Message):
     milvus_wal: MilvusWalStatus
     last_writer_stop: WriterStop
     stopping_for_s: float
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ..., milvus_meta: _Optional[_Union[MilvusMetaStatus, _Mapping]] = ..., milvus_wal: _Optional[_Union[MilvusWalStatus, _Mapping]] = ..., last_writer_stop: _Optional[_Union[WriterStop, _Mapping]] = ..., stopping_for_s: _Optional[float] = ...) -> None: ...
+    mishards: MishardsStatus
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ..., milvus_meta: _Optional[_Union[MilvusMetaStatus, _Mapping]] = ..., milvus_wal: _Optional[_Union[MilvusWalStatus, _Mapping]] = ..., last_writer_stop: _Optional[_Union[WriterStop, _Mapping]] = ..., stopping_for_s: _Optional[float] = ..., mishards: _Optional[_Union[MishardsStatus, _Mapping]] = ...) -> None: ...
+
+class MishardsStatus(_message.Message):
+    __slots__ = ("state", "error", "container", "hosts", "left_out", "foreign_overrides", "reason")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    FOREIGN_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    error: str
+    container: str
+    hosts: _containers.RepeatedScalarFieldContainer[str]
+    left_out: _containers.RepeatedScalarFieldContainer[str]
+    foreign_overrides: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, state: _Optional[str] = ..., error: _Optional[str] = ..., container: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ..., left_out: _Optional[_Iterable[str]] = ..., foreign_overrides: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DiscoveryConfig(_message.Message):
     __slots__ = ("writer_address", "writer_port", "hosts", "discovery_port")

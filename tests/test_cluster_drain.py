@@ -62,6 +62,8 @@ def test_a_switchover_drains_the_old_writer_and_loses_no_acknowledged_write(
     drain_lines = [p.message for p in progress if p.phase == "drain"]
     assert any("draining" in m for m in drain_lines), drain_lines  # the drain's progress is streamed
     assert cluster.writer() == target.name and cluster.status().epoch == 2
+    # The stream ends when the writer changed; the event is written by the leader's next tick.
+    wait_until(lambda: events(cluster, "switchover"), 30, "the switchover event")
     (switch,) = events(cluster, "switchover")
     phases = {p.name: p.at_unix for p in switch.phases}
     drain_s = phases["decide"] - phases["drain"]
@@ -128,6 +130,7 @@ def test_a_forced_drain_timeout_moves_the_writer_anyway_and_no_two_writers_overl
     took = time.monotonic() - began
     assert progress[-1].ok, [(p.phase, p.message) for p in progress]
     assert cluster.writer() == target.name and cluster.status().epoch == 2
+    wait_until(lambda: events(cluster, "switchover"), 30, "the switchover event")
     (switch,) = events(cluster, "switchover")
     assert "drain forced" in switch.reason and old.name in switch.reason
     wait_until(lambda: client.acked_after(began + took) > 10, 30, "writes on the new writer")

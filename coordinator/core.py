@@ -747,7 +747,7 @@ def _drain(
     limit = timing.drain_timeout_s
     if not _fresh(old, now, timing):
         failure = f"{t.old} stopped reporting while it drained"
-        return _drain_failed(durable, memory, failure, now, now_unix, abandon=True)
+        return _drain_failed(durable, memory, failure, now, now_unix)
     assert old is not None
     stop = old.last_writer_stop
     if (
@@ -778,14 +778,15 @@ def _drain(
         )
     if t.on_drain_timeout == "force":
         return _after_drain(durable, memory, reports, now, timing, now_unix, f"drain forced: {failure}")
-    return _drain_failed(durable, memory, failure, now, now_unix, abandon=True)
+    return _drain_failed(durable, memory, failure, now, now_unix)
 
 
 def _drain_failed(
-    durable: Durable, memory: Memory, failure: str, now: float, now_unix: float, abandon: bool
+    durable: Durable, memory: Memory, failure: str, now: float, now_unix: float
 ) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    """The switchover is abandoned: the old writer stays and restarts on its own WAL."""
     t = memory.transition
-    assert t is not None and abandon
+    assert t is not None
     memory = replace(memory, transition=None, drain_abandoned_at=now)
     sentence = (
         f"switchover from {t.old} to {t.new} abandoned: {failure}; {t.old} stays the writer at epoch "
@@ -815,7 +816,7 @@ def _after_drain(
         best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=t.old)
         if best is None:
             failure = f"{note}, but no node can take over now: {_blocked_sentence(blocked)}"
-            return _drain_failed(durable, memory, failure, now, now_unix, abandon=True)
+            return _drain_failed(durable, memory, failure, now, now_unix)
         note += f"; {new} can no longer take over, so {best} does"
         new = best
     t = replace(t, new=new, drain_note=note).with_phase("decide", now)

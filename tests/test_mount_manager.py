@@ -200,16 +200,23 @@ def test_killed_juicefs_is_failed_then_recovered(jfs_volume: JfsTestVolume, caps
         print(f"\n[timing] ENOTCONN recovery (umount -l + mount rw) {took:.2f}s")
 
 
-def test_stopped_juicefs_is_reported_hung_without_blocking(
-    make_volume: Callable[..., JfsTestVolume], capsys: pytest.CaptureFixture[str]
-) -> None:
-    v = make_volume(probe_timeout_s=1.0)
+def stopped_rw_mount(v: JfsTestVolume) -> tuple[MountManager, list[int]]:
+    """A rw mount whose juicefs processes are SIGSTOPped (the caller SIGCONTs them), once the kernel's
+    attribute cache (1 s) has expired, so that the next probe really reaches the hung daemon."""
     m = manager(v)
     m.ensure("rw")
     pids = juicefs_pids(v.mountpoint)
     signal_all(pids, signal.SIGSTOP)
+    time.sleep(1.5)
+    return m, pids
+
+
+def test_stopped_juicefs_is_reported_hung_without_blocking(
+    make_volume: Callable[..., JfsTestVolume], capsys: pytest.CaptureFixture[str]
+) -> None:
+    v = make_volume(probe_timeout_s=1.0)
+    m, pids = stopped_rw_mount(v)
     try:
-        time.sleep(1.5)  # let the kernel's attribute cache (1 s) expire
         t0 = time.monotonic()
         first = m.observe()
         t1 = time.monotonic()
@@ -237,12 +244,8 @@ def test_a_hung_juicefs_is_killed_from_proc_and_the_mount_recovered(
     make_volume: Callable[..., JfsTestVolume], capsys: pytest.CaptureFixture[str]
 ) -> None:
     v = make_volume(probe_timeout_s=1.0)
-    m = manager(v)
-    m.ensure("rw")
-    pids = juicefs_pids(v.mountpoint)
-    signal_all(pids, signal.SIGSTOP)
+    m, pids = stopped_rw_mount(v)
     try:
-        time.sleep(1.5)  # let the kernel's attribute cache (1 s) expire
         m.observe()
         time.sleep(1.0)
         hung = m.observe()

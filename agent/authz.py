@@ -32,6 +32,7 @@ ALLOWED: Mapping[str, tuple[str, ...]] = {
     "CoordinatorService.SetPaused": ("operator",),
     "CoordinatorService.SetMaintenance": ("operator",),
     "CoordinatorService.SetPriority": ("operator",),
+    "CoordinatorService.ForgetNode": ("operator",),
     "CoordinatorService.GetClusterStatus": READERS,
     "CoordinatorService.ListEvents": READERS,
     "CoordinatorService.Why": READERS,

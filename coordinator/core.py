@@ -874,6 +874,58 @@ def validate_request(
     return None
 
 
+# A node is forgotten only once it has been silent this many report intervals (and detect_after_s at least).
+FORGET_SILENT_REPORTS = 5
+
+
+def forget_silence_s(timing: Timing) -> float:
+    """How long a node must have sent no report before it may be forgotten."""
+    return max(timing.detect_after_s, FORGET_SILENT_REPORTS * timing.report_interval_s)
+
+
+def forget_refusal(
+    durable: Durable,
+    memory: Memory,
+    reports: Mapping[str, Report],
+    node: str,
+    now: float,
+    timing: Timing,
+    pending: Request | None = None,
+) -> str | None:
+    """Why a known node must not be forgotten now (one line), or None: it is the writer, part of a role change
+    in progress or asked for, or still reporting (or this leader is too new to know whether it does)."""
+    if node == durable.cluster.writer:
+        return f"{node} is the writer at epoch {durable.cluster.epoch}; switch or fail over to another node first"
+    t = memory.transition
+    if t is not None and node in (t.new, t.old):
+        return f"{node} takes part in the {t.kind} to {t.new} in progress (phase {t.phase()}); wait for it to end"
+    for request in (memory.request, pending):
+        if request is not None and request.to == node:
+            return f"a {request.kind} to {node} is asked for; wait for it to end"
+    silence_s = forget_silence_s(timing)
+    report = reports.get(node)
+    if report is not None and (since := now - report.received_at) < silence_s:
+        return (
+            f"{node} still reports (last {since:.1f}s ago); a node is forgotten only after {silence_s:g}s "
+            "without a report: stop its agent first"
+        )
+    if report is None and (led := now - memory.leader_since) < silence_s:
+        return (
+            f"this coordinator has led for only {led:.1f}s and cannot tell yet whether {node} reports; "
+            f"try again in {silence_s - led:.1f}s"
+        )
+    return None
+
+
+def without_node(memory: Memory, node: str) -> Memory:
+    """The leader's memory with nothing left of a forgotten node: if it comes back, it starts as a new one."""
+    return replace(
+        memory,
+        healthy_since={n: t for n, t in memory.healthy_since.items() if n != node},
+        failed_candidates={n: t for n, t in memory.failed_candidates.items() if n != node},
+    )
+
+
 def _start_requested(
     durable: Durable,
     memory: Memory,

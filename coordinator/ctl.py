@@ -331,6 +331,20 @@ def cmd_priority(conn: Connection, args: argparse.Namespace) -> int:
     return _call(conn, lambda s: s.SetPriority(request, timeout=conn.timeout_s), done, args.output)
 
 
+def cmd_forget(conn: Connection, args: argparse.Namespace) -> int:
+    confirm(args, f"Forget {args.node} (remove it from the cluster's state; it must be gone)?")
+    stub = conn.leader()
+    request = coordinator_pb2.ForgetNodeRequest(node=args.node, reason=args.reason)
+    try:
+        answer = stub.ForgetNode(request, timeout=conn.timeout_s)
+    except grpc.RpcError as exc:
+        raise CtlError(f"refused: {exc.details()}") from exc
+    data = {"node": args.node, "forgotten": answer.forgotten, "message": answer.message}
+    data["status"] = status_data(answer.status)
+    emit(data, args.output, lambda d: f"{d['message']}\n\n{render_status(d['status'])}")
+    return EXIT_OK
+
+
 # -- history and events ----------------------------------------------------------------------------------------
 def event_data(e: coordinator_pb2.Event) -> dict[str, Any]:
     phases = [(p.name, p.at_unix) for p in e.phases]
@@ -452,6 +466,7 @@ COMMANDS = [
     "resume",
     "maintenance",
     "priority",
+    "forget",
     "history",
     "events",
     "why",
@@ -570,6 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("node")
     pr.add_argument("priority", type=int)
+    fg = command(
+        "forget",
+        "remove a node that is gone from the cluster's state (not the writer, nor a node that still reports)",
+        "coordinatorctl forget node-d --reason 'decommissioned' --yes",
+    )
+    fg.add_argument("node")
+    fg.add_argument("--reason", default="", help="recorded with the event")
+    fg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     hist = command("history", "past role changes with their phase durations", "coordinatorctl history --limit 10")
     hist.add_argument("--limit", type=int, default=20)
     ev = command("events", "every decision, newest last", "coordinatorctl events --follow")
@@ -606,6 +629,7 @@ HANDLERS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "resume": cmd_pause,
     "maintenance": cmd_maintenance,
     "priority": cmd_priority,
+    "forget": cmd_forget,
     "history": cmd_history,
     "events": cmd_events,
     "why": cmd_why,

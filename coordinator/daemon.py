@@ -37,8 +37,10 @@ from coordinator.core import (
     abandoned,
     committed,
     decide,
+    forget_refusal,
     validate_request,
     with_asker,
+    without_node,
 )
 from coordinator.model import Assignment, Discovery, Durable, Event, Report
 from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
@@ -55,6 +57,20 @@ DURABLE_REFRESH_S = 1.0
 # RESIGNED_FOR_LEASES of its leader lease, so that another coordinator can lead.
 STALE_DECISION_TICKS = 5
 RESIGNED_FOR_LEASES = 2.0
+
+
+class ForgetRefused(Exception):
+    """A node must not be forgotten now; the message is the one-line reason."""
+
+
+class UnknownNode(ForgetRefused):
+    """The node to forget is neither in MySQL nor heard from, and was never forgotten."""
+
+
+@dataclass(frozen=True)
+class ForgetOutcome:
+    forgotten: bool  # False: it was forgotten already, nothing changed
+    message: str
 
 
 def mysql_settings(config: CoordinatorConfig) -> MysqlSettings:
@@ -116,6 +132,9 @@ class Coordinator:
         # Report handler does not take it: it reads `published` once (see the module docstring).
         self.answer_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        # Held for a whole tick, and while a node is forgotten: a tick must not register again, from a report
+        # it took before, a node whose row was just deleted, nor publish memory that still holds it.
+        self._tick_lock = threading.Lock()
         self._last_why = ""
         self._transition_events: dict[int, int] = {}  # transition epoch -> event id
         self._phases_recorded: dict[int, int] = {}
@@ -199,7 +218,8 @@ class Coordinator:
         """One tick; whatever it throws, a leader that decides nothing for STALE_DECISION_TICKS says so and
         steps down rather than keep a lease it does nothing with."""
         try:
-            outcome = self._tick()
+            with self._tick_lock:
+                outcome = self._tick()
         except Exception as exc:
             self._error(f"the tick failed: {type(exc).__name__}: {str(exc)[:200]}")
             outcome = "tick failed"
@@ -537,7 +557,40 @@ class Coordinator:
         self._leader_action(lambda lead: self.store.set_priority(lead, node, priority))
         self._log_event("priority", f"{node} priority set to {priority}", node, by)
 
-    def _leader_action(self, action: Callable[[Leadership], None]) -> None:
+    def forget_node(self, node: str, reason: str, by: str = "") -> ForgetOutcome:
+        """Remove a node that is gone: its row in MySQL, its report, observation and memory here.
+
+        ForgetRefused (UnknownNode for a name never known) with the one-line reason; StoreError when MySQL
+        failed or holds it as the writer; NotLeader when this coordinator does not lead."""
+        with self._tick_lock:
+            leadership, memory = self.leadership, self.memory
+            if leadership is None or memory is None:
+                raise NotLeader("this coordinator does not lead")
+            durable = self.store.load()
+            reports = self.snapshot_reports()
+            if node not in durable.nodes and node not in reports:
+                earlier = self.store.events(limit=1, kinds=("forget",), node=node)
+                if not earlier:
+                    raise UnknownNode(f"{node} is not a known node")
+                at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(earlier[-1].at_unix))
+                return ForgetOutcome(False, f"{node} was already forgotten at {at}: {earlier[-1].reason}")
+            with self._state_lock:
+                pending = self.pending_request
+            why_not = forget_refusal(durable, memory, reports, node, time.monotonic(), self.config.timing, pending)
+            if why_not is not None:
+                raise ForgetRefused(why_not)
+            self._leader_action(lambda lead: self.store.forget_node(lead, node))
+            with self._state_lock:
+                self.reports.pop(node, None)
+            self.observations.pop(node, None)
+            self._unregistered.pop(node, None)
+            with self.answer_lock:
+                if self.memory is not None:
+                    self.memory = without_node(self.memory, node)
+            self._log_event("forget", f"{node} forgotten: {reason or 'no reason given'}", node, by)
+        return ForgetOutcome(True, f"{node} forgotten; if its agent reports again it is registered as a new node")
+
+    def _leader_action(self, action: Callable[[Leadership], object]) -> None:
         leadership = self.leadership
         if leadership is None:
             raise NotLeader("this coordinator does not lead")

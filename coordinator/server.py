@@ -31,7 +31,7 @@ from agent.config import TlsSettings
 from agent.wirecheck import operator_problem, report_problem
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request, epochs_ahead_sentence
-from coordinator.daemon import Coordinator
+from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
 from coordinator.model import Assignment, Event, Report, WriterStop
 from coordinator.store import StoreError
@@ -298,6 +298,21 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         by = str(enforce(context, "CoordinatorService.SetPriority", log))
         _check_operator(context, "SetPriority", request)
         return self._act(context, lambda: self.c.set_priority(request.node, request.priority, by))
+
+    def ForgetNode(
+        self, request: coordinator_pb2.ForgetNodeRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ForgetNodeResponse:
+        by = str(enforce(context, "CoordinatorService.ForgetNode", log))
+        _check_operator(context, "ForgetNode", request)
+        try:
+            outcome = self.c.forget_node(request.node, request.reason, by)
+        except UnknownNode as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except (ForgetRefused, StoreError) as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return coordinator_pb2.ForgetNodeResponse(
+            forgotten=outcome.forgotten, message=outcome.message, status=cluster_status(self.c, fresh=True)
+        )
 
     def ListEvents(
         self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext

@@ -561,8 +561,11 @@ class ClusterStore:
             LOG.warning("ignoring a row of the nodes table: %s", problem)
         return False
 
-    def events(self, limit: int = 50, kinds: tuple[str, ...] | None = None, after_id: int = 0) -> list[Event]:
-        """The newest `limit` events with id > after_id (of `kinds` if given), newest last. No leadership needed."""
+    def events(
+        self, limit: int = 50, kinds: tuple[str, ...] | None = None, after_id: int = 0, node: str | None = None
+    ) -> list[Event]:
+        """The newest `limit` events with id > after_id (of `kinds`, about `node`, if given), newest last. No
+        leadership needed."""
         if limit <= 0 or kinds == ():
             return []
         where = "id > %s"
@@ -570,6 +573,9 @@ class ClusterStore:
         if kinds:
             where += " AND kind IN (" + ", ".join(["%s"] * len(kinds)) + ")"
             params.extend(kinds)
+        if node is not None:
+            where += " AND node = %s"
+            params.append(node)
         params.append(limit)
         sql = (
             "SELECT id, UNIX_TIMESTAMP(at), kind, node, epoch, reason, phases FROM events"
@@ -690,6 +696,27 @@ class ClusterStore:
             "nodes.maintenance = %s, nodes.maintenance_reason = %s",
             (on, _clip(reason)),
         )
+
+    def forget_node(self, leadership: Leadership, name: str) -> bool:
+        """Delete a node's row, only if we lead and it is not the writer MySQL names; False: there was no such row.
+
+        A StoreError says it is the writer (the check is in the same statement, so a writer committed meanwhile
+        is never deleted)."""
+
+        def body(cur: Any) -> bool:
+            cur.execute(
+                "DELETE nodes FROM nodes JOIN cluster ON cluster.id = 1"
+                f" WHERE nodes.name = %s AND {_LEADS} AND (cluster.writer IS NULL OR cluster.writer <> nodes.name)",
+                (name, *self._leads_params(leadership)),
+            )
+            if cur.rowcount > 0:
+                return True
+            writer = self._not_leader_or_ok(cur, leadership)[4]
+            if writer == name:
+                raise StoreError(f"forget_node: node {name!r} is the writer")
+            return False
+
+        return self._call("forget_node", body)
 
     def add_event(self, leadership: Leadership, event: Event) -> int:
         """Record an event under our leadership (`at` is now when event.at_unix is 0); returns its id."""

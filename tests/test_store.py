@@ -363,6 +363,35 @@ def test_changing_a_node_that_does_not_exist_names_it(store: ClusterStore) -> No
         store.update_event(leadership, 999, ())
 
 
+def test_forget_node_deletes_the_row_never_the_writers_and_only_while_leading(
+    stores: Callable[..., ClusterStore],
+) -> None:
+    store = stores()
+    store.migrate()
+    leadership = leader(store, lease_s=1.0)
+    for i, name in enumerate(("node-a", "node-b", "node-c"), start=1):
+        store.upsert_node(leadership, name, f"10.0.0.{i}", False)
+    store.change_writer(leadership, 0, "node-a")
+    assert store.forget_node(leadership, "node-b") is True
+    assert sorted(store.load().nodes) == ["node-a", "node-c"]
+    assert store.forget_node(leadership, "node-b") is False  # no such row (any more)
+    with pytest.raises(StoreError, match="node 'node-a' is the writer") as excinfo:
+        store.forget_node(leadership, "node-a")
+    assert not isinstance(excinfo.value, NotLeader)
+    assert "node-a" in store.load().nodes
+    store.add_event(leadership, Event(kind="forget", reason="node-b forgotten", node="node-b"))
+    store.add_event(leadership, Event(kind="priority", reason="node-c priority", node="node-c"))
+    assert [e.node for e in store.events(node="node-b")] == ["node-b"]
+    assert [e.reason for e in store.events(kinds=("forget",), node="node-c")] == []
+    store.upsert_node(leadership, "node-b", "10.0.0.2", False)  # it came back: registered again, as new
+    assert store.load().nodes["node-b"].priority == 1
+
+    wait_for_lease_expiry(store)
+    with pytest.raises(NotLeader):
+        store.forget_node(leadership, "node-c")  # a deposed leader deletes nothing
+    assert "node-c" in store.load().nodes
+
+
 def test_events_round_trip_with_phases_in_order(store: ClusterStore) -> None:
     leadership = leader(store)
     phases = (("detect", 1_700_000_000.25), ("decide", 1_700_000_000.5), ("fence", 1_700_000_003.0))

@@ -157,6 +157,24 @@ class SetPriorityRequest(_message.Message):
     priority: int
     def __init__(self, node: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
 
+class ForgetNodeRequest(_message.Message):
+    __slots__ = ("node", "reason")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    reason: str
+    def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ForgetNodeResponse(_message.Message):
+    __slots__ = ("forgotten", "message", "status")
+    FORGOTTEN_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    forgotten: bool
+    message: str
+    status: ClusterStatus
+    def __init__(self, forgotten: _Optional[bool] = ..., message: _Optional[str] = ..., status: _Optional[_Union[ClusterStatus, _Mapping]] = ...) -> None: ...
+
 class ListEventsRequest(_message.Message):
     __slots__ = ("limit", "follow", "role_changes_only")
     LIMIT_FIELD_NUMBER: _ClassVar[int]

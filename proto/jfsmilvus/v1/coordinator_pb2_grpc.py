@@ -69,6 +69,11 @@ class CoordinatorServiceStub:
                 request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.SetPriorityRequest.SerializeToString,
                 response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterStatus.FromString,
                 _registered_method=True)
+        self.ForgetNode = channel.unary_unary(
+                '/jfsmilvus.v1.CoordinatorService/ForgetNode',
+                request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ForgetNodeRequest.SerializeToString,
+                response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ForgetNodeResponse.FromString,
+                _registered_method=True)
         self.ListEvents = channel.unary_stream(
                 '/jfsmilvus.v1.CoordinatorService/ListEvents',
                 request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ListEventsRequest.SerializeToString,
@@ -132,6 +137,13 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetNode(self, request, context):
+        """Remove a node that is gone (its row in MySQL and what the leader holds for it); see ForgetNodeResponse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListEvents(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -188,6 +200,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.SetPriority,
                     request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.SetPriorityRequest.FromString,
                     response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterStatus.SerializeToString,
+            ),
+            'ForgetNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetNode,
+                    request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ForgetNodeRequest.FromString,
+                    response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ForgetNodeResponse.SerializeToString,
             ),
             'ListEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.ListEvents,
@@ -394,6 +411,33 @@ class CoordinatorService:
             '/jfsmilvus.v1.CoordinatorService/SetPriority',
             jfsmilvus_dot_v1_dot_coordinator__pb2.SetPriorityRequest.SerializeToString,
             jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jfsmilvus.v1.CoordinatorService/ForgetNode',
+            jfsmilvus_dot_v1_dot_coordinator__pb2.ForgetNodeRequest.SerializeToString,
+            jfsmilvus_dot_v1_dot_coordinator__pb2.ForgetNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

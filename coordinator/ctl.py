@@ -467,6 +467,7 @@ COMMANDS = [
     "maintenance",
     "priority",
     "forget",
+    "node",
     "history",
     "events",
     "why",
@@ -593,6 +594,15 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("node")
     fg.add_argument("--reason", default="", help="recorded with the event")
     fg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    nd = command(
+        "node",
+        "node remove NODE: the same as forget NODE",
+        "coordinatorctl node remove node-d --reason 'decommissioned' --yes",
+    )
+    nd.add_argument("node_action", metavar="ACTION", choices=("remove",), help="remove")
+    nd.add_argument("node")
+    nd.add_argument("--reason", default="", help="recorded with the event")
+    nd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     hist = command("history", "past role changes with their phase durations", "coordinatorctl history --limit 10")
     hist.add_argument("--limit", type=int, default=20)
     ev = command("events", "every decision, newest last", "coordinatorctl events --follow")
@@ -630,6 +640,7 @@ HANDLERS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "maintenance": cmd_maintenance,
     "priority": cmd_priority,
     "forget": cmd_forget,
+    "node": cmd_forget,  # its one action, remove, is forget
     "history": cmd_history,
     "events": cmd_events,
     "why": cmd_why,

@@ -587,6 +587,14 @@ class Coordinator:
             with self.answer_lock:
                 if self.memory is not None:
                     self.memory = without_node(self.memory, node)
+                # What status and the Report handler read until the next tick must not hold it either.
+                published = self.published
+                kept_durable = published.durable
+                if kept_durable is not None:
+                    kept_nodes = {name: rec for name, rec in kept_durable.nodes.items() if name != node}
+                    kept_durable = replace(kept_durable, nodes=kept_nodes)
+                kept = {name: a for name, a in published.assignments.items() if name != node}
+                self.published = replace(published, durable=kept_durable, assignments=kept)
             self._log_event("forget", f"{node} forgotten: {reason or 'no reason given'}", node, by)
         return ForgetOutcome(True, f"{node} forgotten; if its agent reports again it is registered as a new node")
 

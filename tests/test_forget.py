@@ -190,12 +190,13 @@ def test_forget_over_mutual_tls_and_from_coordinatorctl(
     assert ctl.main(ctl_args(c, tls, "forget", "node-a")) == ctl.EXIT_USAGE  # not on a terminal, no --yes
     assert "add --yes to confirm" in capsys.readouterr().err
     time.sleep(1.2)  # five report intervals without a report
-    assert ctl.main(ctl_args(c, tls, "forget", "node-a", "--reason", "gone", "--yes", "-o", "json")) == ctl.EXIT_OK
+    removal = ("node", "remove", "node-a", "--reason", "gone", "--yes", "-o", "json")  # issue 16's spelling
+    assert ctl.main(ctl_args(c, tls, *removal)) == ctl.EXIT_OK
     done = json.loads(capsys.readouterr().out)
     assert done["forgotten"] is True and done["node"] == "node-a"
     assert [n["name"] for n in done["status"]["nodes"]] == []
     assert ctl.main(ctl_args(c, tls, "status", "-o", "json")) == ctl.EXIT_OK
-    assert json.loads(capsys.readouterr().out)["nodes"] == []
+    assert json.loads(capsys.readouterr().out)["nodes"] == []  # at once, not only after the next tick
 
     assert ctl.main(ctl_args(c, tls, "forget", "node-a", "--yes")) == ctl.EXIT_OK  # again: says so, exit 0
     assert capsys.readouterr().out.startswith("node-a was already forgotten at ")

@@ -65,6 +65,7 @@ from agent.milvus.milvusfacts import WalRecovery, meta_target, wal_recovery
 from agent.milvus.nvidiatoolkit import probe_nvidia_toolkit
 from agent.milvus.server_config import (
     CONTAINER_CONF_DIR,
+    CONTAINER_DB_DIR,
     BaseConfigError,
     RoleSettings,
     base_config_warnings,
@@ -179,6 +180,7 @@ class Agent:
         self.last_writer_stop: dict[str, Any] | None = None  # how the last rw container stop ended (reported)
         self._stopping_since: float | None = None  # a graceful container stop in progress (monotonic)
         self._started: dict[str, float] = {}
+        self._container_devices: dict[str, str | None] = {}  # container id -> the mount device it sees
         self._last_healthy: tuple[str, float] = ("", 0.0)  # (container id, when it last passed its health check)
         self._render_cache: tuple[tuple[str, RoleSettings], str] | None = None
         self._base_warned: set[str] = set()
@@ -597,6 +599,17 @@ class Agent:
             self._started = {container.id: time.monotonic() - _started_seconds_ago(started)}
         return time.monotonic() - self._started[container.id]
 
+    def _container_mount_device(self, container: ContainerState) -> str | None:
+        """The device of the mount the container's db bind mount shows; read once per container (it never changes
+        while the container runs, and a restart is a new container), then remembered."""
+        if container.id not in self._container_devices:
+            try:
+                device = self.docker.device_inside(container.id, CONTAINER_DB_DIR)
+            except DockerUnavailable:
+                return None
+            self._container_devices = {container.id: device}
+        return self._container_devices[container.id]
+
     def _unhealthy_for(self, container_id: str, healthy: bool) -> float | None:
         """Seconds since the running container last passed its health check; None when it has not answered yet
         (since it started, as far as this agent process has seen)."""
@@ -724,6 +737,8 @@ class Agent:
             meta_engine_reachable=mount.meta_engine.reachable if mount else None,
             hung_kill_after_s=self.config.juicefs.hung_kill_after_s,
             meta_db_error=self._meta_db_error(role),
+            mount_device=mount.device if mount else None,
+            container_mount_device=self._container_mount_device(running[0]) if running else None,
             db_dir_exists=volume is not None
             and mount is not None
             and mount.state in ("healthy", "degraded")

@@ -255,6 +255,20 @@ def test_a_container_on_a_dead_mount_is_stopped_then_the_mount_recovered_then_it
     assert step.action is Action.STOP and "WAL" not in step.reason
 
 
+def test_a_container_on_a_mount_since_replaced_is_stopped_and_one_on_the_mount_there_now_is_left() -> None:
+    reader = container("ro", epoch=3)
+    step = next_step(RO, seen(reader, mount_device="0:61", container_mount_device="0:53"))
+    assert step.action is Action.STOP and not step.counts_as_crash and step.container_id == reader.id
+    assert "(device 0:53) was replaced by another (device 0:61)" in step.reason and "WAL" not in step.reason
+    writer = container("rw", epoch=4)
+    step = next_step(RW, seen(writer, mount_mode="rw", mount_device="0:61", container_mount_device="0:53"))
+    assert step.action is Action.STOP and "on its own WAL" in step.reason
+    # The same device, or one not known (not readable, not mounted): no judgement from it.
+    for inside, now in (("0:53", "0:53"), (None, "0:61"), ("0:53", None)):
+        observed = seen(reader, mount_device=now, container_mount_device=inside)
+        assert next_step(RO, observed).action is Action.NOTHING, (inside, now)
+
+
 def test_a_writer_told_to_drain_stops_gracefully_and_starts_nothing() -> None:
     draining = replace(RW, drain_id=77, drain_timeout_s=120.0)
     step = next_step(draining, seen(container("rw", epoch=4), mount_mode="rw"))

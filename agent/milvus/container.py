@@ -28,6 +28,7 @@ from agent.milvus.server_config import (
     CONTAINER_LOGS_DIR,
     CONTAINER_WAL_DIR,
 )
+from agent.mount import mountinfo
 
 LABEL_OWNER = "io.jfs-milvus.owner"
 LABEL_NODE = "io.jfs-milvus.node"
@@ -280,6 +281,23 @@ class MilvusDocker:
         """The container runtimes the engine offers (the NVIDIA one is what gives containers GPUs)."""
         info = self._call("read the engine's info", self._docker().info)
         return sorted((info.get("Runtimes") or {}).keys())
+
+    def device_inside(self, container_id: str, path: str) -> str | None:
+        """The device (major:minor) of the mount the running container sees at `path`, read from its init
+        process's /proc/PID/mountinfo; None when it does not run, has no mount there, or cannot be read."""
+        client = self._docker()
+        try:
+            attrs = self._call("inspect the container", client.api.inspect_container, container_id)
+        except docker.errors.NotFound:
+            return None
+        pid = attrs.get("State", {}).get("Pid") or 0
+        if not isinstance(pid, int) or pid <= 0:
+            return None
+        try:
+            with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace") as f:
+                return mountinfo.device_at(f.read(), path)
+        except OSError:
+            return None
 
     def started_at(self, container_id: str) -> str | None:
         """When the container last started (Docker's RFC 3339 time), from an inspect."""

@@ -15,6 +15,8 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |   |                                                             | a lease self-fence doesn't)|
 |5a | a container runs on a mount whose juicefs is gone (ENOTCONN)| stop it: its bind mount   |
 |   |                                                             | never sees a new mount    |
+|5d | a container runs on a mount since replaced (the device its  | stop it: it restarts on   |
+|   | bind mount shows is not the one at the mountpoint now)      | the mount there now       |
 |5c | a writer runs while its MySQL (meta_uri) does not answer    | stop it: a flush now drops|
 |   |                                                             | rows from memory; its WAL |
 |   |                                                             | replays them at the start |
@@ -57,10 +59,12 @@ is wanted as rw without a lease: rules 6, 12 and 16 stop its ro container, remou
 during the fence, and rule 17 holds it there, so the promotion itself is only rule 19. No Milvus runs rw
 without a lease at any point; a rw mount with no rw Milvus writes nothing to the volume.
 
-Recovery in place (rules 3a, 5a, then 12 and 19): a hung juicefs is killed, which turns its mount ENOTCONN;
-a container on a dead mount is stopped; the dead mount is lazily unmounted and mounted again; the container
-starts again in its role at the same epoch, a writer on its own local WAL, which replays what it acknowledged
-but had not flushed. The coordinator keeps the writer where it is meanwhile (its `recover_in_place_s`).
+Recovery in place (rules 3a, 5a, 5d, then 12 and 19): a hung juicefs is killed, which turns its mount
+ENOTCONN; a container on a dead mount, or on one since replaced (`umount -l` and a new mount under it), is
+stopped, so no container runs on a mount other than the one at the mountpoint; the dead mount is lazily
+unmounted and mounted again; the container starts again in its role at the same epoch, a writer on its own
+local WAL, which replays what it acknowledged but had not flushed. A reader does this by itself; the
+coordinator keeps the writer where it is meanwhile (its `recover_in_place_s`), and fails it over only past it.
 """
 
 from __future__ import annotations
@@ -146,6 +150,10 @@ class Seen:
     meta_engine_reachable: bool | None = None  # None: not checked
     hung_kill_after_s: float = 10.0
     meta_db_error: str | None = None  # the writer's MySQL (meta_uri) does not answer: why; None: it does, or unknown
+    # The device (major:minor) of the mount at the mountpoint now, and of the one the running container's db
+    # bind mount shows (read from its own mountinfo); None: not known. They differ once the mount was replaced.
+    mount_device: str | None = None
+    container_mount_device: str | None = None
 
 
 def wanted_role(assigned: str, writer: str, node: str, coordinated: bool) -> tuple[str, bool]:
@@ -254,6 +262,16 @@ def next_step(want: Want, seen: Seen) -> Step:
             Action.STOP,
             f"stopping {current.role} container: its JuiceFS mount died under it (ENOTCONN) and a container never "
             f"sees a new mount; it restarts on a new mount at epoch {want.epoch}"
+            + (", on its own WAL" if current.role == "rw" else ""),
+            current.id,
+        )
+    replaced = current is not None and None not in (seen.mount_device, seen.container_mount_device)
+    if current is not None and replaced and seen.mount_device != seen.container_mount_device:
+        return Step(
+            Action.STOP,
+            f"stopping {current.role} container: the JuiceFS mount it started on (device "
+            f"{seen.container_mount_device}) was replaced by another (device {seen.mount_device}), and a container "
+            f"never sees a new mount; it restarts on the mount there now at epoch {want.epoch}"
             + (", on its own WAL" if current.role == "rw" else ""),
             current.id,
         )

@@ -56,6 +56,9 @@ class MountStatus:
     not_connected: bool = False
     meta_engine: MetaObservation = field(default_factory=MetaObservation)
     cache_dir_writable: bool | None = None  # JuiceFS' local cache directory (on local disk, never hangs)
+    # The mount's device (mountinfo's major:minor, one per FUSE connection): a container started on this mount
+    # sees the same one at its bind mount; one that differs was started on a mount since replaced.
+    device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,7 @@ class MountStatus:
             "hung_since": self.hung_since,
             "hung_for_s": None if self.hung_for_s is None else round(self.hung_for_s, 1),
             "cache_dir_writable": self.cache_dir_writable,
+            "device": self.device,
             "meta_engine": {
                 "reachable": self.meta_engine.reachable,
                 "latency_ms": self.meta_engine.latency_ms,
@@ -338,6 +342,7 @@ class MountManager:
             not_connected=obs.not_connected,
             meta_engine=meta,
             cache_dir_writable=cache_dir_writable(self.volume.cache_dir),
+            device=current.device if current is not None and mountinfo.is_juicefs(current, self.volume.name) else None,
         )
 
     def _with_last_write(self, outcome: probes.ProbeOutcome, mount_id: int, wrote: bool) -> dict[str, object]:

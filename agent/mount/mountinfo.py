@@ -74,6 +74,12 @@ def find(mounts: list[MountInfo], mountpoint: str) -> MountInfo | None:
     return found
 
 
+def device_at(text: str, path: str) -> str | None:
+    """The device (major:minor) of the mount visible at `path` in a mountinfo text; None when none is there."""
+    found = find(parse(text), path)
+    return found.device if found is not None else None
+
+
 def escape(value: str) -> str:
     """A path as the kernel writes it in mountinfo (the inverse of `unescape` for the characters it escapes)."""
     return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in value)

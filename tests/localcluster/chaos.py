@@ -14,11 +14,15 @@ WAL): those lost are counted per scenario, the cluster's recovery point, not a f
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+
+import docker
+import docker.errors
 
 from tests.localcluster import faults
 from tests.localcluster.cluster import ClusterNode, Say, WriteClient
@@ -38,6 +42,9 @@ class Scenario:
     target: str = "writer"  # writer | reader
     hold_s: float = 15.0  # the fault lasts this long at least (longer when a failover is awaited)
     ci: bool = False
+    # The target heals by itself while the fault stands: a reader back in every Mishards' hosts, on a new
+    # container, with no operator and no undo (target: under HEAL_TARGET_S; a FAIL past HEAL_LIMIT_S).
+    heals: bool = False
 
 
 SCENARIOS = (
@@ -49,6 +56,11 @@ SCENARIOS = (
     Scenario("writer cut from coordinators", (faults.cut_from_coordinators,), "stay", ci=True),
     Scenario("writer cut from everything", (faults.cut_off,), "failover", ci=True),
     Scenario("a reader cut off", (faults.cut_off,), "stay", target="reader"),
+    Scenario("a reader's juicefs killed", (faults.kill_juicefs,), "stay", target="reader", heals=True),
+    Scenario("a reader's mount hung", (faults.hang_mount,), "stay", target="reader", heals=True),
+    Scenario("writer agent frozen (SIGSTOP)", (faults.freeze_agent,), "failover"),
+    Scenario("writer mount flapping", (faults.flap_mount,), "stay", hold_s=20.0),
+    Scenario("switchover whose target dies", (faults.switchover_then_power_off,), "any", target="reader"),
     Scenario("leading coordinator killed", (faults.kill_leader,), "stay", ci=True),
     Scenario("all coordinators down 60 s", (faults.stop_coordinators,), "stay", hold_s=0),
     Scenario("MySQL restarted", (faults.restart_mysql,), "any"),
@@ -69,6 +81,7 @@ class ScenarioResult:
     epoch_before: int = 0
     epoch_after: int = 0
     failover_s: float | None = None  # fault to the new writer running rw healthy
+    healed_s: float | None = None  # fault to the target back in every Mishards' hosts on a new container
     writes_back_s: float | None = None  # fault to the first write the new writer acknowledged (through Mishards)
     write_gap_s: float = 0.0  # the longest time without an acknowledged write, from the fault to recovery
     # The writes this scenario judged: those acknowledged since the last scenario's were judged (up to the
@@ -146,6 +159,40 @@ def healthy(rc: RunningCluster) -> str | None:
     return None
 
 
+HEAL_TARGET_S = 30.0
+HEAL_LIMIT_S = 90.0
+
+
+def healed(rc: RunningCluster, node: ClusterNode, since_unix: float) -> str | None:
+    """None once `node` runs ro, healthy, in a container started after `since_unix`, and every Mishards lists it
+    among its hosts; otherwise what is not yet so."""
+    try:
+        s = rc.cluster.status()
+    except Exception as exc:
+        return f"no status: {exc}"
+    mine = next((n for n in s.nodes if n.name == node.name), None)
+    if mine is None or mine.role_running != 1:
+        return f"{node.name} does not run ro"
+    try:
+        started = docker.from_env().api.inspect_container(node.container_name)["State"]["StartedAt"]
+    except docker.errors.DockerException as exc:
+        return f"no container: {exc}"
+    if started_unix(started) <= since_unix:
+        return f"{node.name} still runs the container it ran at the fault"
+    for m in rc.mishards_hosts:
+        routes = m.routes()
+        if routes is None or not any(h.split(":")[0] == node.address for h in routes["readers"]):
+            return f"Mishards on {m.node.name} does not list {node.name} ({routes and routes['readers']})"
+    return None
+
+
+def started_unix(docker_time: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds, as Unix seconds."""
+    head, _, frac = docker_time.rstrip("Z").partition(".")
+    whole = datetime.datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC)
+    return whole.timestamp() + (float("0." + frac[:6]) if frac else 0.0)
+
+
 def wait_healthy(rc: RunningCluster, timeout_s: float) -> None:
     wait_until(lambda: healthy(rc) is None, timeout_s, lambda: f"a healthy cluster: {healthy(rc)}")
 
@@ -173,7 +220,7 @@ def run_scenario(
     writer = rc.cluster.nodes[status.writer]
     target = writer if scenario.target == "writer" else next(n for n in rc.cluster.nodes.values() if n is not writer)
     progress(f"{scenario.name}: on {target.name} (writer {writer.name}, epoch {status.epoch})")
-    fault_at = time.monotonic()
+    fault_at, fault_unix = time.monotonic(), time.time()
     undos = [fault(rc, target) for fault in scenario.faults]
     try:
         if scenario.expect == "failover":
@@ -183,6 +230,15 @@ def run_scenario(
             first = wait_until(lambda: client.first_ack_after(fault_at, by=new.name), 90, "a write by the new writer")
             result.writes_back_s = round(first - fault_at, 2)
             progress(f"{scenario.name}: writes back through {client.via} after {result.writes_back_s:.1f}s")
+        if scenario.heals:
+            try:
+                wait_until(lambda: healed(rc, target, fault_unix) is None, HEAL_LIMIT_S,
+                           lambda: f"{target.name} to heal by itself: {healed(rc, target, fault_unix)}")  # fmt: skip
+            except AssertionError as exc:
+                result.problems.append(str(exc).splitlines()[0])
+            else:
+                result.healed_s = round(time.monotonic() - fault_at, 2)
+                progress(f"{scenario.name}: {target.name} healed by itself in {result.healed_s:.1f}s")
         time.sleep(max(0.0, scenario.hold_s - (time.monotonic() - fault_at)))
     finally:
         for undo in reversed(undos):
@@ -229,7 +285,7 @@ def run_scenario(
 
 def table(results: list[ScenarioResult]) -> str:
     head = (
-        "scenario", "outcome", "writer", "failover", "writes back", "longest write gap", "acked", "flushed",
+        "scenario", "outcome", "writer", "failover", "writes back", "healed", "longest write gap", "acked", "flushed",
         "flushed lost", "unflushed lost", "overlap",
     )  # fmt: skip
     rows = [head]
@@ -242,6 +298,7 @@ def table(results: list[ScenarioResult]) -> str:
                 f"{move} (epoch {r.epoch_after})",
                 "-" if r.failover_s is None else f"{r.failover_s:.1f}s",
                 "-" if r.writes_back_s is None else f"{r.writes_back_s:.1f}s",
+                "-" if r.healed_s is None else f"{r.healed_s:.1f}s",
                 f"{r.write_gap_s:.1f}s",
                 str(r.writes_acknowledged),
                 str(r.writes_flushed),

@@ -12,9 +12,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import grpc
+from jfsmilvus.v1 import coordinator_pb2
 
 from tests.localcluster.cluster import ClusterNode
 from tests.localcluster.up import RunningCluster
@@ -74,6 +78,62 @@ def hang_mount(rc: RunningCluster, node: ClusterNode) -> Undo:
     pids = juicefs_pids(node.volume.mountpoint)
     signal_all(pids, signal.SIGSTOP)
     return lambda: signal_all(pids, signal.SIGCONT)
+
+
+def freeze_agent(rc: RunningCluster, node: ClusterNode) -> Undo:
+    """The agent stops dead (SIGSTOP: a stuck process, a VM paused) while its containers run on; the lease watch
+    inside a rw container fences it when its lease lapses. The undo lets the agent run again."""
+    node.signal(signal.SIGSTOP)
+    return lambda: node.signal(signal.SIGCONT)
+
+
+def flap_mount(rc: RunningCluster, node: ClusterNode, hung_s: float = 1.0, live_s: float = 1.0) -> Undo:
+    """The mount hangs for `hung_s`, answers for `live_s`, and again, until the undo (a flaky network to the
+    metadata engine or object store, seen from one client)."""
+    pids = juicefs_pids(node.volume.mountpoint)
+    stop = threading.Event()
+
+    def flap() -> None:
+        while not stop.is_set():
+            signal_all(pids, signal.SIGSTOP)
+            stop.wait(hung_s)
+            signal_all(pids, signal.SIGCONT)
+            stop.wait(live_s)
+
+    thread = threading.Thread(target=flap, name="flap-mount", daemon=True)
+    thread.start()
+
+    def undo() -> None:
+        stop.set()
+        thread.join(timeout=10)
+        signal_all(pids, signal.SIGCONT)
+
+    return undo
+
+
+def switchover_then_power_off(rc: RunningCluster, node: ClusterNode, after_s: float = 0.5) -> Undo:
+    """An operator's switchover to `node`, which is powered off `after_s` into it (while the old writer drains).
+    The undo waits for the switchover's answer and powers the node on."""
+    answers: list[object] = []
+
+    def ask() -> None:
+        leader = rc.cluster.leader() or rc.cluster.coordinator
+        request = coordinator_pb2.SwitchoverRequest(to=node.name, reason="chaos: its target dies")
+        try:
+            answers.extend(leader.stub().Switchover(request, timeout=300))
+        except grpc.RpcError as exc:
+            answers.append(exc)
+
+    thread = threading.Thread(target=ask, name="switchover", daemon=True)
+    thread.start()
+    time.sleep(after_s)
+    undo_power = power_off(rc, node)
+
+    def undo() -> None:
+        thread.join(timeout=300)
+        undo_power()
+
+    return undo
 
 
 def cut_from_coordinators(rc: RunningCluster, node: ClusterNode) -> Undo:

@@ -178,6 +178,8 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
                 healthy=container["healthy"],
                 restarts=status.get("restarts", 0),
                 error=_waiting_for(status),
+                gpus=container.get("gpus") or [],
+                gpus_labelled=container.get("gpus") is not None,
             )
         )
     else:

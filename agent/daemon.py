@@ -1074,6 +1074,7 @@ class Agent:
                 "role": snap.container.role,
                 "epoch": snap.container.epoch,
                 "healthy": snap.container_healthy,
+                "gpus": None if snap.container.gpus is None else list(snap.container.gpus),
             },
             "restarts": self.backoff.restarts,
             "last_step": None

@@ -163,7 +163,9 @@ def writer_faults(report: Report, timing: Timing) -> list[tuple[str, float]]:
     elif report.write_probe_ms is not None and report.write_probe_ms > timing.write_probe_limit_ms:
         text = f"its write probe took {report.write_probe_ms:.0f} ms (limit {timing.write_probe_limit_ms:.0f})"
         faults.append((text, timing.fault_grace_s))
-    if report.gpu_health == "failed":
+    # A failed GPU is the writer's fault while its Milvus holds it, or runs on none (a GPU image that cannot
+    # start); a CPU image, or one restarted on the GPUs left, is not held back by it.
+    if report.gpu_health == "failed" and (report.milvus_gpu_failed or report.container_role == "none"):
         why = "; ".join(report.gpu_reasons)
         if report.gpus_usable > 0:
             text = f"a GPU failed, {report.gpus_usable} left to restart on" + (f" ({why})" if why else "")

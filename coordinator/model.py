@@ -78,6 +78,9 @@ class Report:
     agent_port: int = 0  # the agent's API, for assignments pushed at once
     row_lease_s: float | None = None  # what a MySQL row read renews its writer lease for; None: not said
     gpus_usable: int = 0  # GPUs not failed (a writer with one left can restart on it in place)
+    # Its running Milvus holds a failed GPU (or, for a container whose GPUs are not labelled, any GPU failed);
+    # False for a CPU image, and for one restarted on the GPUs left.
+    milvus_gpu_failed: bool = False
     meta_engine_reachable: bool | None = None  # the JuiceFS metadata engine, as the node's own check sees it
     last_writer_stop: WriterStop | None = None
     stopping_for_s: float = 0.0  # a graceful stop of its container in progress for this long

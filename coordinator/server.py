@@ -70,8 +70,12 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
         s = obs.last_writer_stop
         stop = WriterStop(epoch=s.epoch, drain_id=s.drain_id, exit_code=s.exit_code, seconds=max(0.0, s.seconds))
     container_role = "none"
+    milvus_gpu_failed = False
     if obs.HasField("container") and obs.container.state == "running":
         container_role = PB_ROLE.get(obs.container.role, "none")
+        failed = {g.uuid for g in obs.gpus.gpus if g.health == node_pb2.HEALTH_FAILED} if obs.gpus.available else set()
+        labelled = obs.container.gpus_labelled
+        milvus_gpu_failed = bool(failed) and (not labelled or bool(failed & set(obs.container.gpus)))
     return Report(
         node=obs.node,
         address=obs.address,
@@ -94,6 +98,7 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
         agent_port=obs.agent_port,
         row_lease_s=obs.row_lease_ms / 1000 if obs.row_lease_ms else None,
         gpus_usable=gpus_usable,
+        milvus_gpu_failed=milvus_gpu_failed,
         meta_engine_reachable=all(m.reachable for m in meta) if meta else None,
         last_writer_stop=stop,
         stopping_for_s=obs.stopping_for_s if obs.stopping_for_s > 0 else 0.0,

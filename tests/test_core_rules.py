@@ -131,7 +131,7 @@ def test_a_writer_cut_off_from_the_coordinator_only_is_not_failed_over() -> None
 
 def test_faults_its_node_cannot_recover_are_confirmed_before_failing_over() -> None:
     for fault in (
-        {"gpu_health": "failed", "gpu_reasons": ("fatal XID 79",), "gpus_usable": 0},
+        {"gpu_health": "failed", "gpu_reasons": ("fatal XID 79",), "gpus_usable": 0, "milvus_gpu_failed": True},
         {"write_probe_ms": 5000.0},
     ):
         reports = healthy_cluster(100.0)
@@ -150,7 +150,7 @@ def test_a_writer_whose_node_is_alive_recovers_in_place_before_any_failover() ->
         {"mount_state": "hung", "mount_reasons": ("hung since 12:00",)},
         {"mount_state": "failed", "mount_reasons": ("transport endpoint is not connected",), "role_running": "none"},
         {"role_running": "none", "container_role": "none"},
-        {"gpu_health": "failed", "gpu_reasons": ("GPU 1: GPU is lost",), "gpus_usable": 1},
+        {"gpu_health": "failed", "gpu_reasons": ("GPU 1: GPU is lost",), "gpus_usable": 1, "milvus_gpu_failed": True},
     ):
         reports = healthy_cluster(100.0)
         reports["a"] = rep("a", 100.0, "rw", **fault)
@@ -418,3 +418,45 @@ def test_an_old_writer_that_does_not_acknowledge_is_fenced_a_whole_lease_from_it
 
     end = now + 0.05 + T.lease_s + T.fence_margin_s
     assert not promoted(end - 0.02) and promoted(end + 0.02)
+
+
+def test_a_failed_gpu_is_the_writers_fault_only_while_its_milvus_holds_it() -> None:
+    from coordinator.core import Timing, writer_faults
+
+    timing = Timing(recover_in_place_s=30.0, fault_grace_s=2.0)
+    failed = dict(gpu_health="failed", gpu_reasons=("GPU 0: fatal XID 79",))
+    # A CPU image, or a GPU image already restarted on the GPU left: Milvus does not use the failed one.
+    assert writer_faults(rep("a", 100.0, "rw", gpus_usable=1, **failed), timing) == []
+    assert writer_faults(rep("a", 100.0, "rw", gpus_usable=0, **failed), timing) == []
+    # Its Milvus holds the failed GPU: the agent restarts it on the one left, in place.
+    ((text, grace),) = writer_faults(rep("a", 100.0, "rw", gpus_usable=1, milvus_gpu_failed=True, **failed), timing)
+    assert "a GPU failed, 1 left to restart on" in text and grace == 30.0
+    # None left: it cannot restart in place; and a GPU image that cannot start runs no container at all.
+    ((text, grace),) = writer_faults(rep("a", 100.0, "rw", gpus_usable=0, milvus_gpu_failed=True, **failed), timing)
+    assert text.startswith("its GPU failed") and grace == 2.0
+    stopped = rep("a", 100.0, "none", gpus_usable=0, **failed)
+    assert ("its GPU failed (GPU 0: fatal XID 79)", 2.0) in writer_faults(stopped, timing)
+
+
+def test_the_report_says_whether_the_running_milvus_holds_a_failed_gpu() -> None:
+    from jfsmilvus.v1 import coordinator_pb2, node_pb2
+
+    from coordinator.server import report_from_pb
+
+    def report(gpus: list[str] | None) -> Report:
+        obs = node_pb2.NodeObservation(node="a", address="10.0.0.1", role_running=node_pb2.ROLE_RW)
+        obs.gpus.available = True
+        obs.gpus.gpus.add(index=0, uuid="GPU-0", health=node_pb2.HEALTH_FAILED, reasons=["fatal XID 79"])
+        obs.gpus.gpus.add(index=1, uuid="GPU-1", health=node_pb2.HEALTH_HEALTHY)
+        obs.container.CopyFrom(
+            node_pb2.ContainerStatus(
+                state="running", role=node_pb2.ROLE_RW, gpus=gpus or [], gpus_labelled=gpus is not None
+            )
+        )
+        return report_from_pb(coordinator_pb2.ReportRequest(observation=obs), received_at=0.0)
+
+    assert report(["GPU-0", "GPU-1"]).milvus_gpu_failed  # it holds the failed one
+    assert not report(["GPU-1"]).milvus_gpu_failed  # restarted on the one left
+    assert not report([]).milvus_gpu_failed  # a CPU image
+    assert report(None).milvus_gpu_failed  # a container from before the label: any failed GPU counts
+    assert report(["GPU-1"]).gpu_health == "failed" and report(["GPU-1"]).gpus_usable == 1

@@ -35,6 +35,7 @@ LABEL_NODE = "io.jfs-milvus.node"
 LABEL_ROLE = "io.jfs-milvus.role"
 LABEL_EPOCH = "io.jfs-milvus.epoch"
 LABEL_CONFIG = "io.jfs-milvus.config-sha256"
+LABEL_GPUS = "io.jfs-milvus.gpus"  # the GPU UUIDs of its device request, comma-separated; "" for none
 LABEL_LEASEWATCH = "io.jfs-milvus.leasewatch"
 OWNER = "jfs-milvus-agent"
 MILVUS_PORT = 19530
@@ -71,6 +72,7 @@ class ContainerSpec:
             LABEL_ROLE: self.role,
             LABEL_EPOCH: str(self.epoch),
             LABEL_CONFIG: self.config_sha256,
+            LABEL_GPUS: ",".join(self.gpu_uuids or ()),
         }
         if self.leasewatch:
             labels[LABEL_LEASEWATCH] = "1"
@@ -91,6 +93,7 @@ class ContainerState:
     exit_code: int | None
     started_at: str | None
     error: str | None
+    gpus: tuple[str, ...] | None = None  # the GPU UUIDs it was given; None: not labelled (an older container)
 
     @property
     def running(self) -> bool:
@@ -118,10 +121,16 @@ def _state_of(container: Any) -> ContainerState:
         role=labels.get(LABEL_ROLE),
         epoch=_epoch_label(labels),
         config_sha256=labels.get(LABEL_CONFIG),
+        gpus=_gpus_label(labels),
         exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
         started_at=state.get("StartedAt"),
         error=state.get("Error") or None,
     )
+
+
+def _gpus_label(labels: dict[str, str]) -> tuple[str, ...] | None:
+    value = labels.get(LABEL_GPUS)
+    return None if value is None else tuple(u for u in value.split(",") if u)
 
 
 def _epoch_label(labels: dict[str, str]) -> int:
@@ -148,6 +157,7 @@ def state_from_summary(summary: dict[str, Any]) -> ContainerState:
         role=labels.get(LABEL_ROLE) if labels.get(LABEL_OWNER) == OWNER else None,
         epoch=_epoch_label(labels),
         config_sha256=labels.get(LABEL_CONFIG),
+        gpus=_gpus_label(labels),
         exit_code=int(match.group(1)) if match else None,
         started_at=None,
         error=None,

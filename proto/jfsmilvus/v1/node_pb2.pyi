@@ -138,7 +138,7 @@ class MountStatus(_message.Message):
     def __init__(self, volume: _Optional[str] = ..., mountpoint: _Optional[str] = ..., configured_in_fstab: _Optional[bool] = ..., mounted: _Optional[bool] = ..., read_only: _Optional[bool] = ..., health: _Optional[_Union[Health, str]] = ..., state: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., write_probe_ms: _Optional[float] = ..., session_id: _Optional[str] = ..., meta_engine: _Optional[_Union[MetaEngineStatus, _Mapping]] = ..., cache_dir_writable: _Optional[bool] = ...) -> None: ...
 
 class ContainerStatus(_message.Message):
-    __slots__ = ("name", "id", "image", "state", "role", "epoch", "healthy", "restarts", "error")
+    __slots__ = ("name", "id", "image", "state", "role", "epoch", "healthy", "restarts", "error", "gpus", "gpus_labelled")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +148,8 @@ class ContainerStatus(_message.Message):
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_LABELLED_FIELD_NUMBER: _ClassVar[int]
     name: str
     id: str
     image: str
@@ -157,7 +159,9 @@ class ContainerStatus(_message.Message):
     healthy: bool
     restarts: int
     error: str
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., healthy: _Optional[bool] = ..., restarts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    gpus_labelled: bool
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., epoch: _Optional[int] = ..., healthy: _Optional[bool] = ..., restarts: _Optional[int] = ..., error: _Optional[str] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_labelled: _Optional[bool] = ...) -> None: ...
 
 class NvidiaToolkitStatus(_message.Message):
     __slots__ = ("checked", "found")

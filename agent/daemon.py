@@ -525,6 +525,16 @@ class Agent:
             return assignment.lease_deadline is None
         return self._last_rw.lease_valid(now)
 
+    def holds_writer_lease(self) -> bool:
+        """A rw container may run now under the current assignment (read only: for the load balancer's check)."""
+        snap = self.snapshot
+        assignment = snap.assignment
+        if assignment.role != "rw":
+            return False
+        if self.coordinated:
+            return writer_may_run(assignment.role, assignment.epoch, self.lease, lease_now())
+        return assignment.lease_valid(lease_now())
+
     # -- observation -----------------------------------------------------------------------------------
     def _note_error(self, message: str) -> None:
         errors = self._errors

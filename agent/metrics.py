@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -173,18 +173,35 @@ def render_metrics(status: dict[str, Any]) -> str:
 class MetricsServer:
     """`GET /metrics` on (address, port), in a daemon thread."""
 
-    def __init__(self, address: str, port: int, render: Callable[[], str]):
-        handler = self._handler(render)
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        render: Callable[[], str],
+        json_routes: Mapping[str, Callable[[], tuple[int, bytes]]] | None = None,
+    ):
+        handler = self._handler(render, dict(json_routes or {}))
         self.httpd = ThreadingHTTPServer((address, port), handler)
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
 
     @staticmethod
-    def _handler(render: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
+    def _handler(
+        render: Callable[[], str], json_routes: dict[str, Callable[[], tuple[int, bytes]]]
+    ) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/metrics":
-                    self.send_error(404, "only /metrics is served here")
+                path = self.path.split("?", 1)[0]
+                if path in json_routes:
+                    code, answer = json_routes[path]()
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
+                if path != "/metrics":
+                    self.send_error(404, f"served here: /metrics {' '.join(sorted(json_routes))}".strip())
                     return
                 body = render().encode()
                 self.send_response(200)

@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.api import serve
@@ -15,6 +16,7 @@ from agent.config import AgentConfig, load_agent_config
 from agent.configschema import ConfigError
 from agent.coordination import Reporter
 from agent.daemon import Agent
+from agent.lbcheck import PATHS, lb_answer
 from agent.logsetup import LogContext, configure_logging
 from agent.metrics import MetricsServer, render_metrics
 from agent.sdnotify import notify, watchdog_interval_s
@@ -59,7 +61,8 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
         agent.report_soon = reporter.report_soon
         reporter.start()
     api = serve(agent, config)
-    metrics = MetricsServer(config.address, config.metrics_port, lambda: render_metrics(agent.status()))
+    checks = {path: _lb_check(agent, path) for path in PATHS}
+    metrics = MetricsServer(config.address, config.metrics_port, lambda: render_metrics(agent.status()), checks)
     metrics.start()
     log.info("agent %s started; metrics on http://%s:%d/metrics", config.node_name, config.address, metrics.port)
     notify("READY=1\nSTATUS=converging")
@@ -102,6 +105,10 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
         metrics.stop()
         agent.stop()
     return 0
+
+
+def _lb_check(agent: Agent, path: str) -> Callable[[], tuple[int, bytes]]:
+    return lambda: lb_answer(path, agent.status(), agent.holds_writer_lease())
 
 
 def _reload(agent: Agent) -> None:

@@ -90,7 +90,7 @@ def main() -> int:
     timing: dict[str, Any] = {"failover_window_s": 0}
     if args.lease_s is not None:
         timing.update(lease_s=args.lease_s, row_lease_s=min(1.0, args.lease_s))
-    spec = ClusterSpec(args.dir.resolve(), 2, timing=timing, subnet=14)
+    spec = ClusterSpec(args.dir.resolve(), 2, mishards=0, timing=timing, subnet=14)
 
     def say(text: str) -> None:
         print(f"[lease-bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)

@@ -27,12 +27,13 @@ from tests.plugin_juicefs import cleanup_mounts_under, mounts_under
 
 def processes_under(root: Path) -> list[psutil.Process]:
     """Processes whose command line names `root` or that work in it (redis-server rewrites its title)."""
-    me = os.getpid()
+    # Never this process nor what runs it (a `timeout` or shell whose command line names the root too).
+    me = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     found = []
     for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
         cmdline = " ".join(p.info["cmdline"] or [])
         cwd = p.info["cwd"] or ""
-        if p.info["pid"] != me and (str(root) in cmdline or cwd == str(root) or cwd.startswith(str(root) + "/")):
+        if p.info["pid"] not in me and (str(root) in cmdline or cwd == str(root) or cwd.startswith(str(root) + "/")):
             found.append(p)
     return found
 

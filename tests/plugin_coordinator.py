@@ -21,6 +21,18 @@ from tests.plugin_mysql import MysqlDatabase
 REPO = Path(__file__).resolve().parent.parent
 
 
+def ctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`coordinatorctl --coordinator ADDRESS ARGS`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator.ctl", "--coordinator", address, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+
+
 def report(
     c: CoordinatorProcess, node: str, role: int = node_pb2.ROLE_UNSPECIFIED, epoch: int = 0, mount: str = "healthy"
 ) -> coordinator_pb2.ReportResponse:

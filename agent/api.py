@@ -28,6 +28,7 @@ log = logging.getLogger("jfs_milvus.agent.api")
 
 ROLE_TO_PB = {"ro": node_pb2.ROLE_RO, "rw": node_pb2.ROLE_RW, "none": node_pb2.ROLE_STOPPED}
 PB_TO_ROLE = {node_pb2.ROLE_RO: "ro", node_pb2.ROLE_RW: "rw", node_pb2.ROLE_STOPPED: "none"}
+MAX_REASON_SENT = 2000  # characters of a wait's reason in a report (the coordinator refuses a text over 4096)
 HEALTH_TO_PB = {
     "healthy": node_pb2.HEALTH_HEALTHY,
     "degraded": node_pb2.HEALTH_DEGRADED,
@@ -78,6 +79,12 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         milvus_flavor=status.get("milvus_flavor") or "",
         stopping_for_s=status.get("stopping_for_s") or 0.0,
     )
+    doing = status.get("doing") or {}
+    if doing.get("action") == "wait":
+        obs.waiting_for, obs.waiting_since_unix = doing["reason"][:MAX_REASON_SENT], doing["since_unix"]
+    clock = status.get("clock")
+    if clock:
+        obs.clock_offset_s, obs.clock_rtt_s = clock["offset_s"], clock["rtt_s"]
     mishards = status.get("mishards")
     if mishards:
         container = mishards.get("container") or {}
@@ -215,7 +222,7 @@ def _milvus_wal_pb(out: node_pb2.MilvusWalStatus, wal: dict[str, Any] | None) ->
 def _waiting_for(status: dict[str, Any]) -> str:
     """Why the agent is waiting rather than running Milvus (starting for Ns, no GPUs, ...); "" when it is not."""
     step = status.get("last_step") or {}
-    return str(step.get("reason", "")) if step.get("action") == "wait" else ""
+    return str(step.get("reason", ""))[:MAX_REASON_SENT] if step.get("action") == "wait" else ""
 
 
 MAX_DRAIN_MS = 86_400_000

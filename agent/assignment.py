@@ -126,7 +126,10 @@ class LocalAssignmentFile:
             return None
         if self._cache and self._cache[0] == mtime:
             return self._cache[1]
-        text = read_text(self.path)
+        try:
+            text = read_text(self.path)
+        except OSError as exc:
+            raise AssignmentError(f"{self.path}: cannot be read: {exc.strerror or exc}") from None
         if text is None:
             return None
         try:

@@ -109,6 +109,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
     errors, warnings = check_milvus_setup(config)
+    errors += state_problems(config.state_dir)
     for error in errors:
         print(error, file=sys.stderr)
     if errors:
@@ -118,6 +119,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     volumes = ", ".join(v.name for v in config.juicefs.volumes) or "none"
     print(f"{path}: OK (node {config.node_name} at {config.address}, volumes: {volumes})")
     return EXIT_OK
+
+
+def state_problems(state_dir: str) -> list[str]:
+    """The agent's state file as `run` would find it (it refuses to start on one it cannot read); nothing when
+    there is none, or when this user may not read it (the daemon's may)."""
+    from agent.state import STATE_FILE, StateError, load_state
+
+    if not os.access(os.path.join(state_dir, STATE_FILE), os.R_OK):
+        return []
+    try:
+        load_state(state_dir)
+    except StateError as exc:
+        return [str(exc)]
+    return []
 
 
 def check_milvus_setup(config: AgentConfig) -> tuple[list[str], list[str]]:
@@ -141,7 +156,7 @@ def check_milvus_setup(config: AgentConfig) -> tuple[list[str], list[str]]:
     try:
         text = read_text(milvus.base_config)
     except OSError as exc:
-        return [f"{milvus.base_config}: cannot be read: {exc.strerror}"], warnings
+        return [f"{milvus.base_config} (milvus.base_config): cannot be read: {exc.strerror}"], warnings
     if text is None:
         warnings.append(f"{milvus.base_config} (milvus.base_config) does not exist: Milvus runs on its defaults")
         return [], warnings
@@ -164,6 +179,14 @@ def _load_or_report(explicit: str | None) -> AgentConfig | None:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config)
     if config is None:
+        return EXIT_USAGE
+    from agent.state import StateError, load_state
+
+    try:
+        load_state(config.state_dir)
+    except StateError as exc:
+        # Exit 2, as for a config it refuses: systemd does not restart it (RestartPreventExitStatus=2).
+        print(f"jfs-milvus-agent run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from agent.runner import run_daemon
 

@@ -19,6 +19,7 @@ from agent.configschema import (
     Section,
     check_host_port,
     check_ipv4,
+    check_tls_files,
     load_config_file,
     parse_config_text,
     secret_ref,
@@ -220,10 +221,10 @@ def _read_top(top: Section) -> AgentConfig | None:
     given = [k for k in ("ca", "cert", "key") if getattr(tls, k)]
     if given and len(given) != 3:
         tls_sec.problem("", {k: getattr(tls, k) for k in given}, "set all three of ca, cert and key, or none")
-    if tls.key:
-        problem = secret_file_problem(tls.key)
-        if problem:
-            tls_sec.problem("key", tls.key, f"the private key file {problem}")
+    key_problem = secret_file_problem(tls.key) if tls.key else None
+    if key_problem:
+        tls_sec.problem("key", tls.key, f"the private key file {key_problem}")
+    check_tls_files(tls_sec, {"ca": tls.ca, "cert": tls.cert, "key": None if key_problem else tls.key})
     tls_sec.finish()
 
     gpu = _read_gpu(top.section("gpu"))

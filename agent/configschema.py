@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from agent.secrets import SecretRef, secret_file_problem
+from agent.atomicfile import read_utf8
+from agent.secrets import SecretRef, secret_file_problem, secret_text_problem
 
 T = TypeVar("T")
 
@@ -70,7 +71,9 @@ def _show(key: str, value: object) -> str:
     if looks_secret(key):
         return "'***'"
     text = redact(repr(value))
-    return text if len(text) <= 80 else text[:77] + "..."
+    # A path is shown whole (up to PATH_MAX): the line must name the file.
+    limit = 4096 if isinstance(value, str) and value.startswith("/") else 80
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
@@ -286,8 +289,7 @@ NAME_ALLOWED = "must be 1-63 lower-case letters, digits, '.' or '-', starting an
 def load_config_file(path: str, read: Callable[[Section], T | None]) -> T:
     """Read `path` and hand its top-level mapping to `read`; ConfigError with every problem found."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_utf8(path)
     except OSError as exc:
         raise ConfigError([ConfigProblem(path, "(file)", path, f"cannot be read: {exc.strerror}")]) from exc
     return parse_config_text(text, path, read)
@@ -310,6 +312,35 @@ def parse_config_text(text: str, path: str, read: Callable[[Section], T | None])
     return config
 
 
+def pem_file_problem(path: str) -> str | None:
+    """Why a TLS file (CA, certificate, key) cannot be used, or None; a file this process may not read is left to
+    the daemon's user, who may. Never shows a byte of it: a key is a secret."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return "does not exist"
+    except IsADirectoryError:
+        return "is a directory"
+    except OSError:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"is not a PEM file: not UTF-8 text (byte {exc.start})"
+    if "-----BEGIN " not in text:
+        return "is not a PEM file (it has no -----BEGIN line)"
+    return None
+
+
+def check_tls_files(sec: Section, files: dict[str, str | None]) -> None:
+    """A problem for each TLS file (`{"ca": path, ...}`) that cannot be used."""
+    for key, path in files.items():
+        problem = pem_file_problem(path) if path else None
+        if problem:
+            sec.problem(key, path, f"the TLS file {problem}")
+
+
 def secret_ref(sec: Section, stem: str, required: bool = False) -> SecretRef | None:
     """Read `<stem>_file` or `<stem>_env`; exactly one when required, at most one otherwise."""
     file_ = sec.path_(f"{stem}_file", None)
@@ -318,7 +349,7 @@ def secret_ref(sec: Section, stem: str, required: bool = False) -> SecretRef | N
         sec.problem(f"{stem}_env", env, f"give either {stem}_file or {stem}_env, not both")
         return None
     if file_:
-        problem = secret_file_problem(file_)
+        problem = secret_file_problem(file_) or secret_text_problem(file_)
         if problem:
             sec.problem(f"{stem}_file", file_, f"the secret file {problem}")
         return SecretRef(file=file_)

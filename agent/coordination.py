@@ -38,6 +38,9 @@ class LeaderAnswer:
     assignment: node_pb2.Assignment
     sent_at: float  # lease clock, read just before the RPC that got this answer
     leader_term: int = 0  # the answering leader's term (0 from an older coordinator)
+    sent_unix: float = 0.0  # this node's wall clock as the RPC was sent
+    rtt_s: float = 0.0  # from the send to the answer (monotonic)
+    leader_unix: float = 0.0  # the leader's wall clock as it answered (0 from an older coordinator)
 
 
 class ReportingAgent(Protocol):
@@ -115,8 +118,10 @@ class CoordinatorLink:
                 continue
             tried.add(address)
             sent_at = lease_now()
+            sent_unix, started = time.time(), time.monotonic()
             try:
                 response = self._stub(address).Report(request, timeout=self.timeout_s)
+                rtt_s = time.monotonic() - started
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else None
                 late = code == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -132,7 +137,15 @@ class CoordinatorLink:
                     )
                 self.leader = address
                 self._last_problem = None
-                return LeaderAnswer(address, response.assignment, sent_at, response.leader_term)
+                return LeaderAnswer(
+                    address,
+                    response.assignment,
+                    sent_at,
+                    response.leader_term,
+                    sent_unix=sent_unix,
+                    rtt_s=rtt_s,
+                    leader_unix=response.now_unix,
+                )
             if response.leader_address and response.leader_address not in tried:
                 log.info("coordinator %s does not lead; going to the leader %s", address, response.leader_address)
                 problems.append(f"{address}: not the leader")

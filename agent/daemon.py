@@ -33,7 +33,8 @@ from jfsmilvus.v1 import coordinator_pb2
 from agent import __version__
 from agent.api import assignment_from_wire, observation_pb
 from agent.assignment import UNASSIGNED, Assignment, AssignmentError, LocalAssignmentFile, judge_assignment
-from agent.atomicfile import read_text, write_atomic
+from agent.atomicfile import file_sha256, line_not_utf8, read_text, write_atomic
+from agent.clock import ClockSample, best_estimate, clock_sample, with_sample
 from agent.config import AgentConfig, VolumeSettings
 from agent.coordination import LeaderAnswer
 from agent.gpu import GpuMonitor, GpuReport
@@ -84,6 +85,7 @@ from agent.mishards.keeper import MishardsKeeper, MishardsWant
 from agent.mishards.plan import refuse_dollar
 from agent.mishards.probe import milvus_answers
 from agent.mount import MountError, MountManager, MountStatus
+from agent.saywhy import NOW_FILE, Doing, mount_news, next_doing, now_file_text
 from agent.secrets import Secret, SecretError, SecretRef
 from agent.state import LocalState, load_state, save_state
 from agent.wirecheck import assignment_problem
@@ -173,9 +175,13 @@ class Agent:
         self._errors: list[str] = []  # the last 10 errors, from any thread, oldest first
         self._lock = threading.Lock()
         self._mishards_written: str | None = None
-        self._last_logged: tuple[str, str] | None = None
+        self._env_file_said = False  # the Mishards env file's bytes that are not UTF-8 were said
+        self._doing: Doing | None = None  # the current step, since when (saywhy.next_doing)
+        self._mount_said: dict[str, tuple[str, str, str]] = {}  # each mount's state as last logged
+        self._now_file_error: str | None = None
         self._mounts = self._build_mounts(config)
         self._last_refusal: str | None = None
+        self._assignment_error: str | None = None  # the local assignment file's, as last logged
         self._last_rw: Assignment | None = None
         self.last_writer_stop: dict[str, Any] | None = None  # how the last rw container stop ended (reported)
         self._stopping_since: float | None = None  # a graceful container stop in progress (monotonic)
@@ -189,7 +195,8 @@ class Agent:
         self._gpu_read: tuple[float, GpuReport, int] | None = None
         self._meta_right = MetaRightWatch()
         self._meta_login: tuple[MetaUri, Secret] | None = None
-        self._wal_recovery: tuple[tuple[str, tuple[MetaUri, Secret]], WalRecovery | None, str] | None = None
+        # (the inputs it was rendered from, None when the base file could not be read; the facts; the error)
+        self._wal_recovery: tuple[tuple[str, tuple[MetaUri, Secret]] | None, WalRecovery | None, str] | None = None
         # Coordinated mode: the latest coordinator answer or push lives in self.pushed; it, the lease and the
         # epoch state are guarded by _assign_lock, which the reporter takes and a slow cycle never holds long.
         self._assign_lock = threading.Lock()
@@ -219,6 +226,7 @@ class Agent:
         self.leader_term_seen = 0  # the highest leader term heard, in a push or a report's answer
         self._local_file_ignored = False
         self._witness: tuple[tuple[str, int], float | None] | None = None
+        self._clock: tuple[ClockSample, ...] = ()  # this node's clock against the leader's, from report answers
 
     @property
     def coordinated(self) -> bool:
@@ -276,8 +284,17 @@ class Agent:
         os.makedirs(self.config.state_dir, mode=0o700, exist_ok=True)
         if self.gpu is not None:
             self.gpu.start()
+        self._configure_mounts()
+
+    def _configure_mounts(self) -> None:
+        """fstab, the password plumbing and the mount helper; a failure is said here, and the loop tries again
+        before each mount (`ensure` configures first) and says why it waits."""
         for manager in self._mounts.values():
-            manager.configure()
+            try:
+                manager.configure()
+            except MountError as exc:
+                self._note_error(str(exc))
+                log.error("%s; trying again before mounting", exc)
 
     def stop(self) -> None:
         if self.gpu is not None:
@@ -290,8 +307,7 @@ class Agent:
             self.config = config
             if config.juicefs != old.juicefs or config.node_name != old.node_name:
                 self._mounts = self._build_mounts(config)
-                for manager in self._mounts.values():
-                    manager.configure()
+                self._configure_mounts()
             if config.gpu != old.gpu:
                 self._gpu_read = None
                 if self.gpu is not None:
@@ -364,6 +380,9 @@ class Agent:
         """The leader's answer: the assignment, and for the writer its lease from the request's send time."""
         assignment = assignment_from_wire(
             answer.assignment, source=f"coordinator {answer.coordinator}", default_reason="assigned by the coordinator"
+        )
+        self._clock = with_sample(
+            self._clock, clock_sample(answer.coordinator, answer.sent_unix, answer.rtt_s, answer.leader_unix)
         )
         with self._assign_lock:
             self.leader_term_seen = max(self.leader_term_seen, answer.leader_term)
@@ -466,8 +485,12 @@ class Agent:
         candidates: list[Assignment] = []
         try:
             local = self.local_assignment.read()
+            self._assignment_error = None
         except AssignmentError as exc:
             self._note_error(str(exc))
+            if str(exc) != self._assignment_error:
+                self._assignment_error = str(exc)
+                log.error("local assignment ignored: %s", exc)
             local = None
         if local is not None:
             candidates.append(local)
@@ -547,7 +570,10 @@ class Agent:
         milvus = self.config.milvus
         if not milvus.meta_uri or milvus.meta_password is None:
             return None, "milvus.meta_uri and milvus.meta_password_file (or _env) must be set in the agent config"
-        base_text = read_text(milvus.base_config) or ""
+        try:
+            base_text = read_text(milvus.base_config) or ""
+        except OSError as exc:
+            return None, f"milvus.base_config {milvus.base_config}: cannot be read: {exc.strerror or exc}"
         try:
             password = milvus.meta_password.load()
         except SecretError as exc:
@@ -694,6 +720,7 @@ class Agent:
         self.log_context.epoch = max(assignment.epoch, self.state.highest_epoch)
         gpu_report = self._gpu_report()
         mounts = {name: m.observe() for name, m in self._mounts.items()}
+        self._say_mounts(mounts)
         volume = self.milvus_volume
         mount = mounts.get(volume.name) if volume else None
 
@@ -725,7 +752,7 @@ class Agent:
             unhealthy_for = self._unhealthy_for(running[0].id, health_error is None)
             if health_error is None:
                 self.backoff.healthy_for(running_for)
-        on_disk = read_text(self.config_file)
+        on_disk = file_sha256(self.config_file)  # its bytes: a file that is not even text differs too
         seen = Seen(
             docker_error=docker_error,
             containers=containers,
@@ -736,7 +763,7 @@ class Agent:
             mount_mode=mount.mode if mount else None,
             mount_state=mount.state if mount else "unmounted",
             mount_reasons=tuple(mount.reasons) if mount else ("no JuiceFS volume is configured for Milvus",),
-            config_on_disk_sha256=hashlib.sha256(on_disk.encode()).hexdigest() if on_disk is not None else None,
+            config_on_disk_sha256=on_disk,
             backoff_left_s=self.backoff.left(time.monotonic()),
             health_timeout_s=self.config.milvus.health_timeout_s,
             start_timeout_s=self.config.milvus.start_timeout_s,
@@ -793,16 +820,43 @@ class Agent:
 
     def _log_step(self, step: Step, timing: tuple[float, float]) -> None:
         """One line per step that acted (with how long it took, after how long observing), and per new wait: a
-        wait whose reason differs only in its seconds ("starting for 3s", "for 4s") is the same wait."""
-        key = (step.action.value, _SECONDS.sub("Ns", step.reason))
-        if not step.acted:
-            if key != self._last_logged:
-                self._last_logged = key
-                log.info("%s: %s", step.action.value, step.reason)
+        wait whose reason differs only in its durations ("starting for 3s", "for 4s") is the same wait
+        (agent.saywhy). What it is doing now goes to the status and the now file."""
+        doing, news = next_doing(self._doing, step.action.value, step.reason, step.acted, time.time())
+        self._doing = doing
+        if not news:
             return
-        self._last_logged = key
+        self._write_now_file(doing)
+        if not step.acted:
+            log.info("%s: %s", step.action.value, step.reason)
+            return
         level = logging.WARNING if step.action is Action.KILL else logging.INFO
         log.log(level, "%s: %s (%.2fs, after observing for %.2fs)", step.action.value, step.reason, *timing)
+
+    def _say_mounts(self, mounts: dict[str, MountStatus]) -> None:
+        """One line per change of a mount's state, mode or reasons, with why (a juicefs that died and came back
+        by itself between two steps is said too)."""
+        for name, m in mounts.items():
+            key, line = mount_news(self._mount_said.get(name), m.volume, m.mountpoint, m.state, m.mode, m.reasons)
+            self._mount_said[name] = key
+            if line is not None:
+                log.log(logging.INFO if m.state == "healthy" else logging.WARNING, "%s", line)
+
+    @property
+    def now_file(self) -> str:
+        return os.path.join(self.config.state_dir, NOW_FILE)
+
+    def _write_now_file(self, doing: Doing) -> None:
+        """What the agent is doing now, for `jfs-milvus-agent status` (written when it changes)."""
+        try:
+            write_atomic(self.now_file, now_file_text(doing, os.getpid(), self.config.node_name), mode=0o644)
+            self._now_file_error = None
+        except OSError as exc:
+            if str(exc) != self._now_file_error:
+                self._now_file_error = str(exc)
+                log.warning(
+                    "%s not written (jfs-milvus-agent status cannot say what the agent does): %s", self.now_file, exc
+                )
 
     def _act(
         self,
@@ -942,8 +996,14 @@ class Agent:
         password = settings.database_password.load() if settings.database_password else None
         values = owned_values(discovery, settings.server_port, settings.database_uri or "", password)
         refuse_dollar(values)
-        text = render_env_file(read_text(settings.env_file), values)
-        changed = write_atomic(settings.env_file, text, mode=0o600)
+        # The operator's lines are kept byte for byte, UTF-8 or not (said once).
+        existing = read_text(settings.env_file, errors="surrogateescape")
+        line = line_not_utf8(existing) if existing is not None and not self._env_file_said else None
+        if line is not None:
+            self._env_file_said = True
+            log.warning("%s: line %d holds bytes that are not UTF-8; kept byte for byte", settings.env_file, line)
+        text = render_env_file(existing, values)
+        changed = write_atomic(settings.env_file, text, mode=0o600, errors="surrogateescape")
         self._mishards_written = text
         if changed:
             log.info(
@@ -1023,7 +1083,12 @@ class Agent:
             self._wal_recovery = None
             return
         self._meta_right.refresh(*login)
-        base_text = read_text(self.config.milvus.base_config) or ""
+        try:
+            base_text = read_text(self.config.milvus.base_config) or ""
+        except OSError as exc:
+            path = self.config.milvus.base_config
+            self._wal_recovery = (None, None, f"milvus.base_config {path}: cannot be read: {exc.strerror or exc}")
+            return
         key = (base_text, login)
         if self._wal_recovery is not None and self._wal_recovery[0] == key:
             return
@@ -1091,6 +1156,8 @@ class Agent:
             if snap.last_step is None
             else {"action": snap.last_step.action.value, "reason": snap.last_step.reason},
             "last_errors": list(self._errors),
+            "doing": None if self._doing is None else self._doing.to_dict(time.time()),
+            "clock": None if (clock := best_estimate(self._clock)) is None else clock.to_dict(),
             "observed_at": snap.observed_at,
             "loop_seconds": snap.loop_seconds,
             "loops": snap.loops,

@@ -76,6 +76,35 @@ def secret_file_problem(path: str) -> str | None:
 _read_cache: dict[str, tuple[tuple[int, int, int, int], str]] = {}
 
 
+def secret_text(data: bytes) -> str:
+    """The secret a file's bytes hold (one trailing line ending is what `echo pw > file` leaves; anything else is
+    part of the secret); SecretError saying why they cannot be one, never showing a byte of it."""
+    try:
+        value = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SecretError(f"is not UTF-8 text (byte {exc.start})") from None
+    for ending in ("\r\n", "\n", "\r"):
+        if value.endswith(ending):
+            value = value[: -len(ending)]
+            break
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise SecretError("holds a line break or NUL inside the secret (one trailing newline is allowed)")
+    return value
+
+
+def secret_text_problem(path: str) -> str | None:
+    """Why the content of a secret file cannot be a secret, or None (also when this process may not read it: the
+    daemon's user may)."""
+    try:
+        with open(path, "rb") as f:
+            secret_text(f.read())
+    except OSError:
+        return None
+    except SecretError as exc:
+        return str(exc)
+    return None
+
+
 def read_secret_file(path: str) -> str:
     """The secret in `path`; its mode is checked on every call, its content read again only when it changed."""
     problem = secret_file_problem(path)
@@ -86,12 +115,11 @@ def read_secret_file(path: str) -> str:
     cached = _read_cache.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            value = f.read()
-    except UnicodeDecodeError as exc:
-        raise SecretError(f"secret file {path}: not UTF-8 text (byte {exc.start})") from None
-    # One trailing newline is what `echo pw > file` leaves; anything else is part of the secret.
-    value = value[:-1] if value.endswith("\n") else value
+        value = secret_text(data)
+    except SecretError as exc:
+        raise SecretError(f"secret file {path} {exc}") from None
     _read_cache[path] = (key, value)
     return value

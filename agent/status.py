@@ -1,21 +1,49 @@
-"""`jfs-milvus-agent status`: what this node looks like now, GPUs and mounts, without a daemon."""
+"""`jfs-milvus-agent status`: what this node looks like now, GPUs and mounts, without a daemon; and what the
+agent daemon says it is doing (its now file, `agent.saywhy`), when one runs."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from agent import __version__
+from agent.atomicfile import read_text
 from agent.config import AgentConfig
 from agent.gpu import probe_gpus
 from agent.milvus.nvidiatoolkit import RUNTIME_HOOK, probe_nvidia_toolkit
 from agent.mount import MountManager
+from agent.saywhy import NOW_FILE, daemon_status, parse_now_file, render_daemon_line
 
 NO_MOUNT_CONFIGURED = "no JuiceFS volume is configured (juicefs.volumes is empty)"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def daemon_now(state_dir: str) -> dict[str, Any]:
+    """What the agent daemon on this node says it is doing (its now file), or why that cannot be said."""
+    path = os.path.join(state_dir, NOW_FILE)
+    text, error = None, None
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        error = f"cannot be read: {exc.strerror or exc}"
+    found = parse_now_file(text) if text is not None else None
+    alive = found is not None and _pid_alive(found[1])
+    return daemon_status(path, text, error, alive, time.time())
+
+
 def collect_status(config: AgentConfig) -> dict[str, Any]:
-    """Observe GPUs and every configured mount once; changes nothing on the node."""
+    """Observe GPUs and every configured mount once, and read what the agent daemon says it is doing; changes
+    nothing on the node."""
     gpus = (
         probe_gpus(config.gpu).to_dict()
         if config.gpu.enabled
@@ -41,6 +69,7 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         "nvidia_toolkit": probe_nvidia_toolkit(),
         "mounts": mounts,
         "mounts_note": None if mounts else NO_MOUNT_CONFIGURED,
+        "daemon": daemon_now(config.state_dir),
     }
 
 
@@ -77,6 +106,7 @@ def render_status_table(status: dict[str, Any]) -> str:
     out = [f"node {status['node']} ({status['address']})  agent {status['agent_version']}  config {config}"]
     out.append(f"Milvus image {status['milvus_image']} (flavor {status['milvus_flavor']})")
     out.append(_toolkit_line(status["nvidia_toolkit"]))
+    out.append(render_daemon_line(status["daemon"]))
     gpu = status["gpu"]
     out.append("")
     if not gpu["available"]:

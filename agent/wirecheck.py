@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from agent.clock import MAX_RTT_S
 from agent.configschema import NAME_ALLOWED, NAME_PATTERN, check_ipv4
 
 MAX_TEXT = 4096  # characters in any one text field (a reason, an error, an image name)
@@ -28,6 +29,7 @@ MAX_LEASE_MS = 3_600_000  # no lease is an hour long
 MAX_REASON = 1024  # an operator's reason
 MAX_PRIORITY = 1_000_000
 MAX_EVENTS_LIMIT = 100_000
+MAX_CLOCK_OFFSET_S = 10 * 365 * 86_400.0  # a node's clock off by more than ten years is a forgery or a bug
 MOUNT_STATES = ("healthy", "degraded", "failed", "unmounted", "hung")
 _NAME = re.compile(NAME_PATTERN)
 
@@ -147,6 +149,10 @@ def observation_problem(obs: Message) -> str | None:
             yield _nonnegative("observation.lease_left_s", obs.lease_left_s, MAX_LEASE_MS / 1000)
         if math.isfinite(obs.stopping_for_s):
             yield _nonnegative("observation.stopping_for_s", obs.stopping_for_s, 10 * 86_400)
+        if math.isfinite(obs.clock_rtt_s):
+            yield _nonnegative("observation.clock_rtt_s", obs.clock_rtt_s, MAX_RTT_S)
+        if math.isfinite(obs.clock_offset_s) and abs(obs.clock_offset_s) > MAX_CLOCK_OFFSET_S:
+            yield f"observation.clock_offset_s = {obs.clock_offset_s}: at most {MAX_CLOCK_OFFSET_S:g} either way"
         if obs.row_lease_ms > MAX_LEASE_MS:
             yield f"observation.row_lease_ms = {obs.row_lease_ms}: at most {MAX_LEASE_MS}"
 

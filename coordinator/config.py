@@ -16,6 +16,7 @@ from agent.configschema import (
     NAME_PATTERN,
     Section,
     check_host_port,
+    check_tls_files,
     load_config_file,
     secret_ref,
 )
@@ -98,6 +99,7 @@ def _read(top: Section) -> CoordinatorConfig | None:
         tls_sec.problem(
             "", {k: getattr(tls, k) for k in ("ca", "cert", "key")}, "set all three of ca, cert and key, or none"
         )
+    check_tls_files(tls_sec, {"ca": tls.ca, "cert": tls.cert, "key": tls.key})
     tls_sec.finish()
 
     t = top.section("timing")

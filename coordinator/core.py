@@ -30,6 +30,10 @@ JuiceFS, restarts a crashed container, or restarts on the GPUs left, at the same
 no other node can replay. While the JuiceFS metadata engine is unreachable from every node, the fault is not
 the writer's and it is held.
 
+A condition that holds tick after tick while nothing can be done about it (no candidate, a pause that holds
+a failover back, ...: STANDING_KINDS) is recorded as an event when it begins and once when it ends, not at
+every tick (`record_standing`, what it holds kept in Memory).
+
 Safety: a node is told rw only in the promote phase or later, and only after the fence. Any lease a former
 writer holds was granted before the commit (by this or an earlier leader, bounded by its leadership) or
 renewed from MySQL before the commit (the row then named it), so it ends by commit + lease; the margin
@@ -112,6 +116,29 @@ def with_asker(reason: str, by: str) -> str:
     return f"{reason} (asked by {by})" if by else reason
 
 
+# Conditions that hold tick after tick while nothing can be done (or nothing is to be done) about them: each
+# tick's decision says which one holds, and `record_standing` records it once when it begins and once when it
+# ends ("<kind>-ended"), not at every tick.
+STANDING_KINDS = (
+    "no-candidate",  # the writer is failing and no node can take over
+    "no-first-writer",  # there is no writer yet and no node can be one
+    "failover-paused",  # a failover (or a first writer) is due but the cluster is paused
+    "failover-window",  # the writer is failing but the last automatic failover was within failover_window_s
+    "writer-held",  # the writer is held: the JuiceFS metadata engine is unreachable from every node
+    "writer-cut-off",  # the writer does not report but readers see its Milvus healthy
+    "maintenance-blocked",  # the writer is in maintenance but no node can take over
+)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A standing condition whose beginning was recorded, and since when it holds (monotonic)."""
+
+    kind: str
+    node: str | None
+    since: float
+
+
 @dataclass(frozen=True)
 class Memory:
     """What the leader keeps between ticks and loses when it stops (all on its monotonic clock)."""
@@ -125,6 +152,7 @@ class Memory:
     failed_candidates: Mapping[str, float] = field(default_factory=dict)
     request: Request | None = None
     drain_abandoned_at: float | None = None  # a maintenance switchover is not retried for drain_timeout_s
+    standing: Standing | None = None  # the standing condition recorded as begun, until its end is recorded
 
 
 @dataclass(frozen=True)
@@ -357,10 +385,11 @@ def decide(
     elif memory.transition is not None:
         memory, change, why, events = _advance(durable, memory, reports, now, timing, now_unix)
     elif cluster.writer is None:
-        memory, change, why = _first_writer(durable, memory, reports, now, timing)
+        memory, change, why, events = _first_writer(durable, memory, reports, now, timing, now_unix)
     else:
         memory, change, why, events = _watch_writer(durable, memory, reports, now, timing, now_unix)
 
+    memory, events = record_standing(memory, events, why, cluster.epoch, now, now_unix)
     discovery = _discovery(durable, memory, reports, now, timing)
     assignments = _with_discovery(
         _assignments(durable, memory, reports, now, timing, leadership_left_s, change, previous),
@@ -370,6 +399,33 @@ def decide(
         previous,
     )
     return Decision(memory, change, assignments, discovery, tuple(events), why)
+
+
+def record_standing(
+    memory: Memory, events: list[Event], why: str, epoch: int, now: float, now_unix: float
+) -> tuple[Memory, list[Event]]:
+    """The events to record this tick. A standing condition (an event of a STANDING_KINDS kind, which the rules
+    produce at every tick it holds) is recorded when it begins, and its end (`<kind>-ended`, how long it held and
+    the cluster's sentence now) when a tick no longer produces it; another condition about another node, or of
+    another kind, ends the one before and begins anew. Its reason is the one it began with: the blocked list may
+    change meanwhile (`coordinatorctl why` says it as it is now)."""
+    current = next((e for e in reversed(events) if e.kind in STANDING_KINDS), None)
+    out = [e for e in events if e.kind not in STANDING_KINDS]
+    held = memory.standing
+    if held is not None and (current is None or (current.kind, current.node) != (held.kind, held.node)):
+        ended = Event(
+            kind=f"{held.kind}-ended",
+            reason=f"held for {now - held.since:.0f}s; now: {why}",
+            node=held.node,
+            epoch=epoch,
+            at_unix=now_unix,
+        )
+        out.insert(0, ended)
+        held = None
+    if current is not None and held is None:
+        out.append(current)
+        held = Standing(current.kind, current.node, now)
+    return (memory if held is memory.standing else replace(memory, standing=held)), out
 
 
 def heal_epoch(
@@ -490,24 +546,29 @@ def _track_reader_health(
 
 
 def _first_writer(
-    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
-) -> tuple[Memory, ChangeWriter | None, str]:
+    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing, now_unix: float
+) -> tuple[Memory, ChangeWriter | None, str, list[Event]]:
+    epoch = durable.cluster.epoch
     if durable.cluster.paused:
-        return (
-            memory,
-            None,
-            f"No writer yet and the cluster is paused ({durable.cluster.paused_reason or 'no reason given'}).",
-        )
+        why = f"No writer yet and the cluster is paused ({durable.cluster.paused_reason or 'no reason given'})."
+        return memory, None, why, [_condition("failover-paused", why, None, epoch, now_unix)]
     waited = now - memory.leader_since
     if waited < timing.startup_wait_s:
-        return memory, None, f"No writer yet: waiting {timing.startup_wait_s - waited:.1f}s more for nodes to report."
+        why = f"No writer yet: waiting {timing.startup_wait_s - waited:.1f}s more for nodes to report."
+        return memory, None, why, []
     best, blocked = initial_candidate(durable, memory, reports, now, timing)
     if best is None:
-        return memory, None, f"No writer yet and no node can be one: {_blocked_sentence(blocked)}."
+        why = f"No writer yet and no node can be one: {_blocked_sentence(blocked)}."
+        return memory, None, why, [_condition("no-first-writer", why, None, epoch, now_unix)]
     memory, change, _, _ = _begin(
         durable, memory, "initial", None, best, f"first writer: {best} is the best healthy node", now
     )
-    return memory, change, f"Choosing {best} as the first writer."
+    return memory, change, f"Choosing {best} as the first writer.", []
+
+
+def _condition(kind: str, why: str, node: str | None, epoch: int, now_unix: float) -> Event:
+    """This tick's standing condition (record_standing records its beginning and its end only)."""
+    return Event(kind=kind, reason=why.rstrip("."), node=node, epoch=epoch, at_unix=now_unix)
 
 
 def _watch_writer(
@@ -535,12 +596,8 @@ def _watch_writer(
             )
         best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
         if best is None:
-            return (
-                memory,
-                None,
-                f"Writer {writer} is in maintenance but no node can take over: {_blocked_sentence(blocked)}.",
-                [],
-            )
+            why = f"Writer {writer} is in maintenance but no node can take over: {_blocked_sentence(blocked)}."
+            return memory, None, why, [_condition("maintenance-blocked", why, writer, cluster.epoch, now_unix)]
         return _begin_switchover(
             durable, memory, reports, writer, best, f"{writer} went into maintenance", now, now_unix, timing, None
         )
@@ -564,15 +621,11 @@ def _watch_writer(
         )
         if witnesses:
             memory = replace(memory, writer_fault_since=None)
-            return (
-                memory,
-                None,
-                (
-                    f"Writer {writer} has not reported {age} but {', '.join(witnesses)} see its Milvus healthy: "
-                    "it is cut off from the coordinator only; no failover."
-                ),
-                [],
+            why = (
+                f"Writer {writer} has not reported {age} but {', '.join(witnesses)} see its Milvus healthy: "
+                "it is cut off from the coordinator only; no failover."
             )
+            return memory, None, why, [_condition("writer-cut-off", why, writer, cluster.epoch, now_unix)]
         faults.append((f"it has not reported {age}", 0.0))
     else:
         faults += writer_faults(report, timing)
@@ -580,15 +633,11 @@ def _watch_writer(
         if shared:
             memory = replace(memory, writer_fault_since=None)
             listed = "; ".join(f for f, _ in faults)
-            return (
-                memory,
-                None,
-                (
-                    f"Writer {writer} is held ({listed}): the JuiceFS metadata engine is unreachable from every "
-                    f"node ({', '.join(shared)}), a fault no other node would escape; no failover."
-                ),
-                [],
+            why = (
+                f"Writer {writer} is held ({listed}): the JuiceFS metadata engine is unreachable from every "
+                f"node ({', '.join(shared)}), a fault no other node would escape; no failover."
             )
+            return memory, None, why, [_condition("writer-held", why, writer, cluster.epoch, now_unix)]
 
     if not faults:
         memory = replace(memory, writer_fault_since=None)
@@ -621,24 +670,18 @@ def _watch_writer(
 
     fault_text = "; ".join(f for f, _ in faults)
     if cluster.paused:
-        return (
-            memory,
-            None,
+        why = (
             f"No failover: writer {writer} is failing ({fault_text}) "
-            f"but the cluster is paused ({cluster.paused_reason or 'no reason given'}).",
-            [],
+            f"but the cluster is paused ({cluster.paused_reason or 'no reason given'})."
         )
+        return memory, None, why, [_condition("failover-paused", why, writer, cluster.epoch, now_unix)]
     if memory.last_auto_failover_at is not None and now - memory.last_auto_failover_at < timing.failover_window_s:
         ago = now - memory.last_auto_failover_at
-        return (
-            memory,
-            None,
-            (
-                f"No failover: writer {writer} is failing ({fault_text}) but the last automatic failover "
-                f"was {ago:.0f}s ago and at most one is allowed per {timing.failover_window_s:.0f}s."
-            ),
-            [],
+        why = (
+            f"No failover: writer {writer} is failing ({fault_text}) but the last automatic failover "
+            f"was {ago:.0f}s ago and at most one is allowed per {timing.failover_window_s:.0f}s."
         )
+        return memory, None, why, [_condition("failover-window", why, writer, cluster.epoch, now_unix)]
     best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
     if best is None:
         event = Event(

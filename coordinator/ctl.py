@@ -2,25 +2,26 @@
 
 Output is for people by default (`-o table`) and for programs on request (`-o json|yaml`). Exit codes: 0 done,
 1 refused or failed, 2 bad usage. Errors go to stderr in one line that says what to do. The coordinator is
-chosen by --coordinator, $JFS_MILVUS_COORDINATOR or the coordinator config; actions follow the leader.
+chosen by --coordinator, $JFS_MILVUS_COORDINATOR or the coordinator config; reads and actions follow the leader
+(a read is answered by a follower only when the leader does not answer, and stderr says so).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import yaml
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
-from agent.configschema import ConfigError
+from agent.configschema import ConfigError, pem_file_problem
 from coordinator import __version__
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
 from coordinator.core import epochs_ahead_sentence
@@ -47,8 +48,25 @@ class CtlError(Exception):
 
 
 # -- connecting ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Answerer:
+    """The coordinator a read goes to: the leader, or a follower when the leader it names does not answer."""
+
+    address: str
+    stub: coordinator_pb2_grpc.CoordinatorServiceStub
+    leading: bool
+    note: str = ""  # why a follower answers ("" when the leader does); said on stderr with the answer
+
+
+def follower_note(address: str, leader_address: str, leader_error: str | None) -> str:
+    """Why the answer comes from a follower, in one line."""
+    if not leader_address:
+        return f"answered by {address}, which follows and knows no leader right now"
+    return f"answered by {address}, which follows: the leader at {leader_address} does not answer ({leader_error})"
+
+
 class Connection:
-    """The coordinators to try, in order, with mTLS credentials when given; follows the leader for actions."""
+    """The coordinators to try, in order, with mTLS credentials when given; reads and actions follow the leader."""
 
     def __init__(self, addresses: list[str], credentials: grpc.ChannelCredentials | None, timeout_s: float = 5.0):
         self.addresses = addresses
@@ -59,45 +77,56 @@ class Connection:
         channel = grpc.secure_channel(address, self.credentials) if self.credentials else grpc.insecure_channel(address)
         return coordinator_pb2_grpc.CoordinatorServiceStub(channel)
 
-    def any(self) -> tuple[str, coordinator_pb2_grpc.CoordinatorServiceStub]:
-        """The first coordinator that answers."""
+    def _first(self) -> tuple[str, coordinator_pb2_grpc.CoordinatorServiceStub, coordinator_pb2.WhyResponse]:
+        """The first coordinator that answers, and its answer to Why (who leads)."""
         errors = []
         for address in self.addresses:
             stub = self._stub(address)
             try:
-                stub.Why(coordinator_pb2.WhyRequest(), timeout=self.timeout_s)
-                return address, stub
+                return address, stub, stub.Why(coordinator_pb2.WhyRequest(), timeout=self.timeout_s)
             except grpc.RpcError as exc:
                 errors.append(f"{address}: {exc.code().name.lower()}")
         raise CtlError(
             f"no coordinator answers ({'; '.join(errors)}); check --coordinator, ${ADDRESS_ENV} or the TLS files"
         )
 
-    def _first_status(self) -> tuple[coordinator_pb2.ClusterStatus, coordinator_pb2_grpc.CoordinatorServiceStub, bool]:
-        """The first answering coordinator's status; a stub on the leader it names, or on itself; whether the
-        leader is another coordinator."""
-        address, stub = self.any()
-        status = stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
-        if status.leader_address and status.leader_address != address:
-            return status, self._stub(status.leader_address), True
-        return status, stub, False
+    def answerer(self) -> Answerer:
+        """Where reads go (status, why, history, events, doctor) and actions: the leader, found through whichever
+        coordinator answers first; that coordinator itself, with a note saying why, when the leader it names
+        does not answer or it knows none."""
+        address, stub, said = self._first()
+        if said.leading:
+            return Answerer(address, stub, True)
+        leader = said.leader_address
+        if not leader or leader == address:
+            return Answerer(address, stub, False, follower_note(address, "", None))
+        leader_stub = self._stub(leader)
+        try:
+            again = leader_stub.Why(coordinator_pb2.WhyRequest(), timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            return Answerer(address, stub, False, follower_note(address, leader, exc.code().name.lower()))
+        if not again.leading:  # it stepped down meanwhile
+            return Answerer(address, stub, False, follower_note(address, leader, "it no longer leads"))
+        return Answerer(leader, leader_stub, True)
+
+    def read(self) -> Answerer:
+        """Where a read goes, the leader if it answers; a follower's note goes to stderr first."""
+        answerer = self.answerer()
+        if answerer.note:
+            print(f"coordinatorctl: note: {answerer.note}", file=sys.stderr)
+        return answerer
 
     def status(self) -> coordinator_pb2.ClusterStatus:
         """The cluster as the leader sees it (a follower knows no node's state); a follower's answer, which says
         who leads, only when the leader it names does not answer."""
-        status, stub, elsewhere = self._first_status()
-        if elsewhere:
-            with contextlib.suppress(grpc.RpcError):
-                return stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
-        return status
+        return self.read().stub.GetClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=self.timeout_s)
 
     def leader(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
-        status, stub, elsewhere = self._first_status()
-        if elsewhere:
-            return stub
-        if not status.leader:
-            raise CtlError(f"no coordinator leads right now ({status.why}); retry in a few seconds")
-        return stub
+        """A stub on the leader, for actions and what only the leader knows; CtlError when none answers."""
+        answerer = self.answerer()
+        if not answerer.leading:
+            raise CtlError(f"no coordinator leads that answers ({answerer.note}); retry in a few seconds")
+        return answerer.stub
 
 
 def build_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
@@ -106,6 +135,10 @@ def build_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | Non
         return None
     if not (ca and cert and key):
         raise CtlError("give all three of --ca, --cert and --key (or none)", EXIT_USAGE)
+    for option, path in (("--ca", ca), ("--cert", cert), ("--key", key)):
+        problem = pem_file_problem(path)
+        if problem:
+            raise CtlError(f"{option} {path}: the TLS file {problem}", EXIT_USAGE)
     try:
         with open(ca, "rb") as c, open(key, "rb") as k, open(cert, "rb") as e:
             return grpc.ssl_channel_credentials(c.read(), k.read(), e.read())
@@ -121,8 +154,8 @@ def coordinator_addresses(args: argparse.Namespace) -> list[str]:
     if os.path.exists(path):
         try:
             config = load_coordinator_config(path)
-        except ConfigError:
-            pass
+        except ConfigError as exc:
+            print(f"coordinatorctl: warning: {exc.problems[0]}; asking 127.0.0.1:19800", file=sys.stderr)
         else:
             host, _, port = config.advertise.rpartition(":")
             return [f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"]
@@ -183,6 +216,8 @@ def status_data(status: coordinator_pb2.ClusterStatus) -> dict[str, Any]:
                 "priority": n.priority,
                 "maintenance": n.maintenance,
                 "maintenance_reason": n.maintenance_reason,
+                "waiting_for": n.waiting_for or None,
+                "waiting_since": n.waiting_since_unix or None,
             }
             for n in status.nodes
         ],
@@ -230,7 +265,12 @@ def render_status(data: dict[str, Any]) -> str:
         rows,
     )
     ahead = [f"Epochs: {data['epochs_ahead']}"] if data["epochs_ahead"] else []
-    return "\n".join([*head, "", body, "", *ahead, f"Why: {data['why']}"])
+    waits = [
+        f"Waiting: {n['name']} since {when(n['waiting_since'])}: {n['waiting_for']}"
+        for n in data["nodes"]
+        if n["waiting_for"]
+    ]
+    return "\n".join([*head, "", body, "", *ahead, *waits, f"Why: {data['why']}"])
 
 
 def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
@@ -388,7 +428,7 @@ def render_history(data: list[dict[str, Any]]) -> str:
 
 
 def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
-    _, stub = conn.any()
+    stub = conn.read().stub
     request = coordinator_pb2.ListEventsRequest(limit=args.limit, role_changes_only=True)
     data = [event_data(e) for e in stub.ListEvents(request, timeout=conn.timeout_s)]
     emit(data, args.output, lambda d: render_history(d) if d else "no role changes yet")
@@ -396,7 +436,7 @@ def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
 
 
 def cmd_events(conn: Connection, args: argparse.Namespace) -> int:
-    _, stub = conn.any()
+    stub = conn.read().stub
     request = coordinator_pb2.ListEventsRequest(limit=args.limit, follow=args.follow)
     try:
         for e in stub.ListEvents(request, timeout=None if args.follow else conn.timeout_s):
@@ -418,9 +458,10 @@ def cmd_events(conn: Connection, args: argparse.Namespace) -> int:
 
 
 def cmd_why(conn: Connection, args: argparse.Namespace) -> int:
-    _, stub = conn.any()
-    sentence = stub.Why(coordinator_pb2.WhyRequest(), timeout=conn.timeout_s).sentence
-    emit({"why": sentence}, args.output, lambda d: d["why"])
+    answerer = conn.read()
+    sentence = answerer.stub.Why(coordinator_pb2.WhyRequest(), timeout=conn.timeout_s).sentence
+    data = {"why": sentence, "answered_by": answerer.address, "leader_answered": answerer.leading}
+    emit(data, args.output, lambda d: d["why"])
     return EXIT_OK
 
 

@@ -348,7 +348,8 @@ class Coordinator:
         if again.change_writer is not None:  # cannot happen: the transition is committed now
             log.error("decision asked for a second change of writer in one tick; holding it")
             again = replace(again, change_writer=None)
-        return durable, again
+        # What the first decision recorded (the end of a standing condition the change ends) is recorded too.
+        return durable, replace(again, events=decision.events + again.events)
 
     def _push_changes(
         self, previous: Mapping[str, Assignment], assignments: Mapping[str, Assignment], reports: dict[str, Report]

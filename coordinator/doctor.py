@@ -279,19 +279,27 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
             Check("Docker", node, "WARN", f"no Milvus container running ({observation.container.state or 'absent'})")
         )
     out += mishards_checks(observation)
-    skew = received_unix - observation.observed_at_unix
-    # The observation is taken up to a cycle before it is sent; only a large gap means a clock is off.
-    result = "PASS" if abs(skew) <= max_skew + 1.5 else ("WARN" if abs(skew) <= 5 else "FAIL")
-    out.append(
-        Check(
-            "clock",
-            node,
-            result,
-            f"{skew:+.2f}s from the coordinator's",
-            "" if result == "PASS" else "run chrony or systemd-timesyncd",
-        )
-    )
+    obs = observation
+    out.append(judge_clock(node, obs.clock_offset_s, obs.clock_rtt_s, received_unix, obs.observed_at_unix, max_skew))
     return out
+
+
+def judge_clock(
+    node: str, offset_s: float, rtt_s: float, received_unix: float, observed_at_unix: float, max_skew: float
+) -> Check:
+    """The node's clock against the leader's. From the agent's NTP-style estimate (agent.clock: the leader's clock
+    in a report's answer against the middle of its round trip, off by at most half of it); from an agent too old
+    to measure, by the age of its last observation, which is taken up to a cycle before it is sent, so only a
+    gap beyond that means a clock is off."""
+    fix = "run chrony or systemd-timesyncd"
+    if rtt_s > 0:
+        skew, slack = offset_s, 0.0
+        detail = f"{skew:+.3f}s from the leader's (on a {rtt_s * 1000:.1f} ms round trip: +-{rtt_s * 500:.1f} ms)"
+    else:
+        skew, slack = observed_at_unix - received_unix, 1.5
+        detail = f"{skew:+.2f}s from the leader's (by its report's age, +-{slack:.1f}s: the agent does not estimate it)"
+    result = "PASS" if abs(skew) <= max_skew + slack else ("WARN" if abs(skew) <= 5 else "FAIL")
+    return Check("clock", node, result, detail, "" if result == "PASS" else fix)
 
 
 def judge_epochs(reported: Mapping[str, int], committed_epoch: int) -> Check:

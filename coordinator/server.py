@@ -182,7 +182,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         if not leading:
             return self._not_leader()
         leadership = self.c.leadership
-        answer = coordinator_pb2.ReportResponse(leader=True, leader_term=leadership.term if leadership else 0)
+        answer = coordinator_pb2.ReportResponse(
+            leader=True, leader_term=leadership.term if leadership else 0, now_unix=time.time()
+        )
         if assignment is not None:
             if assignment.discovery is not None and not report.hosts_mishards:
                 assignment = replace(assignment, discovery=None)
@@ -365,7 +367,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def Why(self, request: coordinator_pb2.WhyRequest, context: grpc.ServicerContext) -> coordinator_pb2.WhyResponse:
         enforce(context, "CoordinatorService.Why", log)
-        return coordinator_pb2.WhyResponse(sentence=why(self.c))
+        leading = self.c.leadership is not None
+        address = self.c.config.advertise if leading else self.c.leader_seen[1]
+        return coordinator_pb2.WhyResponse(sentence=why(self.c), leading=leading, leader_address=address or "")
 
 
 def _refuse_invalid(context: grpc.ServicerContext, rpc: str, problem: str) -> None:
@@ -427,12 +431,16 @@ def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.Clust
             )
         )
     reports = c.snapshot_reports()
+    observations = dict(c.observations)
     now = time.monotonic()
     for name in sorted(set(durable.nodes) | set(reports)):
         record = durable.nodes.get(name)
         report = reports.get(name)
         assignment = published.assignments.get(name)
+        observation = observations.get(name, (None, 0.0))[0] if report is not None else None
         out.nodes.add(
+            waiting_for=observation.waiting_for if observation is not None else "",
+            waiting_since_unix=observation.waiting_since_unix if observation is not None else 0.0,
             name=name,
             address=(report.address if report else (record.address if record else "")),
             role_assigned=ROLE_PB[assignment.role] if assignment else node_pb2.ROLE_UNSPECIFIED,

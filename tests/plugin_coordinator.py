@@ -13,12 +13,46 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc
+from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from tests.plugin_agent import free_port, wait_until
 from tests.plugin_mysql import MysqlDatabase
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def ctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`coordinatorctl --coordinator ADDRESS ARGS`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator.ctl", "--coordinator", address, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+
+
+def report(
+    c: CoordinatorProcess, node: str, role: int = node_pb2.ROLE_UNSPECIFIED, epoch: int = 0, mount: str = "healthy"
+) -> coordinator_pb2.ReportResponse:
+    """One Report as node `node` (at 127.0.0.2 for node-a, .3 for node-b, ...) would send it: no GPUs, a volume in
+    state `mount`, a container running in `role` (none when unspecified)."""
+    obs = node_pb2.NodeObservation(
+        node=node,
+        address=f"127.0.0.{ord(node[-1]) - ord('a') + 2}",
+        role_running=role,
+        highest_epoch_seen=epoch,
+        milvus_port=19530,
+        milvus_http_port=19121,
+        writer_seen_healthy_age_s=-1,
+    )
+    obs.gpus.available = False
+    obs.mounts.add(volume="v", mountpoint="/mnt", mounted=True, read_only=True, state=mount)
+    obs.container.state = "running" if role else "absent"
+    obs.container.role = role
+    stub = coordinator_pb2_grpc.CoordinatorServiceStub(grpc.insecure_channel(c.address))
+    return stub.Report(coordinator_pb2.ReportRequest(observation=obs), timeout=3)
 
 
 class CoordinatorProcess:

@@ -8,36 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 
-import grpc
 import pytest
-from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
+from jfsmilvus.v1 import node_pb2
 
 from coordinator.store import ClusterStore
 from tests.plugin_agent import wait_until
-from tests.plugin_coordinator import CoordinatorProcess
+from tests.plugin_coordinator import CoordinatorProcess, report
 from tests.plugin_mysql import MysqlDatabase
 
 pytestmark = pytest.mark.slow
-
-
-def report(
-    c: CoordinatorProcess, node: str, role: int = node_pb2.ROLE_UNSPECIFIED, epoch: int = 0
-) -> coordinator_pb2.ReportResponse:
-    obs = node_pb2.NodeObservation(
-        node=node,
-        address=f"127.0.0.{ord(node[-1]) - ord('a') + 2}",
-        role_running=role,
-        highest_epoch_seen=epoch,
-        milvus_port=19530,
-        milvus_http_port=19121,
-        writer_seen_healthy_age_s=-1,
-    )
-    obs.gpus.available = False
-    obs.mounts.add(volume="v", mountpoint="/mnt", mounted=True, read_only=True, state="healthy")
-    obs.container.state = "running" if role else "absent"
-    obs.container.role = role
-    stub = coordinator_pb2_grpc.CoordinatorServiceStub(grpc.insecure_channel(c.address))
-    return stub.Report(coordinator_pb2.ReportRequest(observation=obs), timeout=3)
 
 
 def test_schema_from_empty_and_a_first_writer_committed_before_anyone_hears(

@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from agent.atomicfile import fsync_dir, read_text, write_atomic
+from agent.atomicfile import NotUtf8Error, fsync_dir, read_text, write_atomic
 from agent.milvus.walplan import WalAction, WalPlan, WalStint, parse_stint, plan_writer_wal
 
 log = logging.getLogger("jfs_milvus.agent.wal")
@@ -47,10 +47,18 @@ class WriterWal:
     def set_aside_dir(self) -> str:
         return os.path.join(self.data_dir, SET_ASIDE_NAME)
 
+    def _marker_text(self) -> str | None:
+        """The marker's text; None when there is none, or when it is not text (a WAL of unknown stint)."""
+        try:
+            return read_text(self.marker_file)
+        except NotUtf8Error as exc:
+            log.warning("%s: the WAL beside it is of an unknown stint", exc)
+            return None
+
     def prepare(self, epoch: int, now_unix: int | None = None) -> WalPlan:
         """Make `wal_dir` the WAL of the writer stint at `epoch`, right before its rw container starts."""
         plan = plan_writer_wal(
-            parse_stint(read_text(self.marker_file)),
+            parse_stint(self._marker_text()),
             _has_entries(self.wal_dir),
             epoch,
             int(time.time()) if now_unix is None else now_unix,

@@ -18,6 +18,7 @@ from typing import Any
 from agent.milvus.container import DockerUnavailable
 from agent.mishards.container import MishardsContainer, MishardsDocker, MishardsStartError
 from agent.mishards.plan import container_environment, environment_hash, overriding_keys, plan
+from agent.saywhy import gist
 
 log = logging.getLogger("jfs_milvus.agent")
 
@@ -113,7 +114,7 @@ class MishardsKeeper:
             running.hosts if running and self._matches(want, running) else None,
             running.writer if running and self._matches(want, running) else None,
         )
-        if decision.reason != self._last_reason:
+        if gist(decision.reason) != gist(self._last_reason):  # a hold's "(12s of 60s)" is the same hold
             (log.warning if decision.action in ("hold", "refuse") else log.info)("Mishards: %s", decision.reason)
             self._last_reason = decision.reason
         self._set(

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.atomicfile import read_text, write_atomic
+from agent.atomicfile import line_not_utf8, read_text, write_atomic
 from agent.config import JuicefsSettings, VolumeSettings
 from agent.mount import envfile, fstab, fusedaemon, health, mountinfo, probes, redischeck, runner
 from agent.mount.health import MetaObservation, Observations, State, WriteProbeResult, write_probe_due
@@ -117,6 +117,7 @@ class MountManager:
         self._meta_probe = probes.BoundedProbe(f"meta-{volume.name}")
         self._redis_check = redischeck.RedisEngineCheck(volume.meta_url)
         self._last_write: WriteProbeResult | None = None
+        self._said_not_utf8: set[str] = set()
 
     # -- paths ---------------------------------------------------------------------------------------
     @property
@@ -156,12 +157,14 @@ class MountManager:
     def _configure_fstab(self, actions: list[str]) -> None:
         path = self.settings.fstab
         entry = fstab.entry_for_volume(self.volume)
-        text = read_text(path)
+        # The system's file: a line of another mount may hold any bytes (a path is bytes); they are kept as they are.
+        text = read_text(path, errors="surrogateescape")
+        self._say_not_utf8(path, text)
         new_text, change = fstab.apply_entry(text or "", entry)
         if change is None:
             return
         mode = stat.S_IMODE(os.stat(path).st_mode) if text is not None else 0o644
-        write_atomic(path, new_text, mode)
+        write_atomic(path, new_text, mode, errors="surrogateescape")
         hand_edit = not change.startswith("added")
         why = "someone changed it by hand" if hand_edit else "the volume had no entry"
         self._act(
@@ -169,6 +172,13 @@ class MountManager:
             f"fstab {path}: {change} (because {why})",
             logging.WARNING if hand_edit else logging.INFO,
         )
+
+    def _say_not_utf8(self, path: str, text: str | None) -> None:
+        """Once per agent process: the file holds bytes that are not UTF-8, kept byte for byte."""
+        line = line_not_utf8(text) if text is not None and path not in self._said_not_utf8 else None
+        if line is not None:
+            self._said_not_utf8.add(path)
+            log.warning("%s: line %d holds bytes that are not UTF-8; the agent keeps them byte for byte", path, line)
 
     def _configure_helper(self, actions: list[str]) -> None:
         helper = self.settings.mount_helper
@@ -226,7 +236,7 @@ class MountManager:
     # -- observe -------------------------------------------------------------------------------------
     def _configured_in_fstab(self) -> bool:
         try:
-            text = read_text(self.settings.fstab) or ""
+            text = read_text(self.settings.fstab, errors="surrogateescape") or ""
         except OSError:
             return False
         wanted = fstab.entry_for_volume(self.volume)

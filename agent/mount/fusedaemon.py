@@ -22,8 +22,8 @@ def juicefs_pids(mountpoint: str, proc: str = "/proc") -> list[int]:
         try:
             with open(os.path.join(proc, entry, "cmdline"), "rb") as f:
                 argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-            with open(os.path.join(proc, entry, "stat"), encoding="utf-8") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(os.path.join(proc, entry, "stat"), "rb") as f:  # its comm may be any bytes
+                state = f.read().rsplit(b")", 1)[1].split()[0].decode("ascii", "replace")
         except (OSError, IndexError):
             continue
         if state == "Z" or not argv:

@@ -28,23 +28,25 @@ class ReportRequest(_message.Message):
     def __init__(self, observation: _Optional[_Union[_node_pb2.NodeObservation, _Mapping]] = ..., hosts_mishards: _Optional[bool] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
-    __slots__ = ("leader", "leader_address", "assignment", "leader_term")
+    __slots__ = ("leader", "leader_address", "assignment", "leader_term", "now_unix")
     LEADER_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     LEADER_TERM_FIELD_NUMBER: _ClassVar[int]
+    NOW_UNIX_FIELD_NUMBER: _ClassVar[int]
     leader: bool
     leader_address: str
     assignment: _node_pb2.Assignment
     leader_term: int
-    def __init__(self, leader: _Optional[bool] = ..., leader_address: _Optional[str] = ..., assignment: _Optional[_Union[_node_pb2.Assignment, _Mapping]] = ..., leader_term: _Optional[int] = ...) -> None: ...
+    now_unix: float
+    def __init__(self, leader: _Optional[bool] = ..., leader_address: _Optional[str] = ..., assignment: _Optional[_Union[_node_pb2.Assignment, _Mapping]] = ..., leader_term: _Optional[int] = ..., now_unix: _Optional[float] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class NodeRow(_message.Message):
-    __slots__ = ("name", "address", "role_assigned", "role_running", "epoch", "gpu_health", "mount_health", "container_state", "seconds_since_report", "priority", "maintenance", "maintenance_reason")
+    __slots__ = ("name", "address", "role_assigned", "role_running", "epoch", "gpu_health", "mount_health", "container_state", "seconds_since_report", "priority", "maintenance", "maintenance_reason", "waiting_for", "waiting_since_unix")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ROLE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +59,8 @@ class NodeRow(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_REASON_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    WAITING_SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     role_assigned: _node_pb2.Role
@@ -69,7 +73,9 @@ class NodeRow(_message.Message):
     priority: int
     maintenance: bool
     maintenance_reason: str
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., role_assigned: _Optional[_Union[_node_pb2.Role, str]] = ..., role_running: _Optional[_Union[_node_pb2.Role, str]] = ..., epoch: _Optional[int] = ..., gpu_health: _Optional[_Union[_node_pb2.Health, str]] = ..., mount_health: _Optional[_Union[_node_pb2.Health, str]] = ..., container_state: _Optional[str] = ..., seconds_since_report: _Optional[float] = ..., priority: _Optional[int] = ..., maintenance: _Optional[bool] = ..., maintenance_reason: _Optional[str] = ...) -> None: ...
+    waiting_for: str
+    waiting_since_unix: float
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., role_assigned: _Optional[_Union[_node_pb2.Role, str]] = ..., role_running: _Optional[_Union[_node_pb2.Role, str]] = ..., epoch: _Optional[int] = ..., gpu_health: _Optional[_Union[_node_pb2.Health, str]] = ..., mount_health: _Optional[_Union[_node_pb2.Health, str]] = ..., container_state: _Optional[str] = ..., seconds_since_report: _Optional[float] = ..., priority: _Optional[int] = ..., maintenance: _Optional[bool] = ..., maintenance_reason: _Optional[str] = ..., waiting_for: _Optional[str] = ..., waiting_since_unix: _Optional[float] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
     __slots__ = ("cluster", "writer", "epoch", "leader", "leader_term", "paused", "paused_reason", "discovery", "nodes", "why", "leader_address")
@@ -216,7 +222,11 @@ class WhyRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WhyResponse(_message.Message):
-    __slots__ = ("sentence",)
+    __slots__ = ("sentence", "leading", "leader_address")
     SENTENCE_FIELD_NUMBER: _ClassVar[int]
+    LEADING_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     sentence: str
-    def __init__(self, sentence: _Optional[str] = ...) -> None: ...
+    leading: bool
+    leader_address: str
+    def __init__(self, sentence: _Optional[str] = ..., leading: _Optional[bool] = ..., leader_address: _Optional[str] = ...) -> None: ...

@@ -30,7 +30,9 @@ def fake_etc(tmp_path: Path, text: str) -> Path:
             path.mkdir(parents=True, exist_ok=True)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("secret\n")
+        # A TLS file must look like PEM (agent.configschema); any other file is a secret.
+        pem = name.endswith((".pem", ".key"))
+        path.write_text("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n" if pem else "secret\n")
         path.chmod(0o600)
     return tmp_path
 

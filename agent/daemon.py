@@ -213,6 +213,9 @@ class Agent:
                 lease_ms=self.lease.lease_ms,
             )
         self._renewal_note = ""
+        # For /metrics: writer lease renewals by where they came from, and renewals due that did not happen.
+        self.lease_renewals = {"coordinator": 0, "mysql": 0}
+        self.lease_renewal_failures = 0
         # Set when a new assignment arrives, so the loop acts on it at once rather than at its next tick.
         # `report_soon` (the reporter's) sends a report now rather than at the next interval, when the
         # coordinator waits on what changed: the role running, the writer's health as this reader sees it,
@@ -402,6 +405,8 @@ class Agent:
                     )
                 self._take(assignment, lease)
                 if assignment.role == "rw":
+                    if assignment.lease_ms > 0:
+                        self.lease_renewals["coordinator"] += 1
                     self._save_lease()
                     self._renewal_note = ""
                     self._last_no_renewal = None
@@ -443,6 +448,8 @@ class Agent:
             previous = self.lease
             renewed = renewed_by_row(self.lease, self.config.node_name, writer, epoch, sent_at)
             if isinstance(renewed, Lease):
+                if renewed is not previous:  # a grant that runs longer still is left as it is
+                    self.lease_renewals["mysql"] += 1
                 self.lease = renewed
                 self._save_lease()
                 self._renewal_note = ""
@@ -463,6 +470,7 @@ class Agent:
     def note_no_renewal(self, why: str) -> None:
         """The lease was due for renewal and was not renewed: say why, once per kind of reason."""
         self._renewal_note = why
+        self.lease_renewal_failures += 1
         kind = _SECONDS.sub("Ns", why)
         if kind != self._last_no_renewal:
             self._last_no_renewal = kind
@@ -1174,6 +1182,8 @@ class Agent:
             "mishards_writer": self.mishards_writer,
             "mishards": self.mishards_status(),
             "lease_left_s": lease.left(lease_now()) if lease is not None else 0.0,
+            "lease_renewals": dict(self.lease_renewals),
+            "lease_renewal_failures": self.lease_renewal_failures,
             "row_lease_ms": lease.row_renewal_ms if lease is not None else 0,
             "last_writer_stop": self.last_writer_stop,
             "stopping_for_s": 0.0 if stopping is None else time.monotonic() - stopping,

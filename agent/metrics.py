@@ -1,16 +1,21 @@
 """Prometheus text for the agent: GPU metrics under dcgm-exporter's names and labels, and our own.
 
 `render_metrics(status)` is pure (status dict in, exposition text out); `MetricsServer` serves any such
-text on `/metrics` over HTTP (the coordinator uses it too).
+text on `/metrics` over HTTP (the coordinator uses it too). The families are prometheus_client's, written by
+its `generate_latest` (text format 0.0.4); `process=True` adds its `process_*` metrics of this process
+(resident memory, CPU seconds, open files), which the dashboard holds against the agent's footprint target.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from prometheus_client import ProcessCollector, generate_latest
+from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger("jfs_milvus.agent.metrics")
 
@@ -25,24 +30,40 @@ _GPU_METRICS: tuple[tuple[str, str, str, str, float], ...] = (
     ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "gauge", "temperature_c", 1.0),
     ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "gauge", "power_w", 1.0),
 )
+_PROCESS = ProcessCollector(registry=None)
 
 
-def _escape(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def family(name: str, help_: str, kind: str, samples: Iterable[tuple[dict[str, object], float]]) -> list[Metric]:
+    """One family (none when it has no sample). A counter is named with its `_total`, as it is exported."""
+    base = name.removesuffix("_total") if kind == "counter" else name
+    metric = Metric(base, help_, kind)
+    for labels, value in samples:
+        metric.add_sample(name, {k: str(v) for k, v in labels.items()}, float(value))
+    return [metric] if metric.samples else []
 
 
-def _labels(labels: dict[str, object]) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+class _Families:
+    def __init__(self, metrics: Iterable[Metric]):
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._metrics
 
 
-def family(name: str, help_: str, kind: str, samples: Iterable[tuple[dict[str, object], float]]) -> list[str]:
-    rows = [f"{name}{_labels(labels) if labels else ''} {value:g}" for labels, value in samples]
-    return [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *rows] if rows else []
+def exposition(metrics: Iterable[Metric], process: bool = False) -> str:
+    """The text format of `metrics`, with the process_* metrics of this process when `process`."""
+    if process:
+        metrics = [*metrics, *_PROCESS.collect()]
+    return generate_latest(_Families(metrics)).decode()  # type: ignore[arg-type]
 
 
-def render_metrics(status: dict[str, Any]) -> str:
+def _xid_labels(labels: dict[str, object], xid: dict[str, Any]) -> dict[str, object]:
+    return {**labels, "xid": xid["xid"], "fatal": "true" if xid.get("fatal") else "false"}
+
+
+def render_metrics(status: dict[str, Any], process: bool = False) -> str:
     node = status.get("node", "")
-    out: list[str] = []
+    out: list[Metric] = []
     gpu = status.get("gpu") or {}
     gpus = gpu.get("gpus") or []
     base_labels = [
@@ -68,8 +89,47 @@ def render_metrics(status: dict[str, Any]) -> str:
             if g.get("xids")
         ],
     )
+    xids = [(labels, x) for g, labels in base_labels for x in g.get("xids") or []]
+    out += family(
+        "jfs_milvus_gpu_xid_last_seen_timestamp_seconds",
+        "Unix time this XID code was last seen on this GPU (an alert can fire for a while after each).",
+        "gauge",
+        [(_xid_labels(labels, x), float(x["last_seen"])) for labels, x in xids],
+    )
+    out += family(
+        "jfs_milvus_gpu_xid_events_total",
+        "XID events of this code seen on this GPU since the agent started.",
+        "counter",
+        [(_xid_labels(labels, x), float(x["count"])) for labels, x in xids],
+    )
+    out += family(
+        "jfs_milvus_agent_info",
+        "The agent: its node, the address Milvus serves on and its version, as labels.",
+        "gauge",
+        [({"node": node, "address": status.get("address") or "", "version": status.get("agent_version") or ""}, 1.0)],
+    )
     mishards = status.get("mishards")
     if mishards is not None:
+        container = mishards.get("container") or {}
+        running_hosts = list(container.get("hosts") or []) if mishards.get("state") == "running" else []
+        out += family(
+            "jfs_milvus_mishards_hosts",
+            "Hosts (DISCOVERY_STATIC_HOSTS) the running Mishards container searches; 0 when none runs.",
+            "gauge",
+            [({"node": node}, float(len(running_hosts)))],
+        )
+        out += family(
+            "jfs_milvus_mishards_hosts_listed",
+            "Hosts the coordinator lists for Mishards (the readers healthy for settle_s, or the writer).",
+            "gauge",
+            [({"node": node}, float(len(mishards.get("listed_hosts") or [])))],
+        )
+        out += family(
+            "jfs_milvus_mishards_host",
+            "1 for each host the running Mishards container searches.",
+            "gauge",
+            [({"node": node, "host": host}, 1.0) for host in running_hosts],
+        )
         out += family(
             "jfs_milvus_mishards_up",
             "1 when the Mishards container the agent runs is running.",
@@ -133,6 +193,18 @@ def render_metrics(status: dict[str, Any]) -> str:
         ],
     )
     out += family(
+        "jfs_milvus_mount_health",
+        "JuiceFS mount state: 0 healthy, 1 degraded, 2 failed, 3 unmounted, 4 hung.",
+        "gauge",
+        [
+            (
+                {"node": node, "volume": m["volume"], "mountpoint": m["mountpoint"]},
+                float(HEALTH_VALUES.get(m["state"], 2)),
+            )
+            for m in mounts
+        ],
+    )
+    out += family(
         "jfs_milvus_mount_write_probe_seconds",
         "Latency of the last write + fsync + read-back probe on a read-write mount.",
         "gauge",
@@ -141,6 +213,26 @@ def render_metrics(status: dict[str, Any]) -> str:
             for m in mounts
             if m.get("write_probe_ms") is not None
         ],
+    )
+    out += family(
+        "jfs_milvus_lease_left_seconds",
+        "Seconds left on this node's writer lease; 0 when it holds none.",
+        "gauge",
+        [({"node": node}, float(status.get("lease_left_s") or 0.0))],
+    )
+    renewals = status.get("lease_renewals") or {}
+    out += family(
+        "jfs_milvus_lease_renewals_total",
+        "Writer lease renewals: via the leader's answer to a report, or a read of the MySQL cluster row while no "
+        "coordinator answered.",
+        "counter",
+        [({"node": node, "via": via}, float(renewals.get(via, 0))) for via in ("coordinator", "mysql")],
+    )
+    out += family(
+        "jfs_milvus_lease_renewal_failures_total",
+        "Writer lease renewals that were due and did not happen (no coordinator answered and MySQL renewed nothing).",
+        "counter",
+        [({"node": node}, float(status.get("lease_renewal_failures") or 0))],
     )
     container = status.get("container") or {}
     out += family(
@@ -167,7 +259,7 @@ def render_metrics(status: dict[str, Any]) -> str:
         "counter",
         [({"node": node}, float(status.get("loops", 0)))],
     )
-    return "\n".join(out) + "\n"
+    return exposition(out, process)
 
 
 class MetricsServer:

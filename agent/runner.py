@@ -62,7 +62,9 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
         reporter.start()
     api = serve(agent, config)
     checks = {path: _lb_check(agent, path) for path in PATHS}
-    metrics = MetricsServer(config.address, config.metrics_port, lambda: render_metrics(agent.status()), checks)
+    metrics = MetricsServer(
+        config.address, config.metrics_port, lambda: render_metrics(agent.status(), process=True), checks
+    )
     metrics.start()
     log.info("agent %s started; metrics on http://%s:%d/metrics", config.node_name, config.address, metrics.port)
     notify("READY=1\nSTATUS=converging")

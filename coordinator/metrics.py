@@ -1,24 +1,38 @@
 """Prometheus text for the coordinator: writer, epoch, leadership, nodes by health, role changes and the
-duration of each failover phase as a histogram."""
+duration of each failover phase as a histogram; the leader's view of each node (report age, the writer serving,
+readers in the Mishards hosts); `process=True` adds prometheus_client's process_* metrics."""
 
 from __future__ import annotations
 
 import time
 
-from agent.metrics import family
+from prometheus_client.metrics_core import Metric
+
+from agent.metrics import exposition, family
+from coordinator.core import Memory
 from coordinator.daemon import PHASE_BUCKETS, Coordinator
+from coordinator.model import Discovery, Durable, Report
 
 
-def render_coordinator_metrics(c: Coordinator) -> str:
+def render_coordinator_metrics(c: Coordinator, process: bool = False) -> str:
     cluster = c.config.cluster
-    durable = c.published.durable
-    out: list[str] = []
+    published = c.published  # one snapshot: the leader replaces it whole; a follower's has no state
+    durable = published.durable
+    memory, decided_at = c.memory, c.decided_at
+    now = time.monotonic()
+    reports = c.snapshot_reports()
+    me = {"cluster": cluster, "coordinator": c.config.coordinator_id}
+    out: list[Metric] = []
     out += family(
-        "jfs_milvus_coordinator_leader",
-        "1 when this coordinator leads.",
-        "gauge",
-        [({"cluster": cluster, "coordinator": c.config.coordinator_id}, 1.0 if c.leadership else 0.0)],
+        "jfs_milvus_coordinator_leader", "1 when this coordinator leads.", "gauge", [(me, 1.0 if c.leadership else 0.0)]
     )
+    if c.leadership is not None and decided_at is not None:
+        out += family(
+            "jfs_milvus_coordinator_decision_age_seconds",
+            "Seconds since this leader last completed a decision (a leader only; it decides every tick_s).",
+            "gauge",
+            [(me, max(0.0, now - decided_at))],
+        )
     if durable is not None:
         out += family(
             "jfs_milvus_cluster_epoch",
@@ -38,8 +52,7 @@ def render_coordinator_metrics(c: Coordinator) -> str:
             "gauge",
             [({"cluster": cluster}, 1.0 if durable.cluster.paused else 0.0)],
         )
-    now = time.monotonic()
-    reports = c.snapshot_reports()
+        out += _leader_view(c, durable, published.discovery, memory, reports, now)
     counts: dict[str, int] = {"healthy": 0, "degraded": 0, "failed": 0, "silent": 0}
     for r in reports.values():
         if now - r.received_at > c.config.timing.detect_after_s:
@@ -68,27 +81,103 @@ def render_coordinator_metrics(c: Coordinator) -> str:
         "counter",
         [({"cluster": cluster}, float(c.counters.switchovers))],
     )
-    name = "jfs_milvus_role_change_phase_seconds"
-    lines = [f"# HELP {name} Duration of each phase of a role change.", f"# TYPE {name} histogram"]
+    histogram = Metric("jfs_milvus_role_change_phase_seconds", "Duration of each phase of a role change.", "histogram")
     for phase, samples in sorted(c.counters.phase_seconds.items()):
+        labels = {"cluster": cluster, "phase": phase}
         for bound in PHASE_BUCKETS:
             below = sum(1 for s in samples if s <= bound)
-            lines.append(f'{name}_bucket{{cluster="{cluster}",phase="{phase}",le="{bound:g}"}} {below}')
-        lines.append(f'{name}_bucket{{cluster="{cluster}",phase="{phase}",le="+Inf"}} {len(samples)}')
-        lines.append(f'{name}_sum{{cluster="{cluster}",phase="{phase}"}} {sum(samples):g}')
-        lines.append(f'{name}_count{{cluster="{cluster}",phase="{phase}"}} {len(samples)}')
-    out += lines
+            histogram.add_sample(f"{histogram.name}_bucket", {**labels, "le": f"{bound:g}"}, float(below))
+        histogram.add_sample(f"{histogram.name}_bucket", {**labels, "le": "+Inf"}, float(len(samples)))
+        histogram.add_sample(f"{histogram.name}_sum", labels, float(sum(samples)))
+        histogram.add_sample(f"{histogram.name}_count", labels, float(len(samples)))
+    out.append(histogram)
     decide = c.counters.decide_seconds
     if decide:
         out += family(
             "jfs_milvus_decide_seconds", "Duration of the last decision.", "gauge", [({"cluster": cluster}, decide[-1])]
         )
-        name = "jfs_milvus_decide_duration_seconds"
+        summary = Metric(
+            "jfs_milvus_decide_duration_seconds", "Duration of a decision (quantiles over the last 1000).", "summary"
+        )
         recent = sorted(decide)
-        out += [f"# HELP {name} Duration of a decision (quantiles over the last 1000).", f"# TYPE {name} summary"]
         for q in (0.5, 0.99):
             value = recent[min(len(recent) - 1, int(q * len(recent)))]
-            out.append(f'{name}{{cluster="{cluster}",quantile="{q:g}"}} {value:g}')
-        out.append(f'{name}_sum{{cluster="{cluster}"}} {c.counters.decide_total_s:g}')
-        out.append(f'{name}_count{{cluster="{cluster}"}} {c.counters.decide_count}')
-    return "\n".join(out) + "\n"
+            summary.add_sample(summary.name, {"cluster": cluster, "quantile": f"{q:g}"}, value)
+        summary.add_sample(f"{summary.name}_sum", {"cluster": cluster}, c.counters.decide_total_s)
+        summary.add_sample(f"{summary.name}_count", {"cluster": cluster}, float(c.counters.decide_count))
+        out.append(summary)
+    return exposition(out, process)
+
+
+def _leader_view(
+    c: Coordinator,
+    durable: Durable,
+    discovery: Discovery | None,
+    memory: Memory | None,
+    reports: dict[str, Report],
+    now: float,
+) -> list[Metric]:
+    """What the leader knows of each node: whether the writer serves, how old each node's report is, and whether
+    each reader is in the hosts Mishards is told."""
+    cluster = c.config.cluster
+    fresh_s = c.config.timing.detect_after_s
+    writer = durable.cluster.writer
+    out = family(
+        "jfs_milvus_cluster_writer_serving",
+        "1 when the writer's agent reports Milvus healthy in the rw role, or, while its reports are missing, a "
+        "reader saw that Milvus healthy within witness_fresh_s (a writer cut off from the coordinators only).",
+        "gauge",
+        [({"cluster": cluster}, 1.0 if writer and _writer_serving(c, writer, reports, now) else 0.0)],
+    )
+    since = memory.leader_since if memory is not None else now
+    ages = [
+        ({"cluster": cluster, "node": name}, now - reports[name].received_at if name in reports else now - since)
+        for name in sorted(set(durable.nodes) | set(reports))
+    ]
+    out += family(
+        "jfs_milvus_node_report_age_seconds",
+        "Seconds since the node's agent last reported to this leader (since it leads, for one that has not).",
+        "gauge",
+        [(labels, max(0.0, age)) for labels, age in ages],
+    )
+    hosts = set(discovery.hosts) if discovery is not None else set()
+    readers = [
+        (name, r)
+        for name, r in sorted(reports.items())
+        if name != writer
+        and r.role_running == "ro"
+        and now - r.received_at <= fresh_s
+        and not (durable.nodes.get(name) and durable.nodes[name].maintenance)
+    ]
+    out += family(
+        "jfs_milvus_reader_in_discovery",
+        "For each healthy reader: 1 when it is in DISCOVERY_STATIC_HOSTS, the hosts Mishards is told to search.",
+        "gauge",
+        [
+            ({"cluster": cluster, "node": name, "address": r.address}, 1.0 if r.address in hosts else 0.0)
+            for name, r in readers
+        ],
+    )
+    out += family(
+        "jfs_milvus_discovery_hosts",
+        "Hosts in DISCOVERY_STATIC_HOSTS, the hosts Mishards is told to search.",
+        "gauge",
+        [({"cluster": cluster}, float(len(hosts)))],
+    )
+    return out
+
+
+def _writer_serving(c: Coordinator, writer: str, reports: dict[str, Report], now: float) -> bool:
+    """As the decision core judges the writer alive (core.decide, rule 2): its own fresh report, else a witness."""
+    timing = c.config.timing
+    report = reports.get(writer)
+    if report is not None and now - report.received_at <= timing.detect_after_s:
+        return report.role_running == "rw"
+    return any(
+        name != writer
+        and now - r.received_at <= timing.detect_after_s
+        and r.writer_seen_healthy_age_s is not None
+        and r.writer_seen_healthy_age_s >= 0
+        and now - (r.received_at - r.writer_seen_healthy_age_s) <= timing.witness_fresh_s
+        for name, r in reports.items()
+    )

@@ -48,7 +48,7 @@ def run_coordinator(config: CoordinatorConfig) -> int:
     signal.signal(signal.SIGINT, on_term)
     api = serve(coordinator, config)
     host = listen_host(config.listen.rpartition(":")[0], config.tls)
-    metrics = MetricsServer(host, config.metrics_port, lambda: render_coordinator_metrics(coordinator))
+    metrics = MetricsServer(host, config.metrics_port, lambda: render_coordinator_metrics(coordinator, process=True))
     metrics.start()
     notify("READY=1")
     watchdog = watchdog_interval_s()

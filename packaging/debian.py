@@ -64,6 +64,11 @@ def add_debian_files(spec: PackageSpec, root: Path, conf_dir: Path, version: str
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_bytes((conf_dir / f"{spec.role}.yaml").read_bytes())
     conf.chmod(0o644)
+    for source, dest in spec.data_files:
+        target = root / dest.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((REPO / source).read_bytes())
+        target.chmod(0o644)
     unit = root / "lib/systemd/system" / spec.unit
     unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_bytes((UNIT_DIR / spec.unit).read_bytes())

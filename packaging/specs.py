@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 LIB_ROOT = "/usr/lib/jfs-milvus"
 CONF_DIR = "/etc/jfs-milvus"
+SHARE_DIR = "/usr/share/jfs-milvus-coordinator"  # the coordinator package's data: alert rules, dashboard
 # Who builds the packages: DEBFULLNAME and DEBEMAIL, as for other Debian tools; a placeholder otherwise.
 MAINTAINER = "{} <{}>".format(
     os.environ.get("DEBFULLNAME", "jfs-milvus developers"), os.environ.get("DEBEMAIL", "dev@jfs-milvus.invalid")
@@ -24,6 +25,7 @@ class PackageSpec:
     suggests: tuple[str, ...]
     commands: tuple[tuple[str, str], ...]  # /usr/bin name -> "module:function"
     ships_juicefs: bool
+    data_files: tuple[tuple[str, str], ...] = ()  # file in the tree -> where it is installed (not a conffile)
 
     @property
     def name(self) -> str:
@@ -66,8 +68,9 @@ COORDINATOR = PackageSpec(
         "Assigns the rw and ro roles to the Milvus nodes of a jfs-milvus cluster\n"
         "with epochs and leases kept in MySQL, fails over to a healthy reader when\n"
         "the writer fails, and keeps Mishards pointed at the writer and the\n"
-        "healthy readers. Ships coordinatorctl, the operator's command line.\n"
-        "Runs as the system user jfs-milvus."
+        "healthy readers. Ships coordinatorctl, the operator's command line, and\n"
+        "Prometheus alerting rules and a Grafana dashboard for the cluster in\n"
+        "/usr/share/jfs-milvus-coordinator. Runs as the system user jfs-milvus."
     ),
     depends=(PYTHON_DEPENDS, "adduser", "init-system-helpers (>= 1.54~)"),
     recommends=(),
@@ -77,6 +80,12 @@ COORDINATOR = PackageSpec(
         ("coordinatorctl", "coordinator.ctl:main"),
     ),
     ships_juicefs=False,
+    # Prometheus rules and scrape jobs, the Grafana dashboard: README "Dashboards and alerts".
+    data_files=(
+        ("monitoring/jfs-milvus.rules.yml", f"{SHARE_DIR}/prometheus/jfs-milvus.rules.yml"),
+        ("monitoring/prometheus.example.yml", f"{SHARE_DIR}/prometheus/prometheus.example.yml"),
+        ("monitoring/jfs-milvus-dashboard.json", f"{SHARE_DIR}/grafana/jfs-milvus.json"),
+    ),
 )
 
 PACKAGES = {spec.role: spec for spec in (AGENT, COORDINATOR)}

@@ -162,6 +162,7 @@ def test_without_tls_the_api_listens_on_loopback_only() -> None:
 
 
 def test_metrics_use_dcgm_names_and_our_own(agent_node: Callable[..., AgentNode], fake_nvml, tmp_path: Path) -> None:
+    from tests.obsdata import value_of
     from tests.plugin_gpu import FakeXid, two_gpus
 
     gpus = two_gpus()
@@ -181,18 +182,20 @@ def test_metrics_use_dcgm_names_and_our_own(agent_node: Callable[..., AgentNode]
 
     text = wait_until(lambda: t if "DCGM_FI_DEV_XID_ERRORS" in (t := metrics()) else None, 20, "the XID metric")
     uuid0 = gpus.gpus[0].uuid
-    assert (
-        f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="{uuid0}",modelName="NVIDIA A100-SXM4-80GB",Hostname="{node.name}"}} 37'
-        in text
-    )
-    assert f'DCGM_FI_DEV_FB_USED{{gpu="0",UUID="{uuid0}"' in text and "} 10240\n" in text
-    assert 'DCGM_FI_DEV_XID_ERRORS{gpu="1"' in text and "} 79\n" in text
-    assert f'jfs_milvus_role{{node="{node.name}",role="rw"}} 2' in text
-    assert f'jfs_milvus_epoch{{node="{node.name}"}} 1' in text
-    assert 'jfs_milvus_gpu_health{gpu="1",' in text and "} 2\n" in text
-    assert "jfs_milvus_mount_healthy{" in text and "jfs_milvus_mount_write_probe_seconds{" in text
-    assert f'jfs_milvus_container_running{{node="{node.name}",state="running"}} 1' in text
-    assert "jfs_milvus_container_restarts_total{" in text
+    dcgm = {"gpu": "0", "UUID": uuid0, "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": node.name}
+    assert value_of(text, "DCGM_FI_DEV_GPU_UTIL", **dcgm) == 37
+    assert value_of(text, "DCGM_FI_DEV_FB_USED", **dcgm) == 10240
+    assert value_of(text, "DCGM_FI_DEV_XID_ERRORS", gpu="1") == 79
+    assert value_of(text, "jfs_milvus_gpu_xid_events_total", gpu="1", xid="79", fatal="true") == 1
+    assert value_of(text, "jfs_milvus_role", node=node.name, role="rw") == 2
+    assert value_of(text, "jfs_milvus_epoch", node=node.name) == 1
+    assert value_of(text, "jfs_milvus_gpu_health", gpu="1") == 2
+    assert value_of(text, "jfs_milvus_mount_healthy", node=node.name) == 1
+    assert value_of(text, "jfs_milvus_mount_health", node=node.name) == 0
+    assert value_of(text, "jfs_milvus_mount_write_probe_seconds", node=node.name) is not None
+    assert value_of(text, "jfs_milvus_container_running", node=node.name, state="running") == 1
+    assert value_of(text, "jfs_milvus_container_restarts_total", node=node.name) is not None
+    assert value_of(text, "process_resident_memory_bytes") is not None  # prometheus_client's, for the footprint
 
 
 def test_systemd_notify_ready_watchdog_and_stopping(agent_node: Callable[..., AgentNode], tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "packaging" / "build.py"
 PACKAGE_CACHE = CACHE_DIR / "packages"
-INPUTS = ("agent", "coordinator", "proto", "packaging", "systemd", "pyproject.toml", "README.md")
+INPUTS = ("agent", "coordinator", "proto", "packaging", "systemd", "monitoring", "pyproject.toml", "README.md")
 PACKAGES = ("jfs-milvus-agent", "jfs-milvus-coordinator")
 APT_LINE = "deb [trusted=yes] file:/srv/jfs-milvus ./"
 AGENT_CONF = "/etc/jfs-milvus/agent.yaml"

@@ -7,7 +7,7 @@ from dataclasses import replace
 from coordinator.core import ChangeWriter, Memory, Request, Timing, committed, decide, validate_request
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report, WriterStop
 
-T = Timing(lease_s=3.0, fence_margin_s=0.3)  # the rules at the lease these tables were written for
+T = Timing()
 
 
 def rep(node: str, at: float, role: str = "ro", epoch: int = 1, **kw) -> Report:

@@ -1,10 +1,11 @@
 """Reporting to the coordinator, from a thread of its own, and renewing a writer's lease from MySQL meanwhile.
 
-Every `coordination.report_interval_s` the reporter sends the node's full observation (`Report`) to the
-coordinator that last answered as leader (at first: the first in `coordinators`). An answer with leader=False
-and a leader_address sends the same report there at once; one that does not come within
-`coordination.report_timeout_s` moves on to the next coordinator. The leader's answer is the node's assignment
-and, for the writer, its lease, measured from the lease-clock reading taken just before that RPC was sent.
+Every `coordination.report_interval_s` (a writer: at least three times per lease, `agent.lease.report_period_s`) the
+reporter sends the node's full observation (`Report`) to the coordinator that last answered as leader (at first: the
+first in `coordinators`). An answer with leader=False and a leader_address sends the same report there at once; one
+that does not come within `coordination.report_timeout_s` moves on to the next coordinator. The leader's answer is
+the node's assignment and, for the writer, its lease, measured from the lease-clock reading taken just before that
+RPC was sent.
 
 When no coordinator has renewed the lease for one report interval (none answered, or a new leader answered
 without a lease while it still listens) and this node holds a rw lease, a second thread reads the MySQL cluster
@@ -26,7 +27,7 @@ import grpc
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from agent.config import AgentConfig, MysqlReadSettings, TlsSettings
-from agent.lease import lease_now
+from agent.lease import lease_now, report_period_s
 from agent.writerrow import WriterRowError, read_writer_row
 
 log = logging.getLogger("jfs_milvus.agent.coordination")
@@ -49,6 +50,8 @@ class ReportingAgent(Protocol):
     def take_coordinator_answer(self, answer: LeaderAnswer) -> str | None: ...
 
     def renewable_lease_s(self) -> float | None: ...
+
+    def granted_lease_ms(self) -> int | None: ...
 
     def renew_lease_from_row(self, writer: str | None, epoch: int, sent_at: float, silence_s: float) -> None: ...
 
@@ -207,7 +210,7 @@ class Reporter:
                 self.report_once()
             except Exception:  # the reporter must survive anything one round throws
                 log.exception("report round failed; continuing")
-            next_at += self.interval_s
+            next_at += report_period_s(self.interval_s, self.agent.granted_lease_ms())
             now = time.monotonic()
             if next_at < now:  # a slow round: start the next one now, do not try to catch up
                 next_at = now

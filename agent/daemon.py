@@ -436,6 +436,13 @@ class Agent:
             )
         return None
 
+    def granted_lease_ms(self) -> int | None:
+        """The length of the lease the coordinator last granted for the epoch this node is assigned rw at; None
+        when it holds none (the reporter reports more often while it does: agent.lease.report_period_s)."""
+        with self._assign_lock:
+            lease = self._rw_lease()
+        return lease.lease_ms if lease is not None else None
+
     def renewable_lease_s(self) -> float | None:
         """What one MySQL row read would renew this node's writer lease for; None when it holds none to renew
         (it must be assigned rw and hold a lease, live or lapsed, for that epoch)."""

@@ -55,7 +55,8 @@ GPU_RANK = {"healthy": 0, "unavailable": 1, "degraded": 1}
 class Timing:
     report_interval_s: float = 1.0
     detect_after_s: float = 2.0  # writer reports missing this long: it is down (unless witnessed healthy)
-    lease_s: float = 3.0  # lease granted to the writer with each answer
+    # Lease granted to the writer with each answer; the writer reports at least three times per lease (agent.lease).
+    lease_s: float = 3.0
     row_lease_s: float = 1.0  # what one read of the MySQL row renews it for, while no coordinator answers
     fence_margin_s: float = 0.3  # added to the lease when fencing, for clock-rate drift
     fault_grace_s: float = 2.0  # a writer fault (mount, GPU, probe) must last this long

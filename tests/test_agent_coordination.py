@@ -25,7 +25,7 @@ import pytest
 from jfsmilvus.v1 import node_pb2
 
 from agent.config import parse_agent_config
-from agent.lease import Lease, after_rw_answer, granted, lease_now, renewed_by_row
+from agent.lease import Lease, after_rw_answer, granted, lease_now, renewed_by_row, report_period_s
 from agent.milvus.leasewatch import (
     LEASE_EXPIRED_EXIT,
     LEASEWATCH_SH,
@@ -57,6 +57,12 @@ def test_a_lease_runs_from_the_send_time_and_the_row_renews_only_this_writer_and
     assert "names writer n2" in str(renewed_by_row(lease, "n1", "n2", 4, 110.0))
     assert "epoch 5" in str(renewed_by_row(lease, "n1", "n1", 5, 110.0))
     assert "no writer lease" in str(renewed_by_row(None, "n1", "n1", 4, 110.0))
+
+
+def test_a_writer_reports_three_times_per_lease_and_a_reader_at_the_interval() -> None:
+    assert report_period_s(1.0, None) == 1.0 and report_period_s(1.0, 0) == 1.0  # no lease held
+    assert report_period_s(1.0, 1800) == pytest.approx(0.6)  # the default 1.8 s lease
+    assert report_period_s(0.5, 3000) == 0.5  # never slower than the interval
 
 
 def test_a_row_read_renews_for_the_row_lease_and_never_shortens_a_grant() -> None:
@@ -239,6 +245,24 @@ def test_reports_every_second_with_the_observation(
     assert report.request.hosts_mishards is False
     assert f"reporting to coordinator {fake.address}: it leads" in node.log()
     assert "coordinator" in node.log() and "assigns ro at epoch 1" in node.log()
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_writer_holding_a_short_lease_reports_three_times_per_lease(
+    agent_node: Callable[..., AgentNode], coordinators: Callable[[], FakeCoordinator]
+) -> None:
+    fake = coordinators()
+    node = coordinated(agent_node, fake.address)
+    fake.lead(rw(1, 1800, node.name))
+    node.start()
+    node.wait_role("rw")
+    first, began = fake.count(), time.monotonic()
+    time.sleep(6)
+    rate = (fake.count() - first) / (time.monotonic() - began)
+    assert 1.3 <= rate <= 2.2, rate  # every 0.6 s, where a reader reports every second
+    lefts = [r.request.observation.lease_left_s for r in fake.reports[-8:]]
+    assert min(lefts) > 1.0, lefts  # renewed long before it runs out
 
 
 @pytest.mark.root

@@ -12,14 +12,14 @@ from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from jfsmilvus.common.authz import enforce
+from jfsmilvus.common.wirecheck import assign_request_problem
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 
 from agent import __version__
 from agent.assignment import Assignment
-from agent.authz import enforce
 from agent.config import AgentConfig, TlsSettings
 from agent.mishards.envfile import MishardsDiscovery
-from agent.wirecheck import assign_request_problem
 
 if TYPE_CHECKING:
     from agent.daemon import Agent

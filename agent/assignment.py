@@ -12,7 +12,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from agent.atomicfile import read_text, write_atomic
+from jfsmilvus.common.atomicfile import read_text, write_atomic
+
 from agent.mishards.envfile import MishardsDiscovery, MishardsEnvError, check_host, check_port
 
 ROLES = ("rw", "ro", "none")

@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 
+from jfsmilvus.common.configschema import ConfigError
+
 from agent import __version__
 from agent.config import (
     DEFAULT_CONFIG_PATH,
@@ -16,7 +18,6 @@ from agent.config import (
     default_agent_config,
     load_agent_config,
 )
-from agent.configschema import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -138,7 +139,8 @@ def state_problems(state_dir: str) -> list[str]:
 def check_milvus_setup(config: AgentConfig) -> tuple[list[str], list[str]]:
     """What the daemon would find when it renders server_config.yaml: errors (Milvus would not start) and
     warnings (it would start, but not as the operator may think)."""
-    from agent.atomicfile import read_text
+    from jfsmilvus.common.atomicfile import read_text
+
     from agent.milvus.server_config import BaseConfigError, base_config_warnings, parse_base_config
 
     milvus = config.milvus

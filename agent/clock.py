@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from jfsmilvus.common.wirecheck import MAX_RTT_S  # a longer round trip says nothing useful about a clock
+
 KEEP_SAMPLES = 8
-MAX_RTT_S = 60.0  # a longer round trip says nothing useful about a clock
 
 
 @dataclass(frozen=True)

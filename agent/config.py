@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from agent.configschema import (
+from jfsmilvus.common.configschema import (
     NAME_ALLOWED,
     NAME_PATTERN,
     Section,
@@ -24,9 +24,10 @@ from agent.configschema import (
     parse_config_text,
     secret_ref,
 )
+from jfsmilvus.common.secrets import SecretError, SecretRef, secret_file_problem
+
 from agent.milvus.gpuchoice import FLAVORS
 from agent.milvus.metauri import MetaUriError, parse_meta_uri, password_problem
-from agent.secrets import SecretError, SecretRef, secret_file_problem
 
 DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/agent.yaml"
 CONFIG_ENV = "JFS_MILVUS_AGENT_CONFIG"

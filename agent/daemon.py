@@ -28,18 +28,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from jfsmilvus.common.atomicfile import file_sha256, line_not_utf8, read_text, write_atomic
+from jfsmilvus.common.logsetup import LogContext
+from jfsmilvus.common.secrets import Secret, SecretError, SecretRef
+from jfsmilvus.common.wirecheck import assignment_problem
 from jfsmilvus.v1 import coordinator_pb2
 
 from agent import __version__
 from agent.api import assignment_from_wire, observation_pb
 from agent.assignment import UNASSIGNED, Assignment, AssignmentError, LocalAssignmentFile, judge_assignment
-from agent.atomicfile import file_sha256, line_not_utf8, read_text, write_atomic
 from agent.clock import ClockSample, best_estimate, clock_sample, with_sample
 from agent.config import AgentConfig, VolumeSettings
 from agent.coordination import LeaderAnswer
 from agent.gpu import GpuMonitor, GpuReport
 from agent.lease import Lease, after_rw_answer, lease_for, lease_now, renewed_by_row, writer_may_run
-from agent.logsetup import LogContext
 from agent.milvus.container import (
     MILVUS_HTTP_PORT,
     MILVUS_PORT,
@@ -86,9 +88,7 @@ from agent.mishards.plan import refuse_dollar
 from agent.mishards.probe import milvus_answers
 from agent.mount import MountError, MountManager, MountStatus
 from agent.saywhy import NOW_FILE, Doing, mount_news, next_doing, now_file_text
-from agent.secrets import Secret, SecretError, SecretRef
 from agent.state import LocalState, load_state, save_state
-from agent.wirecheck import assignment_problem
 
 log = logging.getLogger("jfs_milvus.agent")
 

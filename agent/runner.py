@@ -11,15 +11,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jfsmilvus.common.configschema import ConfigError
+from jfsmilvus.common.logsetup import LogContext, configure_logging
+from jfsmilvus.common.sdnotify import notify, watchdog_interval_s
+
 from agent.api import serve
 from agent.config import AgentConfig, load_agent_config
-from agent.configschema import ConfigError
 from agent.coordination import Reporter
 from agent.daemon import Agent
 from agent.lbcheck import PATHS, lb_answer
-from agent.logsetup import LogContext, configure_logging
 from agent.metrics import MetricsServer, render_metrics
-from agent.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("jfs_milvus.agent")
 

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from agent.atomicfile import read_text, write_atomic
+from jfsmilvus.common.atomicfile import read_text, write_atomic
 
 STATE_FILE = "agent-state.json"
 

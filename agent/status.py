@@ -7,8 +7,9 @@ import os
 import time
 from typing import Any
 
+from jfsmilvus.common.atomicfile import read_text
+
 from agent import __version__
-from agent.atomicfile import read_text
 from agent.config import AgentConfig
 from agent.gpu import probe_gpus
 from agent.milvus.nvidiatoolkit import RUNTIME_HOOK, probe_nvidia_toolkit

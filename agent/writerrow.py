@@ -7,9 +7,9 @@ the agent package does not import the coordinator package.
 from __future__ import annotations
 
 import pymysql
+from jfsmilvus.common.secrets import SecretError
 
 from agent.config import MysqlReadSettings
-from agent.secrets import SecretError
 
 WRITER_ROW_QUERY = "SELECT writer, epoch FROM cluster WHERE id = 1"
 

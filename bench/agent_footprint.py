@@ -37,9 +37,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from jfsmilvus.common.secrets import SecretRef  # noqa: E402
+
 from agent.config import JuicefsSettings, VolumeSettings  # noqa: E402
 from agent.mount import MountManager  # noqa: E402
-from agent.secrets import SecretRef  # noqa: E402
 from tests.agentconf import write_agent_yaml  # noqa: E402
 from tests.fake_coordinator import FakeCoordinator, rw  # noqa: E402
 from tests.fakenvml.build import build_fake_nvml  # noqa: E402

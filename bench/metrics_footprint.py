@@ -36,11 +36,11 @@ REPO = Path(__file__).resolve().parent.parent
 AGENT_MODULES = (
     "agent.api",
     "agent.config",
-    "agent.configschema",
+    "jfsmilvus.common.configschema",
     "agent.coordination",
     "agent.daemon",
-    "agent.logsetup",
-    "agent.sdnotify",
+    "jfsmilvus.common.logsetup",
+    "jfsmilvus.common.sdnotify",
 )
 
 

@@ -1,7 +1,7 @@
 """`jfs-milvus-coordinator make-certs`: a small CA and one certificate per coordinator, agent, operator and
 viewer, for mutual TLS between them. Uses the openssl command; keys are written with mode 0600.
 
-Each certificate says who holds it as a SAN URI, `jfs-milvus://KIND/NAME` (agent.authz reads it): asked for as
+Each certificate says who holds it as a SAN URI, `jfs-milvus://KIND/NAME` (common.authz reads it): asked for as
 `KIND:NAME[=ADDRESS,...]`, or as the older `NAME[=ADDRESS,...]`, whose kind follows from the name
 (`infer_kind`). A certificate made before kinds existed is made again, with its kind, by the same command.
 """
@@ -15,8 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.authz import KINDS, identity_uri
-from agent.configschema import NAME_ALLOWED, NAME_PATTERN
+from jfsmilvus.common.authz import KINDS, identity_uri
+from jfsmilvus.common.configschema import NAME_ALLOWED, NAME_PATTERN
 
 
 class CertError(Exception):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.configschema import ConfigError
+from jfsmilvus.common.configschema import ConfigError
+
 from coordinator import __version__
 from coordinator.config import DEFAULT_CONFIG_PATH, config_path, load_coordinator_config
 

@@ -10,8 +10,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from agent.config import TlsSettings
-from agent.configschema import (
+from jfsmilvus.common.configschema import (
     NAME_ALLOWED,
     NAME_PATTERN,
     Section,
@@ -20,7 +19,9 @@ from agent.configschema import (
     load_config_file,
     secret_ref,
 )
-from agent.secrets import SecretRef
+from jfsmilvus.common.secrets import SecretRef
+
+from agent.config import TlsSettings
 from coordinator.core import Timing
 
 DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/coordinator.yaml"

@@ -19,9 +19,9 @@ from typing import Any
 
 import grpc
 import yaml
+from jfsmilvus.common.configschema import ConfigError, pem_file_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
-from agent.configschema import ConfigError, pem_file_problem
 from coordinator import __version__
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
 from coordinator.core import epochs_ahead_sentence
@@ -486,7 +486,7 @@ def _plain(value: Any) -> Any:
     """A config as plain data; secrets appear as where they are read from, never their value."""
     from dataclasses import fields, is_dataclass
 
-    from agent.secrets import SecretRef
+    from jfsmilvus.common.secrets import SecretRef
 
     if isinstance(value, SecretRef):
         return {"file": value.file} if value.file else {"env": value.env}

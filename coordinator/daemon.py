@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from agent.logsetup import LogContext
+from jfsmilvus.common.logsetup import LogContext
+
 from coordinator.config import CoordinatorConfig
 from coordinator.core import (
     Decision,

@@ -8,9 +8,10 @@ import threading
 import time
 from typing import Any
 
-from agent.logsetup import LogContext, configure_logging
+from jfsmilvus.common.logsetup import LogContext, configure_logging
+from jfsmilvus.common.sdnotify import notify, watchdog_interval_s
+
 from agent.metrics import MetricsServer
-from agent.sdnotify import notify, watchdog_interval_s
 from coordinator.config import CoordinatorConfig
 from coordinator.daemon import Coordinator, redis_publisher
 from coordinator.metrics import render_coordinator_metrics

@@ -24,11 +24,11 @@ from concurrent import futures
 from dataclasses import replace
 
 import grpc
+from jfsmilvus.common.authz import enforce
+from jfsmilvus.common.wirecheck import operator_problem, report_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
-from agent.authz import enforce
 from agent.config import TlsSettings
-from agent.wirecheck import operator_problem, report_problem
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request, epochs_ahead_sentence
 from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode

@@ -32,10 +32,10 @@ from typing import Any, TypeVar
 
 import pymysql
 import pymysql.cursors
+from jfsmilvus.common.secrets import Secret
+from jfsmilvus.common.wirecheck import ipv4_problem, name_problem
 from pymysql.constants import CLIENT
 
-from agent.secrets import Secret
-from agent.wirecheck import ipv4_problem, name_problem
 from coordinator.model import ClusterRow, Durable, Event, NodeRecord
 from coordinator.schema import LATEST_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from jfsmilvus.common.secrets import SecretRef
 
 from agent.config import JuicefsSettings, VolumeSettings
 from agent.mount import mountinfo
-from agent.secrets import SecretRef
 
 # Spaces, quotes, $, backslash, % and @: every quoting layer gets exercised.
 REDIS_PASSWORD = 's3 cr"3t$x\\y%z@w'

@@ -26,8 +26,8 @@ from typing import Any
 
 import pymysql
 import pytest
+from jfsmilvus.common.secrets import Secret
 
-from agent.secrets import Secret
 from coordinator.store import MysqlSettings
 
 # Quotes, spaces, backslash, %, @ and $: every quoting layer gets exercised.

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jfsmilvus.common.secrets import SecretRef
 from jfsmilvus.v1 import coordinator_pb2
 
 import agent.daemon
@@ -24,7 +25,6 @@ from agent.lease import lease_now
 from agent.milvus.container import ContainerSpec, ContainerState
 from agent.milvus.converge import Action
 from agent.mount import MountStatus
-from agent.secrets import SecretRef
 from coordinator.model import Report
 from coordinator.server import report_from_pb
 from tests.fake_coordinator import ro, rw

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from jfsmilvus.common.wirecheck import report_problem
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
 from agent.clock import KEEP_SAMPLES, ClockSample, best_estimate, clock_sample, with_sample
-from agent.wirecheck import report_problem
 from coordinator.doctor import judge_clock
 from tests.bare_agent import leader_and_agent
 from tests.plugin_agent import wait_until

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from jfsmilvus.common.configschema import ConfigError
 
 from agent.config import DEFAULT_FATAL_XIDS, load_agent_config
-from agent.configschema import ConfigError
 
 AGENT = [sys.executable, "-m", "agent.cli"]
 

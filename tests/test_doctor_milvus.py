@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from jfsmilvus.common.secrets import Secret, SecretRef
 from jfsmilvus.v1 import node_pb2
 
 from agent.api import observation_pb
@@ -32,7 +33,6 @@ from agent.milvus.metaright import (
 from agent.milvus.metauri import MetaUri, parse_meta_uri
 from agent.milvus.milvusfacts import meta_target, wal_recovery
 from agent.milvus.server_config import RoleSettings, parse_base_config, render_server_config
-from agent.secrets import Secret, SecretRef
 from coordinator.checks import Check
 from coordinator.doctor import node_checks
 from coordinator.milvuschecks import bound_milvus_facts, judge_meta_databases, milvus_version

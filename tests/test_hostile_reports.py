@@ -14,9 +14,9 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jfsmilvus.common.wirecheck import report_problem
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
-from agent.wirecheck import report_problem
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_mysql import MysqlDatabase

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import yaml
+from jfsmilvus.common.secrets import Secret
 
 from agent.milvus.metauri import MetaUriError, meta_uri_with_password, parse_meta_uri
 from agent.milvus.server_config import (
@@ -17,7 +18,6 @@ from agent.milvus.server_config import (
     render_server_config,
     role_of_rendered,
 )
-from agent.secrets import Secret
 
 # core/src/db/Utils.cpp ParseMetaUri (and utils/ValidationUtil.cpp ValidateDbURI): greedy, no URL decoding.
 MILVUS_REGEX = r"(.*)://(.*):(.*)@(.*):(.*)/(.*)"

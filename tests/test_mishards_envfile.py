@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from jfsmilvus.common.secrets import Secret
 
 from agent.mishards.envfile import (
     MishardsDiscovery,
@@ -11,7 +12,6 @@ from agent.mishards.envfile import (
     parse_env_values,
     render_env_file,
 )
-from agent.secrets import Secret
 
 URI = "mysql+pymysql://root@10.0.0.5:3306/milvus?charset=utf8mb4"
 

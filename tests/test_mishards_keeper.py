@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jfsmilvus.common.secrets import Secret
 
 from agent.milvus.container import MilvusDocker
 from agent.mishards.container import MishardsDocker
@@ -18,7 +19,6 @@ from agent.mishards.envfile import MishardsDiscovery, MishardsEnvError, owned_va
 from agent.mishards.keeper import MishardsKeeper, MishardsWant
 from agent.mishards.plan import overriding_keys, plan, refuse_dollar
 from agent.mishards.probe import milvus_answers, parse_version_reply
-from agent.secrets import Secret
 from tests.plugin_standin import MilvusMeta, StandinFactory
 from tests.standin.container import docker, free_port, milvus_calls
 from tests.standin.mishards_container import database_uri

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from jfsmilvus.common.configschema import ConfigError
 
 from agent.config import load_agent_config
-from agent.configschema import ConfigError
 from coordinator.config import load_coordinator_config
 
 CONF = Path(__file__).resolve().parent.parent / "packaging" / "conf"
@@ -30,7 +30,7 @@ def fake_etc(tmp_path: Path, text: str) -> Path:
             path.mkdir(parents=True, exist_ok=True)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A TLS file must look like PEM (agent.configschema); any other file is a secret.
+        # A TLS file must look like PEM (jfsmilvus.common.configschema); any other file is a secret.
         pem = name.endswith((".pem", ".key"))
         path.write_text("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n" if pem else "secret\n")
         path.chmod(0o600)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from jfsmilvus.common.secrets import Secret
 
 from agent.milvus.metauri import parse_meta_uri
 from agent.milvus.server_config import RoleSettings, parse_base_config, render_server_config
 from agent.milvus.waldir import WriterWal
 from agent.milvus.walplan import WalAction
-from agent.secrets import Secret
 from tests.plugin_standin import MilvusMeta, StandinFactory
 from tests.standin.container import FAST_KNOBS, StandinContainer, docker
 from tests.standin.durable import durable_ids

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pymysql
 import pytest
+from jfsmilvus.common.secrets import Secret
 
-from agent.secrets import Secret
 from coordinator.model import Event
 from coordinator.schema import LATEST_VERSION
 from coordinator.store import (

@@ -26,7 +26,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from agent.atomicfile import write_atomic
+from jfsmilvus.common.atomicfile import write_atomic
 
 CONTAINER_LEASEWATCH = "/jfs-milvus/leasewatch"
 LEASE_FILE_NAME = "lease"

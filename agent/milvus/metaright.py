@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import pymysql
+from jfsmilvus.common.secrets import Secret
 
 from agent.milvus.metauri import MetaUri
-from agent.secrets import Secret
 
 log = logging.getLogger("jfs_milvus.agent.metaright")
 

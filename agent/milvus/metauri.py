@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.secrets import Secret
+from jfsmilvus.common.secrets import Secret
 
 MILVUS_META_URI = re.compile(r"(.*)://(.*):(.*)@(.*):(.*)/(.*)")
 # The operator's URI: the user is everything up to the last '@' (it may hold one); host, port and database

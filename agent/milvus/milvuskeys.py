@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.configschema import did_you_mean
+from jfsmilvus.common.configschema import did_you_mean
 
 CONFIG_VERSION = "0.5"  # v1.0.0 Config.cpp milvus_config_version_map["1.0.0"]; 1.1 SERVER_CONFIG_VERSION
 

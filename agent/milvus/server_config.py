@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from jfsmilvus.common.secrets import Secret
 
 from agent.milvus.metauri import MetaUri, meta_uri_with_password
 from agent.milvus.milvuskeys import CONFIG_VERSION, unknown_keys
-from agent.secrets import Secret
 
 CONTAINER_ROOT = "/var/lib/milvus"
 CONTAINER_CONF_DIR = f"{CONTAINER_ROOT}/conf"

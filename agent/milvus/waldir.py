@@ -21,7 +21,8 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from agent.atomicfile import NotUtf8Error, fsync_dir, read_text, write_atomic
+from jfsmilvus.common.atomicfile import NotUtf8Error, fsync_dir, read_text, write_atomic
+
 from agent.milvus.walplan import WalAction, WalPlan, WalStint, parse_stint, plan_writer_wal
 
 log = logging.getLogger("jfs_milvus.agent.wal")

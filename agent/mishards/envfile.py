@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from agent.secrets import Secret
+from jfsmilvus.common.secrets import Secret
 
 OWNED_KEYS = (
     "WOSERVER",

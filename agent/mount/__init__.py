@@ -19,12 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.atomicfile import line_not_utf8, read_text, write_atomic
+from jfsmilvus.common.atomicfile import line_not_utf8, read_text, write_atomic
+from jfsmilvus.common.secrets import Secret, SecretError
+
 from agent.config import JuicefsSettings, VolumeSettings
 from agent.mount import envfile, fstab, fusedaemon, health, mountinfo, probes, redischeck, runner
 from agent.mount.health import MetaObservation, Observations, State, WriteProbeResult, write_probe_due
 from agent.mount.unitname import mount_unit_name
-from agent.secrets import Secret, SecretError
 
 log = logging.getLogger("jfs_milvus.agent.mount")
 

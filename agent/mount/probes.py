@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from agent.atomicfile import write_atomic
+from jfsmilvus.common.atomicfile import write_atomic
 
 PROBE_DIR = ".jfs-milvus"
 WORKER_IDLE_EXIT_S = 60.0

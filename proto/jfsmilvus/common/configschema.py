@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from agent.atomicfile import read_utf8
-from agent.secrets import SecretRef, secret_file_problem, secret_text_problem
+from jfsmilvus.common.atomicfile import read_utf8
+from jfsmilvus.common.secrets import SecretRef, secret_file_problem, secret_text_problem
 
 T = TypeVar("T")
 

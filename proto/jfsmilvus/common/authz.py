@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from agent.configschema import NAME_PATTERN
+from jfsmilvus.common.configschema import NAME_PATTERN
 
 URI_SCHEME = "jfs-milvus"
 KINDS = ("coordinator", "agent", "operator", "viewer")

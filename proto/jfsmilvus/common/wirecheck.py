@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from agent.clock import MAX_RTT_S
-from agent.configschema import NAME_ALLOWED, NAME_PATTERN, check_ipv4
+from jfsmilvus.common.configschema import NAME_ALLOWED, NAME_PATTERN, check_ipv4
 
 MAX_TEXT = 4096  # characters in any one text field (a reason, an error, an image name)
 MAX_ITEMS = 256  # entries in any repeated field or map (GPUs, mounts, reasons, errors, XIDs)
@@ -29,6 +28,7 @@ MAX_LEASE_MS = 3_600_000  # no lease is an hour long
 MAX_REASON = 1024  # an operator's reason
 MAX_PRIORITY = 1_000_000
 MAX_EVENTS_LIMIT = 100_000
+MAX_RTT_S = 60.0  # a longer round trip says nothing useful about a clock (agent/clock.py)
 MAX_CLOCK_OFFSET_S = 10 * 365 * 86_400.0  # a node's clock off by more than ten years is a forgery or a bug
 MOUNT_STATES = ("healthy", "degraded", "failed", "unmounted", "hung")
 _NAME = re.compile(NAME_PATTERN)

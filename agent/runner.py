@@ -13,6 +13,7 @@ from typing import Any
 
 from jfsmilvus.common.configschema import ConfigError
 from jfsmilvus.common.logsetup import LogContext, configure_logging
+from jfsmilvus.common.metricsserver import MetricsServer
 from jfsmilvus.common.sdnotify import notify, watchdog_interval_s
 
 from agent.api import serve
@@ -20,7 +21,7 @@ from agent.config import AgentConfig, load_agent_config
 from agent.coordination import Reporter
 from agent.daemon import Agent
 from agent.lbcheck import PATHS, lb_answer
-from agent.metrics import MetricsServer, render_metrics
+from agent.metrics import render_metrics
 
 log = logging.getLogger("jfs_milvus.agent")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
+from jfsmilvus.common.metricsserver import exposition, family
 from prometheus_client.metrics_core import Metric
 
-from agent.metrics import exposition, family
 from coordinator.core import Memory
 from coordinator.daemon import PHASE_BUCKETS, Coordinator
 from coordinator.model import Discovery, Durable, Report

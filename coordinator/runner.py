@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 from jfsmilvus.common.logsetup import LogContext, configure_logging
+from jfsmilvus.common.metricsserver import MetricsServer
 from jfsmilvus.common.sdnotify import notify, watchdog_interval_s
 
-from agent.metrics import MetricsServer
 from coordinator.config import CoordinatorConfig
 from coordinator.daemon import Coordinator, redis_publisher
 from coordinator.metrics import render_coordinator_metrics

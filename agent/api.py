@@ -6,19 +6,19 @@ Without them it listens on a loopback address only, unless `tls.allow_insecure_r
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from jfsmilvus.common.authz import enforce
+from jfsmilvus.common.tls import listen_host, server_credentials
 from jfsmilvus.common.wirecheck import assign_request_problem
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, node_pb2
 
 from agent import __version__
 from agent.assignment import Assignment
-from agent.config import AgentConfig, TlsSettings
+from agent.config import AgentConfig
 from agent.mishards.envfile import MishardsDiscovery
 
 if TYPE_CHECKING:
@@ -40,21 +40,7 @@ HEALTH_TO_PB = {
 
 def listen_address(config: AgentConfig) -> str:
     """Where the API listens: the node address with TLS or when allowed, else a loopback address."""
-    host = config.address
-    if not config.tls.enabled and not config.tls.allow_insecure_remote and not ipaddress.ip_address(host).is_loopback:
-        host = "127.0.0.1"
-    return f"{host}:{config.agent_port}"
-
-
-def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
-    def read(path: str | None) -> bytes:
-        assert path is not None
-        with open(path, "rb") as f:
-            return f.read()
-
-    return grpc.ssl_server_credentials(
-        [(read(tls.key), read(tls.cert))], root_certificates=read(tls.ca), require_client_auth=True
-    )
+    return f"{listen_host(config.address, config.tls)}:{config.agent_port}"
 
 
 def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:

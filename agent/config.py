@@ -19,12 +19,12 @@ from jfsmilvus.common.configschema import (
     Section,
     check_host_port,
     check_ipv4,
-    check_tls_files,
     load_config_file,
     parse_config_text,
     secret_ref,
 )
 from jfsmilvus.common.secrets import SecretError, SecretRef, secret_file_problem
+from jfsmilvus.common.tls import TlsSettings, read_tls
 
 from agent.milvus.gpuchoice import FLAVORS
 from agent.milvus.metauri import MetaUriError, parse_meta_uri, password_problem
@@ -36,18 +36,6 @@ CONFIG_ENV = "JFS_MILVUS_AGENT_CONFIG"
 DEFAULT_FATAL_XIDS: tuple[int, ...] = (46, 48, 62, 64, 74, 79, 95, 109, 110, 119, 120)
 
 META_SCHEMES = ("redis", "rediss", "unix", "mysql", "postgres", "tikv", "etcd", "sqlite3", "badger")
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    allow_insecure_remote: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.ca and self.cert and self.key)
 
 
 @dataclass(frozen=True)
@@ -212,21 +200,7 @@ def _read_top(top: Section) -> AgentConfig | None:
     log_level = top.choice("log_level", ("debug", "info", "warning", "error"), "info")
     loop_interval_s = top.number("loop_interval_s", 1.0, minimum=0.1, maximum=60)
 
-    tls_sec = top.section("tls")
-    tls = TlsSettings(
-        ca=tls_sec.path_("ca", None),
-        cert=tls_sec.path_("cert", None),
-        key=tls_sec.path_("key", None),
-        allow_insecure_remote=tls_sec.boolean("allow_insecure_remote", False),
-    )
-    given = [k for k in ("ca", "cert", "key") if getattr(tls, k)]
-    if given and len(given) != 3:
-        tls_sec.problem("", {k: getattr(tls, k) for k in given}, "set all three of ca, cert and key, or none")
-    key_problem = secret_file_problem(tls.key) if tls.key else None
-    if key_problem:
-        tls_sec.problem("key", tls.key, f"the private key file {key_problem}")
-    check_tls_files(tls_sec, {"ca": tls.ca, "cert": tls.cert, "key": None if key_problem else tls.key})
-    tls_sec.finish()
+    tls = read_tls(top.section("tls"), private_key=True)
 
     gpu = _read_gpu(top.section("gpu"))
     juicefs = _read_juicefs(top.section("juicefs"))

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
+from jfsmilvus.common.tls import TlsSettings, channel_credentials
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
-from agent.config import AgentConfig, MysqlReadSettings, TlsSettings
+from agent.config import AgentConfig, MysqlReadSettings
 from agent.lease import lease_now, report_period_s
 from agent.writerrow import WriterRowError, read_writer_row
 
@@ -56,21 +57,6 @@ class ReportingAgent(Protocol):
     def renew_lease_from_row(self, writer: str | None, epoch: int, sent_at: float, silence_s: float) -> None: ...
 
     def note_no_renewal(self, why: str) -> None: ...
-
-
-def channel_credentials(tls: TlsSettings) -> grpc.ChannelCredentials | None:
-    """Mutual TLS with the agent's own certificate when TLS files are configured; None: plaintext."""
-    if not tls.enabled:
-        return None
-
-    def read(path: str | None) -> bytes:
-        assert path is not None
-        with open(path, "rb") as f:
-            return f.read()
-
-    return grpc.ssl_channel_credentials(
-        root_certificates=read(tls.ca), private_key=read(tls.key), certificate_chain=read(tls.cert)
-    )
 
 
 class CoordinatorLink:

@@ -15,13 +15,12 @@ from jfsmilvus.common.configschema import (
     NAME_PATTERN,
     Section,
     check_host_port,
-    check_tls_files,
     load_config_file,
     secret_ref,
 )
 from jfsmilvus.common.secrets import SecretRef
+from jfsmilvus.common.tls import TlsSettings, read_tls
 
-from agent.config import TlsSettings
 from coordinator.core import Timing
 
 DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/coordinator.yaml"
@@ -89,19 +88,7 @@ def _read(top: Section) -> CoordinatorConfig | None:
     )
     db.finish()
 
-    tls_sec = top.section("tls")
-    tls = TlsSettings(
-        ca=tls_sec.path_("ca", None),
-        cert=tls_sec.path_("cert", None),
-        key=tls_sec.path_("key", None),
-        allow_insecure_remote=tls_sec.boolean("allow_insecure_remote", False),
-    )
-    if [k for k in ("ca", "cert", "key") if getattr(tls, k)] not in ([], ["ca", "cert", "key"]):
-        tls_sec.problem(
-            "", {k: getattr(tls, k) for k in ("ca", "cert", "key")}, "set all three of ca, cert and key, or none"
-        )
-    check_tls_files(tls_sec, {"ca": tls.ca, "cert": tls.cert, "key": tls.key})
-    tls_sec.finish()
+    tls = read_tls(top.section("tls"), private_key=False)
 
     t = top.section("timing")
     d = Timing()

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import yaml
 from jfsmilvus.common.configschema import ConfigError, pem_file_problem
+from jfsmilvus.common.tls import TlsSettings, channel_credentials
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator import __version__
@@ -140,8 +141,7 @@ def build_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | Non
         if problem:
             raise CtlError(f"{option} {path}: the TLS file {problem}", EXIT_USAGE)
     try:
-        with open(ca, "rb") as c, open(key, "rb") as k, open(cert, "rb") as e:
-            return grpc.ssl_channel_credentials(c.read(), k.read(), e.read())
+        return channel_credentials(TlsSettings(ca=ca, cert=cert, key=key))
     except OSError as exc:
         raise CtlError(f"cannot read a TLS file: {exc}", EXIT_USAGE) from exc
 

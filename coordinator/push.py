@@ -15,9 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+from jfsmilvus.common.tls import TlsSettings, channel_credentials
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc
 
-from agent.config import TlsSettings
 from coordinator.model import Assignment, Report
 
 log = logging.getLogger("jfs_milvus.coordinator.push")
@@ -30,10 +30,7 @@ class AssignmentPusher:
     def __init__(self, coordinator_id: str, tls: TlsSettings, timeout_s: float = 1.0, deliver: Deliver | None = None):
         self.coordinator_id = coordinator_id
         self.timeout_s = timeout_s
-        self.credentials = None
-        if tls.enabled:
-            with open(tls.ca or "", "rb") as ca, open(tls.key or "", "rb") as key, open(tls.cert or "", "rb") as cert:
-                self.credentials = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
+        self.credentials = channel_credentials(tls)
         self.deliver: Deliver = deliver or self._assign
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="push")
         self._guard = threading.Lock()

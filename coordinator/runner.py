@@ -11,12 +11,13 @@ from typing import Any
 from jfsmilvus.common.logsetup import LogContext, configure_logging
 from jfsmilvus.common.metricsserver import MetricsServer
 from jfsmilvus.common.sdnotify import notify, watchdog_interval_s
+from jfsmilvus.common.tls import listen_host
 
 from coordinator.config import CoordinatorConfig
 from coordinator.daemon import Coordinator, redis_publisher
 from coordinator.metrics import render_coordinator_metrics
 from coordinator.push import AssignmentPusher
-from coordinator.server import listen_host, serve
+from coordinator.server import serve
 from coordinator.store import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator")

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from jfsmilvus.common.tls import TlsSettings
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc
 
 from agent.api import listen_address
-from agent.config import AgentConfig, TlsSettings
+from agent.config import AgentConfig
 from agent.mishards.envfile import parse_env_values
 from coordinator.certs import make_certs
 from tests.plugin_agent import AgentNode, wait_until

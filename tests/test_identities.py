@@ -15,10 +15,10 @@ from typing import Any
 import grpc
 import pytest
 from jfsmilvus.common.authz import Caller, caller_from, parse_identity, refusal
+from jfsmilvus.common.tls import TlsSettings, server_credentials
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
-from agent.api import AgentServicer, server_credentials
-from agent.config import TlsSettings
+from agent.api import AgentServicer
 from coordinator.certs import CertError, _openssl, make_certs, parse_spec
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess

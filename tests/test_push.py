@@ -6,8 +6,8 @@ import threading
 import time
 
 import grpc
+from jfsmilvus.common.tls import TlsSettings
 
-from agent.config import TlsSettings
 from coordinator.model import Assignment, Report
 from coordinator.push import AssignmentPusher
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from jfsmilvus.common.authz import enforce
+from jfsmilvus.common.protomaps import HEALTH_TO_PB, PB_TO_ROLE, ROLE_TO_PB
 from jfsmilvus.common.tls import listen_host, server_credentials
 from jfsmilvus.common.wirecheck import assign_request_problem
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, node_pb2
@@ -26,16 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jfs_milvus.agent.api")
 
-ROLE_TO_PB = {"ro": node_pb2.ROLE_RO, "rw": node_pb2.ROLE_RW, "none": node_pb2.ROLE_STOPPED}
-PB_TO_ROLE = {node_pb2.ROLE_RO: "ro", node_pb2.ROLE_RW: "rw", node_pb2.ROLE_STOPPED: "none"}
 MAX_REASON_SENT = 2000  # characters of a wait's reason in a report (the coordinator refuses a text over 4096)
-HEALTH_TO_PB = {
-    "healthy": node_pb2.HEALTH_HEALTHY,
-    "degraded": node_pb2.HEALTH_DEGRADED,
-    "failed": node_pb2.HEALTH_FAILED,
-    "unmounted": node_pb2.HEALTH_FAILED,
-    "hung": node_pb2.HEALTH_FAILED,
-}
 
 
 def listen_address(config: AgentConfig) -> str:

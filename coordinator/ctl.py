@@ -36,7 +36,6 @@ HEALTH = {
     node_pb2.HEALTH_FAILED: "failed",
     node_pb2.HEALTH_UNSPECIFIED: "-",
 }
-ROLE_CHANGES = ("initial", "failover", "switchover", "resume")
 PHASES = ("detect", "decide", "fence", "promote", "healthy", "mishards")
 
 

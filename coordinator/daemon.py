@@ -43,12 +43,11 @@ from coordinator.core import (
     with_asker,
     without_node,
 )
-from coordinator.model import Assignment, Discovery, Durable, Event, Report
+from coordinator.model import ROLE_CHANGES, Assignment, Discovery, Durable, Event, Report
 from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator")
 
-ROLE_CHANGES = ("initial", "failover", "switchover", "resume")
 PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120)
 # While it leads, only this coordinator writes the cluster row and the nodes table, and it drops its copy after
 # each write; the copy is reloaded at least this often anyway, to see edits made by hand in MySQL.
@@ -448,11 +447,7 @@ class Coordinator:
         assert self.leadership is not None
         try:
             for event in decision.events:
-                existing = (
-                    self._transition_events.pop(event.epoch, None)
-                    if event.kind in ("failover", "switchover", "initial", "resume")
-                    else None
-                )
+                existing = self._transition_events.pop(event.epoch, None) if event.kind in ROLE_CHANGES else None
                 if existing is not None:
                     self.store.update_event(self.leadership, existing, event.phases, event.reason)
                 else:

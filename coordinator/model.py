@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 ROLES = ("rw", "ro", "none")
+ROLE_CHANGES = ("initial", "failover", "switchover", "resume")  # the event kinds that give the writer role
 
 
 @dataclass(frozen=True)

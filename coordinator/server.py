@@ -24,6 +24,7 @@ from dataclasses import replace
 
 import grpc
 from jfsmilvus.common.authz import enforce
+from jfsmilvus.common.protomaps import HEALTH_TO_PB, PB_TO_HEALTH, PB_TO_ROLE, ROLE_TO_PB
 from jfsmilvus.common.tls import listen_host, server_credentials
 from jfsmilvus.common.wirecheck import operator_problem, report_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
@@ -32,19 +33,11 @@ from coordinator.config import CoordinatorConfig
 from coordinator.core import Request, epochs_ahead_sentence
 from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
-from coordinator.model import Assignment, Event, Report, WriterStop
+from coordinator.model import ROLE_CHANGES, Assignment, Event, Report, WriterStop
 from coordinator.store import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator.api")
 
-ROLE_PB = {"rw": node_pb2.ROLE_RW, "ro": node_pb2.ROLE_RO, "none": node_pb2.ROLE_STOPPED}
-PB_ROLE = {node_pb2.ROLE_RW: "rw", node_pb2.ROLE_RO: "ro"}
-HEALTH_NAME = {
-    node_pb2.HEALTH_HEALTHY: "healthy",
-    node_pb2.HEALTH_DEGRADED: "degraded",
-    node_pb2.HEALTH_FAILED: "failed",
-}
-HEALTH_PB = {"healthy": node_pb2.HEALTH_HEALTHY, "degraded": node_pb2.HEALTH_DEGRADED, "failed": node_pb2.HEALTH_FAILED}
 MOUNT_RANK = {"healthy": 0, "degraded": 1, "unmounted": 2, "failed": 3, "hung": 4}
 API_WORKERS = 6
 LONG_CALLS = 3  # streaming calls that may run at once (each holds one of the API_WORKERS threads)
@@ -58,7 +51,7 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
     if obs.gpus.available:
         gpus = obs.gpus.gpus
         worst = max([g.health for g in gpus]) if gpus else node_pb2.HEALTH_HEALTHY
-        gpu_health = HEALTH_NAME.get(worst, "failed")
+        gpu_health = PB_TO_HEALTH.get(worst, "failed")
         gpus_usable = sum(1 for g in gpus if g.health in (node_pb2.HEALTH_HEALTHY, node_pb2.HEALTH_DEGRADED))
         if worst == node_pb2.HEALTH_FAILED:  # reasons of failed GPUs only: none to collect otherwise
             gpu_reasons = [f"GPU {g.index}: {r}" for g in gpus if g.health == node_pb2.HEALTH_FAILED for r in g.reasons]
@@ -71,7 +64,7 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
     container_role = "none"
     milvus_gpu_failed = False
     if obs.HasField("container") and obs.container.state == "running":
-        container_role = PB_ROLE.get(obs.container.role, "none")
+        container_role = PB_TO_ROLE.get(obs.container.role, "none")
         failed = {g.uuid for g in obs.gpus.gpus if g.health == node_pb2.HEALTH_FAILED} if obs.gpus.available else set()
         labelled = obs.container.gpus_labelled
         milvus_gpu_failed = bool(failed) and (not labelled or bool(failed & set(obs.container.gpus)))
@@ -79,7 +72,7 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
         node=obs.node,
         address=obs.address,
         received_at=received_at,
-        role_running=PB_ROLE.get(obs.role_running, "none"),
+        role_running=PB_TO_ROLE.get(obs.role_running, "none"),
         container_role=container_role,
         highest_epoch=obs.highest_epoch_seen,
         gpu_health=gpu_health,
@@ -106,7 +99,7 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
 
 def assignment_pb(a: Assignment) -> node_pb2.Assignment:
     out = node_pb2.Assignment(
-        role=ROLE_PB[a.role],
+        role=ROLE_TO_PB[a.role],
         epoch=a.epoch,
         lease_ms=a.lease_ms,
         writer=a.writer or "",
@@ -334,7 +327,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def _events(
         self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Event]:
-        kinds = ("initial", "failover", "switchover", "resume") if request.role_changes_only else None
+        kinds = ROLE_CHANGES if request.role_changes_only else None
         try:
             events = self.c.store.events(limit=request.limit or 50, kinds=kinds)
         except StoreError as exc:
@@ -442,11 +435,11 @@ def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.Clust
             waiting_since_unix=observation.waiting_since_unix if observation is not None else 0.0,
             name=name,
             address=(report.address if report else (record.address if record else "")),
-            role_assigned=ROLE_PB[assignment.role] if assignment else node_pb2.ROLE_UNSPECIFIED,
-            role_running=ROLE_PB[report.role_running] if report else node_pb2.ROLE_UNSPECIFIED,
+            role_assigned=ROLE_TO_PB[assignment.role] if assignment else node_pb2.ROLE_UNSPECIFIED,
+            role_running=ROLE_TO_PB[report.role_running] if report else node_pb2.ROLE_UNSPECIFIED,
             epoch=report.highest_epoch if report else 0,
-            gpu_health=HEALTH_PB.get(report.gpu_health, node_pb2.HEALTH_UNSPECIFIED) if report else 0,
-            mount_health=HEALTH_PB.get(report.mount_state, node_pb2.HEALTH_FAILED) if report else 0,
+            gpu_health=HEALTH_TO_PB.get(report.gpu_health, node_pb2.HEALTH_UNSPECIFIED) if report else 0,
+            mount_health=HEALTH_TO_PB.get(report.mount_state, node_pb2.HEALTH_FAILED) if report else 0,
             container_state=_container_state(report),
             seconds_since_report=(now - report.received_at) if report else -1,
             priority=record.priority if record else 1,

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import docker
 import docker.errors
 
+from coordinator.model import ROLE_CHANGES
 from tests.localcluster import faults
 from tests.localcluster.cluster import ClusterNode, Say, WriteClient
 from tests.localcluster.up import RunningCluster
@@ -205,7 +206,7 @@ def longest_gap(times: list[float], start: float, end: float) -> float:
 
 def epochs_grew(rc: RunningCluster) -> str | None:
     events = sorted(rc.cluster.events(), key=lambda e: e.id)
-    epochs = [e.epoch for e in events if e.kind in ("initial", "failover", "switchover", "resume")]
+    epochs = [e.epoch for e in events if e.kind in ROLE_CHANGES]
     bad = [(a, b) for a, b in itertools.pairwise(epochs) if b < a]
     return f"epoch went back: {bad}" if bad else None
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from jfsmilvus.common.authz import enforce
+from jfsmilvus.common.milvus1 import MILVUS_PORT
 from jfsmilvus.common.protomaps import HEALTH_TO_PB, PB_TO_ROLE, ROLE_TO_PB
 from jfsmilvus.common.tls import listen_host, server_credentials
 from jfsmilvus.common.wirecheck import assign_request_problem
@@ -214,7 +215,7 @@ def assignment_from_wire(a: node_pb2.Assignment, source: str, default_reason: st
             writer_host=a.discovery.writer_address,
             writer_port=a.discovery.writer_port,
             hosts=tuple(a.discovery.hosts),
-            discovery_port=a.discovery.discovery_port or 19530,
+            discovery_port=a.discovery.discovery_port or MILVUS_PORT,
         )
     return Assignment(
         role=PB_TO_ROLE.get(a.role, "none"),

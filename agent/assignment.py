@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from jfsmilvus.common.atomicfile import read_text, write_atomic
+from jfsmilvus.common.milvus1 import MILVUS_PORT
 
 from agent.mishards.envfile import MishardsDiscovery, MishardsEnvError, check_host, check_port
 
@@ -97,7 +98,7 @@ def discovery_from_json(data: object) -> MishardsDiscovery:
         writer_host=host,
         writer_port=int(port),
         hosts=tuple(hosts),
-        discovery_port=int(data.get("discovery_port", 19530)),
+        discovery_port=int(data.get("discovery_port", MILVUS_PORT)),
     )
     check_host(discovery.writer_host, "writer address")
     check_port(discovery.writer_port, "writer port")

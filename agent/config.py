@@ -23,6 +23,7 @@ from jfsmilvus.common.configschema import (
     parse_config_text,
     secret_ref,
 )
+from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT, MISHARDS_SERVER_PORT
 from jfsmilvus.common.secrets import SecretError, SecretRef, secret_file_problem
 from jfsmilvus.common.tls import TlsSettings, read_tls
 
@@ -88,8 +89,8 @@ class MilvusSettings:
     db_subdir: str = "milvus/db"
     base_config: str = "/etc/jfs-milvus/server_config.yaml"
     data_dir: str = "/var/lib/jfs-milvus/milvus"
-    port: int = 19530
-    http_port: int = 19121
+    port: int = MILVUS_PORT
+    http_port: int = MILVUS_HTTP_PORT
     gpus: str = "all"
     gpu_indexes: tuple[int, ...] = ()
     set_gpu_devices: bool = True
@@ -110,8 +111,8 @@ class MishardsSettings:
     image: str | None = None  # required when enabled: the agent runs the Mishards container itself
     writer_hold_s: float = 60.0  # a restart waits this long at most for a new writer to answer Milvus gRPC
     probe_timeout_s: float = 1.0  # per server, Cmd version
-    server_port: int = 19531
-    discovery_port: int = 19530
+    server_port: int = MISHARDS_SERVER_PORT
+    discovery_port: int = MILVUS_PORT
     database_uri: str | None = None
     database_password: SecretRef | None = None
 
@@ -357,8 +358,8 @@ def _read_milvus(sec: Section, juicefs: JuicefsSettings) -> MilvusSettings:
         ),
         base_config=sec.path_("base_config", "/etc/jfs-milvus/server_config.yaml"),
         data_dir=sec.path_("data_dir", "/var/lib/jfs-milvus/milvus"),
-        port=sec.number("port", 19530, minimum=1, maximum=65535, integer=True),
-        http_port=sec.number("http_port", 19121, minimum=1, maximum=65535, integer=True),
+        port=sec.number("port", MILVUS_PORT, minimum=1, maximum=65535, integer=True),
+        http_port=sec.number("http_port", MILVUS_HTTP_PORT, minimum=1, maximum=65535, integer=True),
         gpus=gpus,
         gpu_indexes=gpu_indexes,
         set_gpu_devices=sec.boolean("set_gpu_devices", True),
@@ -422,8 +423,8 @@ def _read_mishards(sec: Section) -> MishardsSettings:
         image=sec.string("image", None, pattern=r"[^\s$]+", allowed="a Docker image reference"),
         writer_hold_s=sec.number("writer_hold_s", 60.0, minimum=0, maximum=3600),
         probe_timeout_s=sec.number("probe_timeout_s", 1.0, minimum=0.05, maximum=30),
-        server_port=sec.number("server_port", 19531, minimum=1, maximum=65535, integer=True),
-        discovery_port=sec.number("discovery_port", 19530, minimum=1, maximum=65535, integer=True),
+        server_port=sec.number("server_port", MISHARDS_SERVER_PORT, minimum=1, maximum=65535, integer=True),
+        discovery_port=sec.number("discovery_port", MILVUS_PORT, minimum=1, maximum=65535, integer=True),
         database_uri=sec.string(
             "database_uri",
             None,

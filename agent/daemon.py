@@ -30,6 +30,7 @@ from typing import Any
 
 from jfsmilvus.common.atomicfile import file_sha256, line_not_utf8, read_text, write_atomic
 from jfsmilvus.common.logsetup import LogContext
+from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
 from jfsmilvus.common.secrets import Secret, SecretError, SecretRef
 from jfsmilvus.common.wirecheck import assignment_problem
 from jfsmilvus.v1 import coordinator_pb2
@@ -43,8 +44,6 @@ from agent.coordination import LeaderAnswer
 from agent.gpu import GpuMonitor, GpuReport
 from agent.lease import Lease, after_rw_answer, lease_for, lease_now, renewed_by_row, writer_may_run
 from agent.milvus.container import (
-    MILVUS_HTTP_PORT,
-    MILVUS_PORT,
     ContainerSpec,
     ContainerStartError,
     ContainerState,

@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 from jfsmilvus.common.atomicfile import read_text
+from jfsmilvus.common.milvus1 import RUNTIME_HOOK
 
 from agent import __version__
 from agent.config import AgentConfig
 from agent.gpu import probe_gpus
-from agent.milvus.nvidiatoolkit import RUNTIME_HOOK, probe_nvidia_toolkit
+from agent.milvus.nvidiatoolkit import probe_nvidia_toolkit
 from agent.mount import MountManager
 from agent.saywhy import NOW_FILE, daemon_status, parse_now_file, render_daemon_line
 

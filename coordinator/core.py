@@ -46,6 +46,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from jfsmilvus.common.milvus1 import MILVUS_PORT
+
 from coordinator.model import Assignment, Discovery, Durable, Event, NodeRecord, Report
 
 GPU_RANK = {"healthy": 0, "unavailable": 1, "degraded": 1}
@@ -1185,7 +1187,7 @@ def _woserver(durable: Durable, reports: Mapping[str, Report]) -> str:
     report = reports.get(writer) if writer else None
     record = durable.nodes.get(writer) if writer else None
     address = report.address if report else (record.address if record else "")
-    port = report.milvus_port if report else 19530
+    port = report.milvus_port if report else MILVUS_PORT
     return f"tcp://{address}:{port}" if address else ""
 
 
@@ -1209,7 +1211,7 @@ def _discovery(
     ]
     if timing.include_writer_in_hosts or not hosts:
         hosts.insert(0, address)  # an empty list would stop Mishards; the writer can serve reads too
-    port = wreport.milvus_port if wreport else 19530
+    port = wreport.milvus_port if wreport else MILVUS_PORT
     return Discovery(writer_address=address, writer_port=port, hosts=tuple(hosts), discovery_port=port)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from jfsmilvus.common.logsetup import LogContext
+from jfsmilvus.common.milvus1 import MILVUS_PORT
 
 from coordinator.config import CoordinatorConfig
 from coordinator.core import (
@@ -483,7 +484,7 @@ class Coordinator:
         report = reports.get(new)
         record = durable.nodes.get(new)
         address = report.address if report else (record.address if record else "")
-        port = report.milvus_port if report else 19530
+        port = report.milvus_port if report else MILVUS_PORT
         message: dict[str, object] = {
             "event": "switch-writer",
             "cluster": self.config.cluster,

@@ -17,9 +17,9 @@ from typing import Any
 import grpc
 import pymysql
 from jfsmilvus.common.configschema import ConfigError
+from jfsmilvus.common.milvus1 import CDI_HOOK, CONTAINER_CLI, RUNTIME_HOOK
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
-from agent.milvus.nvidiatoolkit import CDI_HOOK, CONTAINER_CLI, RUNTIME_HOOK
 from coordinator.checks import Check
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
 from coordinator.core import epochs_ahead_sentence

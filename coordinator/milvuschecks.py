@@ -15,10 +15,20 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from jfsmilvus.common.milvus1 import (
+    FAILED,
+    GRANTED,
+    LOGIN_REFUSED,
+    META_PROBE_INTERVAL_S,
+    META_RIGHT_STATES,
+    RECOVERY_ERROR_IGNORE_DEFAULT,
+    REFUSED,
+    UNREACHABLE,
+    WAL_ENABLE_DEFAULT,
+    milvus_bool,
+)
 from jfsmilvus.v1 import node_pb2
 
-from agent.milvus.metaright import FAILED, GRANTED, LOGIN_REFUSED, PROBE_INTERVAL_S, REFUSED, STATES, UNREACHABLE
-from agent.milvus.milvusfacts import RECOVERY_ERROR_IGNORE_DEFAULT, WAL_ENABLE_DEFAULT, milvus_bool
 from coordinator.checks import Check
 
 # Bounds on what an agent may send (MySQL's own limits where it has one).
@@ -45,7 +55,7 @@ def bound_milvus_facts(observation: node_pb2.NodeObservation) -> None:
         setattr(meta, name, _clip(getattr(meta, name), limit))
     if meta.port > 65535:
         meta.port = 0
-    if meta.create_right and meta.create_right not in STATES:
+    if meta.create_right and meta.create_right not in META_RIGHT_STATES:
         meta.create_detail = _clip(f"the agent sent an unknown state {meta.create_right!r}", DETAIL_MAX)
         meta.create_right = FAILED
     mishards = observation.mishards
@@ -105,7 +115,7 @@ def judge_create_right(node: str, meta: node_pb2.MilvusMetaStatus, version: tupl
         detail = f"cannot tell: MySQL at {meta.host}:{meta.port} does not answer this node ({meta.create_detail})"
         return Check(name, node, "WARN", detail, "start MySQL, or open the way from this node (firewall, bind-address)")
     if not meta.create_right:
-        every = f"{PROBE_INTERVAL_S / 60:.0f} minutes"
+        every = f"{META_PROBE_INTERVAL_S / 60:.0f} minutes"
         detail = f"not checked yet: the agent probes it in the background, at its start and every {every}"
         return Check(name, node, "WARN", detail, "run the doctor again in a minute")
     return Check(name, node, "WARN", f"cannot tell: {meta.create_detail or meta.create_right}", "see MySQL's answer")

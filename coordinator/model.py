@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
+
 ROLES = ("rw", "ro", "none")
 ROLE_CHANGES = ("initial", "failover", "switchover", "resume")  # the event kinds that give the writer role
 
@@ -70,8 +72,8 @@ class Report:
     mount_mode: str | None = None
     mount_reasons: tuple[str, ...] = ()
     write_probe_ms: float | None = None
-    milvus_port: int = 19530
-    milvus_http_port: int = 19121
+    milvus_port: int = MILVUS_PORT
+    milvus_http_port: int = MILVUS_HTTP_PORT
     hosts_mishards: bool = False
     mishards_writer: str = ""  # WOSERVER now written in its Mishards env file
     writer_seen_healthy_age_s: float | None = None  # witness of the writer's Milvus health, None: never
@@ -94,7 +96,7 @@ class Discovery:
     writer_address: str
     writer_port: int
     hosts: tuple[str, ...]
-    discovery_port: int = 19530
+    discovery_port: int = MILVUS_PORT
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import replace
 
 import grpc
 from jfsmilvus.common.authz import enforce
+from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
 from jfsmilvus.common.protomaps import HEALTH_TO_PB, PB_TO_HEALTH, PB_TO_ROLE, ROLE_TO_PB
 from jfsmilvus.common.tls import listen_host, server_credentials
 from jfsmilvus.common.wirecheck import operator_problem, report_problem
@@ -81,8 +82,8 @@ def report_from_pb(request: coordinator_pb2.ReportRequest, received_at: float) -
         mount_mode=(None if mount is None or not mount.mounted else ("ro" if mount.read_only else "rw")),
         mount_reasons=tuple(mount.reasons) if mount is not None else (),
         write_probe_ms=(mount.write_probe_ms or None) if mount is not None else None,
-        milvus_port=obs.milvus_port or 19530,
-        milvus_http_port=obs.milvus_http_port or 19121,
+        milvus_port=obs.milvus_port or MILVUS_PORT,
+        milvus_http_port=obs.milvus_http_port or MILVUS_HTTP_PORT,
         hosts_mishards=request.hosts_mishards,
         mishards_writer=obs.mishards_writer,
         writer_seen_healthy_age_s=obs.writer_seen_healthy_age_s if obs.writer_seen_healthy_age_s >= 0 else None,

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from jfsmilvus.v1 import node_pb2
-
-from agent.api import observation_pb
-from agent.milvus.nvidiatoolkit import (
+from jfsmilvus.common.milvus1 import (
     CDI_HOOK,
     CONTAINER_CLI,
     RUNTIME_HOOK,
     TOOLKIT_CLI,
 )
+from jfsmilvus.v1 import node_pb2
+
+from agent.api import observation_pb
 from coordinator.doctor import Check, node_checks
 from tests.plugin_gpu import FakeNvml, two_gpus
 

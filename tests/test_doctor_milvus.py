@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from jfsmilvus.common.milvus1 import GRANTED, LOGIN_REFUSED, REFUSED, UNREACHABLE
 from jfsmilvus.common.secrets import Secret, SecretRef
 from jfsmilvus.v1 import node_pb2
 
@@ -21,11 +22,7 @@ from agent.api import observation_pb
 from agent.config import GpuSettings, default_agent_config
 from agent.daemon import Agent
 from agent.milvus.metaright import (
-    GRANTED,
-    LOGIN_REFUSED,
     PROBE_TABLE,
-    REFUSED,
-    UNREACHABLE,
     MetaRight,
     MetaRightWatch,
     probe_create_right,

@@ -20,6 +20,7 @@ from typing import Any
 import docker
 import docker.errors
 from docker.types import DeviceRequest
+from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
 
 from agent.milvus.leasewatch import CONTAINER_LEASEWATCH, wrapped_command
 from agent.milvus.server_config import (
@@ -38,8 +39,6 @@ LABEL_CONFIG = "io.jfs-milvus.config-sha256"
 LABEL_GPUS = "io.jfs-milvus.gpus"  # the GPU UUIDs of its device request, comma-separated; "" for none
 LABEL_LEASEWATCH = "io.jfs-milvus.leasewatch"
 OWNER = "jfs-milvus-agent"
-MILVUS_PORT = 19530
-MILVUS_HTTP_PORT = 19121
 STOP_SIGNAL = "SIGINT"
 
 

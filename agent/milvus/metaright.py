@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import pymysql
+from jfsmilvus.common.milvus1 import FAILED, GRANTED, LOGIN_REFUSED, META_PROBE_INTERVAL_S, REFUSED, UNREACHABLE
 from jfsmilvus.common.secrets import Secret
 
 from agent.milvus.metauri import MetaUri
@@ -36,15 +37,8 @@ log = logging.getLogger("jfs_milvus.agent.metaright")
 PROBE_TABLE = "Environment"
 PROBE_SQL = f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (global_lsn BIGINT NOT NULL)"
 PROBE_TIMEOUT_S = 5.0
-PROBE_INTERVAL_S = 300.0
 DETAIL_MAX = 300
 
-GRANTED = "granted"  # the CREATE TABLE IF NOT EXISTS went through
-REFUSED = "refused"  # MySQL denied the account the right (1142) or the database (1044)
-LOGIN_REFUSED = "login_refused"  # MySQL refused the login itself (1045): Milvus cannot log in either
-UNREACHABLE = "unreachable"  # no answer from MySQL (connection refused, timeout, lost)
-FAILED = "error"  # anything else (an unknown database, ...): the detail says what
-STATES = (GRANTED, REFUSED, LOGIN_REFUSED, UNREACHABLE, FAILED)
 
 _REFUSED_CODES = {1142, 1044}  # ER_TABLEACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR
 _LOGIN_CODES = {1045, 1698}  # ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
@@ -53,7 +47,7 @@ CLIENT_ERRORS = 2000  # codes from here on are the client's (CR_*): no server an
 
 @dataclass(frozen=True)
 class MetaRight:
-    """What the probe found: `state` one of STATES; `account` the account MySQL matched the login to."""
+    """What the probe found: `state` one of META_RIGHT_STATES; `account` the account MySQL matched the login to."""
 
     state: str
     detail: str
@@ -126,7 +120,7 @@ class MetaRightWatch:
     """Runs the probe off the agent's loop: in its own thread, at the first `refresh`, then every `interval_s`
     or at once when the URI or password changed; never two at once. `latest` is what the last probe found."""
 
-    def __init__(self, probe: Probe = probe_create_right, interval_s: float = PROBE_INTERVAL_S) -> None:
+    def __init__(self, probe: Probe = probe_create_right, interval_s: float = META_PROBE_INTERVAL_S) -> None:
         self._probe = probe
         self._interval_s = interval_s
         self._lock = threading.Lock()

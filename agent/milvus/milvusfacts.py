@@ -17,11 +17,6 @@ import yaml
 
 from agent.milvus.metauri import MetaUri
 
-# What Milvus takes as a boolean (ValidationUtil::ValidateStringIsBool, StringHelpFunctions::ConvertToBoolean).
-MILVUS_TRUE = ("true", "on", "yes", "1")
-MILVUS_FALSE = ("false", "off", "no", "0", "")
-WAL_ENABLE_DEFAULT = True  # CONFIG_WAL_ENABLE_DEFAULT
-RECOVERY_ERROR_IGNORE_DEFAULT = True  # CONFIG_WAL_RECOVERY_ERROR_IGNORE_DEFAULT
 SCALAR_MAX = 32
 
 
@@ -54,19 +49,6 @@ def milvus_scalar(value: object) -> str | None:
         return "true" if value else "false"
     text = str(value)
     return text if len(text) <= SCALAR_MAX else text[: SCALAR_MAX - 3] + "..."
-
-
-def milvus_bool(text: str | None, default: bool) -> bool | None:
-    """How Milvus reads a boolean key: `default` when absent, None when it is no boolean (its config check
-    then stops the start)."""
-    if text is None:
-        return default
-    lowered = text.lower()
-    if lowered in MILVUS_TRUE:
-        return True
-    if lowered in MILVUS_FALSE:
-        return False
-    return None
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,8 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 
-RUNTIME_HOOK = "nvidia-container-runtime-hook"
-CONTAINER_CLI = "nvidia-container-cli"
-TOOLKIT_CLI = "nvidia-ctk"
-CDI_HOOK = "nvidia-cdi-hook"
-TOOLKIT_BINARIES = (RUNTIME_HOOK, CONTAINER_CLI, TOOLKIT_CLI, CDI_HOOK)
+from jfsmilvus.common.milvus1 import TOOLKIT_BINARIES
+
 # dockerd under systemd has these on its PATH even when the agent's own PATH is shorter.
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 

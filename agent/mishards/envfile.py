@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from jfsmilvus.common.milvus1 import MILVUS_PORT
 from jfsmilvus.common.secrets import Secret
 
 OWNED_KEYS = (
@@ -35,7 +36,7 @@ class MishardsDiscovery:
     writer_host: str
     writer_port: int
     hosts: tuple[str, ...]
-    discovery_port: int = 19530
+    discovery_port: int = MILVUS_PORT
 
 
 def check_host(host: str, what: str) -> None:

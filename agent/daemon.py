@@ -36,7 +36,6 @@ from jfsmilvus.common.wirecheck import assignment_problem
 from jfsmilvus.v1 import coordinator_pb2
 
 from agent import __version__
-from agent.api import assignment_from_wire, observation_pb
 from agent.assignment import UNASSIGNED, Assignment, AssignmentError, LocalAssignmentFile, judge_assignment
 from agent.clock import ClockSample, best_estimate, clock_sample, with_sample
 from agent.config import AgentConfig, VolumeSettings
@@ -88,6 +87,7 @@ from agent.mishards.probe import milvus_answers
 from agent.mount import MountError, MountManager, MountStatus
 from agent.saywhy import NOW_FILE, Doing, mount_news, next_doing, now_file_text
 from agent.state import LocalState, load_state, save_state
+from agent.wire import assignment_from_wire, observation_pb
 
 log = logging.getLogger("jfs_milvus.agent")
 

@@ -18,7 +18,7 @@ from jfsmilvus.common.milvus1 import (
 )
 from jfsmilvus.v1 import node_pb2
 
-from agent.api import observation_pb
+from agent.wire import observation_pb
 from coordinator.doctor import Check, node_checks
 from tests.plugin_gpu import FakeNvml, two_gpus
 

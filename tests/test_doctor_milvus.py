@@ -18,7 +18,6 @@ from jfsmilvus.common.milvus1 import GRANTED, LOGIN_REFUSED, REFUSED, UNREACHABL
 from jfsmilvus.common.secrets import Secret, SecretRef
 from jfsmilvus.v1 import node_pb2
 
-from agent.api import observation_pb
 from agent.config import GpuSettings, default_agent_config
 from agent.daemon import Agent
 from agent.milvus.metaright import (
@@ -30,6 +29,7 @@ from agent.milvus.metaright import (
 from agent.milvus.metauri import MetaUri, parse_meta_uri
 from agent.milvus.milvusfacts import meta_target, wal_recovery
 from agent.milvus.server_config import RoleSettings, parse_base_config, render_server_config
+from agent.wire import observation_pb
 from coordinator.checks import Check
 from coordinator.doctor import node_checks
 from coordinator.milvuschecks import bound_milvus_facts, judge_meta_databases, milvus_version

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from jfsmilvus.common.milvus1 import CONTAINER_CLI, RUNTIME_HOOK, TOOLKIT_CLI
 
-from agent.api import observation_pb
 from agent.config import GpuSettings, default_agent_config
 from agent.daemon import Agent
 from agent.milvus.nvidiatoolkit import find_nvidia_toolkit, toolkit_search_path
+from agent.wire import observation_pb
 
 CPU_IMAGE = "milvusdb/milvus:1.1.1-cpu-d061621-330cc6"
 

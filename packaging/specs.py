@@ -24,6 +24,8 @@ class PackageSpec:
     suggests: tuple[str, ...]
     commands: tuple[tuple[str, str], ...]  # /usr/bin name -> "module:function"
     ships_juicefs: bool
+    # mount(8)'s helper for the agent's fstab lines (agent/mounthelper.py), e.g. /sbin/mount.juicefs-jfsmilvus
+    mount_helper: str | None = None
 
     @property
     def name(self) -> str:
@@ -57,6 +59,7 @@ AGENT = PackageSpec(
     suggests=("jfs-milvus-coordinator",),
     commands=(("jfs-milvus-agent", "agent.cli:main"),),
     ships_juicefs=True,
+    mount_helper="/sbin/mount.juicefs-jfsmilvus",
 )
 
 COORDINATOR = PackageSpec(

@@ -163,10 +163,10 @@ class MountManager:
         return fstype
 
     def _juicefs(self) -> str:
+        """The configured juicefs as an absolute path (the config resolves it; a name not found stays a name,
+        and the helper says it is no executable)."""
         binary = self.settings.binary
-        if not os.path.isabs(binary):
-            binary = shutil.which(binary) or binary
-        return os.path.abspath(binary)
+        return binary if os.path.isabs(binary) else shutil.which(binary) or binary
 
     def wanted_entry(self) -> fstab.FstabEntry:
         """The agent's fstab line for this volume: its helper's type, the env file when there is a password."""

@@ -15,7 +15,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.daemon import Coordinator, redis_publisher
 from coordinator.metrics import render_coordinator_metrics
 from coordinator.push import AssignmentPusher
-from coordinator.server import listen_host, serve
+from coordinator.server import serve
 from coordinator.store import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator")
@@ -47,8 +47,9 @@ def run_coordinator(config: CoordinatorConfig) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     api = serve(coordinator, config)
-    host = listen_host(config.listen.rpartition(":")[0], config.tls)
-    metrics = MetricsServer(host, config.metrics_port, lambda: render_coordinator_metrics(coordinator, process=True))
+    metrics = MetricsServer(
+        config.listen_host, config.metrics_port, lambda: render_coordinator_metrics(coordinator, process=True)
+    )
     metrics.start()
     notify("READY=1")
     watchdog = watchdog_interval_s()

@@ -15,7 +15,6 @@ LONG_CALLS of them run at once and the other threads stay free for reports.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import threading
 import time
@@ -27,7 +26,6 @@ import grpc
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from agent.authz import enforce
-from agent.config import TlsSettings
 from agent.wirecheck import operator_problem, report_problem
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request, epochs_ahead_sentence
@@ -467,23 +465,10 @@ def _container_state(report: Report | None) -> str:
     return "none"
 
 
-def listen_host(host: str, tls: TlsSettings) -> str:
-    """Without TLS, only a loopback address, unless the operator allows insecure remote access."""
-    if tls.enabled or tls.allow_insecure_remote:
-        return host
-    try:
-        if host not in ("0.0.0.0", "") and ipaddress.ip_address(host).is_loopback:
-            return host
-    except ValueError:
-        pass
-    return "127.0.0.1"
-
-
 def serve(coordinator: Coordinator, config: CoordinatorConfig) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="coord-api"))
     coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(coordinator), server)
-    host, _, port = config.listen.rpartition(":")
-    address = f"{listen_host(host, config.tls)}:{port}"
+    address = config.listen_address
     if config.tls.enabled:
         from agent.api import server_credentials
 

@@ -8,6 +8,7 @@ naming the file, the key, the bad value and what is allowed. Secrets are referen
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ CONFIG_ENV = "JFS_MILVUS_AGENT_CONFIG"
 
 # XIDs NVIDIA documents as fatal for the GPU or its memory; 63, 92 and 94 are recoverable and are not.
 DEFAULT_FATAL_XIDS: tuple[int, ...] = (46, 48, 62, 64, 74, 79, 95, 109, 110, 119, 120)
+
+DEFAULT_MOUNT_HELPER = "/sbin/mount.juicefs-jfsmilvus"
+# Where mount(8) looks for mount.TYPE helpers (/usr/sbin is /sbin on Debian 12's merged /usr).
+MOUNT_HELPER_DIRS = ("/sbin", "/usr/sbin", "/sbin/fs.d", "/sbin/fs")
 
 META_SCHEMES = ("redis", "rediss", "unix", "mysql", "postgres", "tikv", "etcd", "sqlite3", "badger")
 
@@ -66,7 +71,8 @@ class VolumeSettings:
 @dataclass(frozen=True)
 class JuicefsSettings:
     binary: str = "juicefs"
-    mount_helper: str = "/sbin/mount.juicefs"
+    # The helper mount(8) runs for the agent's fstab lines (agent/mounthelper.py); its name gives their type.
+    mount_helper: str = DEFAULT_MOUNT_HELPER
     fstab: str = "/etc/fstab"
     systemd_dir: str = "/etc/systemd/system"
     secrets_dir: str = "/etc/jfs-milvus/secrets"
@@ -266,12 +272,14 @@ def _read_juicefs(sec: Section) -> JuicefsSettings:
     if binary and not found:
         sec.problem("binary", binary, "no such executable (install juicefs, or give its absolute path)")
     binary = found or binary
+    if found and _check_fstab_option_path(found):
+        sec.problem("binary", found, f"{_check_fstab_option_path(found)} (the fstab line names it)")
     settings = dict(
         binary=binary,
-        mount_helper=sec.path_("mount_helper", "/sbin/mount.juicefs"),
+        mount_helper=sec.string("mount_helper", DEFAULT_MOUNT_HELPER, check=_check_mount_helper),
         fstab=sec.path_("fstab", "/etc/fstab"),
         systemd_dir=sec.path_("systemd_dir", "/etc/systemd/system"),
-        secrets_dir=sec.path_("secrets_dir", "/etc/jfs-milvus/secrets"),
+        secrets_dir=sec.string("secrets_dir", "/etc/jfs-milvus/secrets", check=_check_fstab_option_path),
         probe_timeout_s=sec.number("probe_timeout_s", 5.0, minimum=0.1, maximum=600),
         write_probe_limit_ms=sec.number("write_probe_limit_ms", 2000.0, minimum=1),
         write_probe_interval_s=sec.number("write_probe_interval_s", 5.0, minimum=0, maximum=600),
@@ -292,6 +300,27 @@ def _read_juicefs(sec: Section) -> JuicefsSettings:
             volumes.append(vol)
     sec.finish()
     return JuicefsSettings(volumes=tuple(volumes), **settings)
+
+
+def _check_fstab_option_path(value: str) -> str | None:
+    """A path that goes into the options of the agent's fstab line (the env file's folder, juicefs)."""
+    if not value.startswith("/"):
+        return "must be an absolute path"
+    if "," in value or '"' in value:
+        return "must not contain a comma or a double quote: it goes into the options of the fstab line"
+    return None
+
+
+def _check_mount_helper(value: str) -> str | None:
+    directory, name = os.path.split(value)
+    if directory not in MOUNT_HELPER_DIRS:
+        return f"must be in a directory mount(8) looks in: {', '.join(MOUNT_HELPER_DIRS)}"
+    if not re.fullmatch(r"mount\.juicefs-[A-Za-z0-9_-]+", name):
+        return (
+            f"must be named mount.juicefs-NAME (default {DEFAULT_MOUNT_HELPER}): mount(8) runs mount.TYPE for "
+            "the fstab type TYPE, and mount.juicefs is JuiceFS's own"
+        )
+    return None
 
 
 def _check_option(value: str) -> str | None:

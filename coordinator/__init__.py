@@ -1,3 +1,5 @@
 """jfs-milvus-coordinator: assigns the rw and ro roles, fails over, and keeps Mishards pointed right."""
 
-__version__ = "0.1.0"
+from jfsmilvus.common.version import version
+
+__version__ = version()

@@ -8,7 +8,7 @@ import sys
 from jfsmilvus.common.configschema import ConfigError
 
 from coordinator import __version__
-from coordinator.config import DEFAULT_CONFIG_PATH, config_path, load_coordinator_config
+from coordinator.config import DEFAULT_CONFIG_PATH, CoordinatorConfig, config_path, load_coordinator_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def listening(config: CoordinatorConfig) -> str:
+    """Where the API really listens, how, and where the others are told to reach it."""
+    if config.tls.enabled:
+        how = "mutual TLS"
+    elif config.tls.allow_insecure_remote:
+        how = "plaintext, open to the network (tls.allow_insecure_remote)"
+    else:
+        how = "plaintext: without tls, loopback only"
+    return f"listens on {config.listen_address} ({how}), advertised as {config.advertise}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(problem, file=sys.stderr)
             return 2
         if args.command == "check-config":
-            print(f"{path}: OK (cluster {config.cluster}, coordinator {config.coordinator_id} on {config.listen})")
+            print(f"{path}: OK (cluster {config.cluster}, coordinator {config.coordinator_id}, {listening(config)})")
             return 0
         from coordinator.runner import run_coordinator
 

@@ -6,6 +6,7 @@ come from `*_file` (mode 0600/0400) or `*_env`, never from the YAML.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
@@ -59,6 +60,36 @@ class CoordinatorConfig:
     tls: TlsSettings = field(default_factory=TlsSettings)
     timing: Timing = field(default_factory=Timing)
     publish: PublishSettings = field(default_factory=PublishSettings)
+
+    @property
+    def listen_host(self) -> str:
+        """The host the API and /metrics really bind: `listen`'s, or loopback without TLS (listen_host())."""
+        return listen_host(self.listen.rpartition(":")[0], self.tls)
+
+    @property
+    def listen_address(self) -> str:
+        """HOST:PORT the API really listens on."""
+        return f"{self.listen_host}:{self.listen.rpartition(':')[2]}"
+
+    @property
+    def local_address(self) -> str:
+        """HOST:PORT a client on this host reaches the API at: where it listens, 127.0.0.1 for a wildcard.
+        Not `advertise`: that is for the others, and its default (this host's name) need not resolve to an
+        address the API listens on."""
+        host, _, port = self.listen_address.rpartition(":")
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
+def listen_host(host: str, tls: TlsSettings) -> str:
+    """Without TLS, only a loopback address, unless the operator allows insecure remote access."""
+    if tls.enabled or tls.allow_insecure_remote:
+        return host
+    try:
+        if host not in ("0.0.0.0", "") and ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    return "127.0.0.1"
 
 
 def load_coordinator_config(path: str) -> CoordinatorConfig:

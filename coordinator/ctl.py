@@ -24,7 +24,7 @@ from jfsmilvus.common.tls import TlsSettings, channel_credentials
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator import __version__
-from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+from coordinator.config import DEFAULT_CONFIG_PATH, CoordinatorConfig, load_coordinator_config
 from coordinator.core import epochs_ahead_sentence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -68,7 +68,12 @@ def follower_note(address: str, leader_address: str, leader_error: str | None) -
 class Connection:
     """The coordinators to try, in order, with mTLS credentials when given; reads and actions follow the leader."""
 
-    def __init__(self, addresses: list[str], credentials: grpc.ChannelCredentials | None, timeout_s: float = 5.0):
+    def __init__(
+        self,
+        addresses: list[str],
+        credentials: grpc.ChannelCredentials | None,
+        timeout_s: float = 5.0,
+    ):
         self.addresses = addresses
         self.credentials = credentials
         self.timeout_s = timeout_s
@@ -145,20 +150,31 @@ def build_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | Non
         raise CtlError(f"cannot read a TLS file: {exc}", EXIT_USAGE) from exc
 
 
+def local_coordinator(args: argparse.Namespace) -> CoordinatorConfig | None:
+    """The config of the coordinator on this host, when no address is given and it loads."""
+    if args.coordinator or os.environ.get(ADDRESS_ENV):
+        return None
+    path = args.config or DEFAULT_CONFIG_PATH
+    if not os.path.exists(path):
+        return None
+    try:
+        return load_coordinator_config(path)
+    except ConfigError as exc:
+        print(f"coordinatorctl: warning: {exc.problems[0]}; asking 127.0.0.1:19800", file=sys.stderr)
+        return None
+
+
 def coordinator_addresses(args: argparse.Namespace) -> list[str]:
+    """--coordinator, $JFS_MILVUS_COORDINATOR, where the coordinator on this host listens, or 127.0.0.1:19800."""
     given = args.coordinator or os.environ.get(ADDRESS_ENV)
     if given:
         return [a.strip() for a in given.split(",") if a.strip()]
-    path = args.config or DEFAULT_CONFIG_PATH
-    if os.path.exists(path):
-        try:
-            config = load_coordinator_config(path)
-        except ConfigError as exc:
-            print(f"coordinatorctl: warning: {exc.problems[0]}; asking 127.0.0.1:19800", file=sys.stderr)
-        else:
-            host, _, port = config.advertise.rpartition(":")
-            return [f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"]
-    return ["127.0.0.1:19800"]
+    local = local_coordinator(args)
+    return [local.local_address if local is not None else "127.0.0.1:19800"]
+
+
+def connect(args: argparse.Namespace) -> Connection:
+    return Connection(coordinator_addresses(args), build_credentials(args))
 
 
 # -- output --------------------------------------------------------------------------------------------------
@@ -545,13 +561,14 @@ def common_options(suppress: bool) -> argparse.ArgumentParser:
         "--coordinator",
         metavar="ADDR[,ADDR]",
         default=default(None),
-        help=f"coordinator(s) to ask (default: ${ADDRESS_ENV}, the config, 127.0.0.1:19800)",
+        help=f"coordinator(s) to ask (default: ${ADDRESS_ENV}, else where the config's coordinator listens, "
+        "else 127.0.0.1:19800)",
     )
     common.add_argument(
         "--config",
         metavar="FILE",
         default=default(None),
-        help=f"coordinator config to read the address from (default {DEFAULT_CONFIG_PATH})",
+        help=f"config of the coordinator on this host, reached where it listens (default {DEFAULT_CONFIG_PATH})",
     )
     common.add_argument(
         "--ca", default=default(os.environ.get("JFS_MILVUS_TLS_CA")), help="CA certificate ($JFS_MILVUS_TLS_CA)"
@@ -698,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_config(None, args)
         if args.command == "completion":
             return cmd_completion(None, args)
-        conn = Connection(coordinator_addresses(args), build_credentials(args))
+        conn = connect(args)
         if args.command == "doctor":
             from coordinator.doctor import cmd_doctor
 

@@ -11,7 +11,6 @@ from typing import Any
 from jfsmilvus.common.logsetup import LogContext, configure_logging
 from jfsmilvus.common.metricsserver import MetricsServer
 from jfsmilvus.common.sdnotify import notify, watchdog_interval_s
-from jfsmilvus.common.tls import listen_host
 
 from coordinator.config import CoordinatorConfig
 from coordinator.daemon import Coordinator, redis_publisher
@@ -49,8 +48,9 @@ def run_coordinator(config: CoordinatorConfig) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     api = serve(coordinator, config)
-    host = listen_host(config.listen.rpartition(":")[0], config.tls)
-    metrics = MetricsServer(host, config.metrics_port, lambda: render_coordinator_metrics(coordinator, process=True))
+    metrics = MetricsServer(
+        config.listen_host, config.metrics_port, lambda: render_coordinator_metrics(coordinator, process=True)
+    )
     metrics.start()
     notify("READY=1")
     watchdog = watchdog_interval_s()

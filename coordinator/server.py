@@ -26,7 +26,7 @@ import grpc
 from jfsmilvus.common.authz import enforce
 from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
 from jfsmilvus.common.protomaps import HEALTH_TO_PB, PB_TO_HEALTH, PB_TO_ROLE, ROLE_TO_PB
-from jfsmilvus.common.tls import listen_host, server_credentials
+from jfsmilvus.common.tls import server_credentials
 from jfsmilvus.common.wirecheck import operator_problem, report_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
@@ -463,8 +463,7 @@ def _container_state(report: Report | None) -> str:
 def serve(coordinator: Coordinator, config: CoordinatorConfig) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="coord-api"))
     coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(coordinator), server)
-    host, _, port = config.listen.rpartition(":")
-    address = f"{listen_host(host, config.tls)}:{port}"
+    address = config.listen_address
     if config.tls.enabled:
         bound = server.add_secure_port(address, server_credentials(config.tls))
         mode = "mutual TLS"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,9 @@ from debian import add_debian_files, build_deb, write_apt_index
 from pytree import build_wheel, install_tree
 from specs import PACKAGES
 
+# The one version (pyproject.toml's, or --version): the wheel's, so what the commands report, and the
+# packages' upstream version. Release numbers only, which PEP 440 and Debian order alike.
+UPSTREAM_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*")
 TOOLS = {"dpkg-deb": "dpkg", "dpkg-scanpackages": "dpkg-dev"}
 
 
@@ -49,7 +53,11 @@ def commit_time() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="packaging/build.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", default=upstream_version(), help="upstream version (default: pyproject.toml)")
+    parser.add_argument(
+        "--version",
+        default=upstream_version(),
+        help="upstream version, also the wheel's, which the commands report (default: pyproject.toml)",
+    )
     parser.add_argument("--revision", default="1", help="Debian revision, raise it for a newer build (default: 1)")
     parser.add_argument("--out", default=str(REPO / "dist"), help="output directory and apt repository (dist/)")
     parser.add_argument("--only", choices=sorted(PACKAGES), action="append", help="build only this package")
@@ -76,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.index_only:
         write_apt_index(Path(args.out).resolve())
         return 0
+    if not UPSTREAM_VERSION.fullmatch(args.version):
+        raise SystemExit(
+            f"--version {args.version!r}: digits and dots only (it is both the Python and the Debian version)"
+        )
     arch = args.arch or host_arch()
     version = f"{args.version}-{args.revision}"
     out = Path(args.out).resolve()
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jfs-milvus-build-") as tmp:
         work = Path(tmp)
         say(f"building the jfs-milvus wheel from {REPO}")
-        wheel = build_wheel(work / "wheel")
+        wheel = build_wheel(work / "wheel", args.version)
         for role in args.only or sorted(PACKAGES):
             spec = PACKAGES[role]
             root = work / spec.name

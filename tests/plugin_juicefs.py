@@ -10,6 +10,7 @@ test's temp dir is lazily unmounted afterwards, even when the test failed. Tests
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
@@ -27,11 +28,14 @@ import redis
 from jfsmilvus.common.secrets import SecretRef
 
 from agent.config import JuicefsSettings, VolumeSettings
-from agent.mount import mountinfo
+from agent.mount import CODE_DIR, mountinfo
 
 # Spaces, quotes, $, backslash, % and @: every quoting layer gets exercised.
 REDIS_PASSWORD = 's3 cr"3t$x\\y%z@w'
-MOUNT_HELPER = "/sbin/mount.juicefs"
+# The agent writes its mount helper (a script for this Python and this tree) where mount(8) looks: one name
+# per tree and Python, so that test runs of other checkouts on this machine never rewrite it under this one.
+_TREE = hashlib.sha256(f"{sys.executable} {CODE_DIR}".encode()).hexdigest()[:8]
+MOUNT_HELPER = f"/sbin/mount.juicefs-jfsmilvus-t{_TREE}"
 
 
 def juicefs_binary() -> str | None:
@@ -134,7 +138,7 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 def require_fuse_mounts() -> str:
     """The juicefs binary, or skip saying what is missing for real FUSE mounts."""
     if os.geteuid() != 0:
-        pytest.skip("mount tests need root (mount(8), /sbin/mount.juicefs)")
+        pytest.skip("mount tests need root (mount(8), a mount helper in /sbin)")
     if not os.path.exists("/dev/fuse"):
         pytest.skip("mount tests need /dev/fuse")
     if shutil.which("mount") is None or shutil.which("umount") is None:

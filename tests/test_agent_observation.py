@@ -28,6 +28,7 @@ from agent.mount import MountStatus
 from coordinator.model import Report
 from coordinator.server import report_from_pb
 from tests.fake_coordinator import ro, rw
+from tests.plugin_juicefs import MOUNT_HELPER
 
 NODE = "node-a"
 
@@ -133,7 +134,14 @@ def node(tmp_path: Path, docker: HeldDocker, monkeypatch: pytest.MonkeyPatch) ->
         state_dir=str(tmp_path / "state"),
         coordinators=("127.0.0.1:1",),
         gpu=GpuSettings(enabled=False),
-        juicefs=JuicefsSettings(volumes=(volume,)),
+        # The agent's first cycle configures the mount: its files go under tmp_path, not this machine's.
+        juicefs=JuicefsSettings(
+            volumes=(volume,),
+            mount_helper=MOUNT_HELPER,
+            fstab=str(tmp_path / "fstab"),
+            systemd_dir=str(tmp_path / "systemd"),
+            secrets_dir=str(tmp_path / "secrets"),
+        ),
         milvus=milvus,
     )
     monkeypatch.setattr(agent.daemon, "check_milvus_health", lambda *a, **k: "no answer (stood in)")

@@ -183,6 +183,7 @@ def test_forget_over_mutual_tls_and_from_coordinatorctl(
     with pytest.raises(grpc.RpcError) as bad:
         c.stub().ForgetNode(coordinator_pb2.ForgetNodeRequest(node="Node A\n"), timeout=5)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "node = " in (bad.value.details() or "")
+    assert agent.Report(coordinator_pb2.ReportRequest(observation=obs), timeout=5).leader  # a report just now
     with pytest.raises(grpc.RpcError) as early:  # it reported just now
         c.stub().ForgetNode(forget, timeout=5)
     assert early.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "still reports" in early.value.details()

@@ -10,12 +10,15 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import pytest
 
-from agent.mount import MountError, MountManager
+from agent import mounthelper
+from agent.mount import CODE_DIR, MountError, MountManager
+from agent.mount.fstab import escape_field
 from tests.plugin_juicefs import REDIS_PASSWORD, JfsTestVolume, juicefs_pids, signal_all
 
 pytestmark = pytest.mark.root
@@ -32,66 +35,79 @@ def read_config(mountpoint: str) -> dict:  # type: ignore[type-arg]
         return json.load(f)
 
 
-def test_configure_writes_fstab_dropin_env_file_once(
+def test_configure_writes_the_helper_env_file_and_fstab_once(
     jfs_volume: JfsTestVolume, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=ALL_LOGS)
     m = manager(jfs_volume)
     s = jfs_volume.settings
     actions = m.configure()
-    assert any("fstab" in a for a in actions) and any(a.startswith("wrote") for a in actions)
+    assert [a.split(" ", 1)[0] for a in actions[-2:]] == ["wrote", "fstab"]  # the env file before the line
 
     with open(s.fstab, encoding="utf-8") as f:
         fstab_text = f.read()
+    escaped = {p: p.replace(" ", "\\040") for p in (jfs_volume.volume.cache_dir, m.env_file)}
     assert fstab_text.endswith(
-        " juicefs _netdev,nofail,ro,cache-dir="
-        + jfs_volume.volume.cache_dir.replace(" ", "\\040")
-        + ",cache-size=100 0 0\n"
+        f" {m.fstype} _netdev,nofail,ro,cache-dir={escaped[jfs_volume.volume.cache_dir]},cache-size=100,"
+        f"jfs-milvus.env-file={escaped[m.env_file]},jfs-milvus.juicefs={s.binary} 0 0\n"
     )
+    assert m.fstype == os.path.basename(s.mount_helper).removeprefix("mount.")
     assert "mnt\\040point" in fstab_text
 
     assert m.unit_name.endswith("-mnt\\x20point.mount")
-    dropin = os.path.join(s.systemd_dir, m.unit_name + ".d", "jfs-milvus.conf")
-    assert m.dropin_file == dropin
-    with open(dropin, encoding="utf-8") as f:
-        dropin_text = f.read()
-    assert f"[Mount]\nEnvironmentFile={m.env_file}\n" in dropin_text
+    assert not os.path.exists(m.dropin_file)  # the helper gives juicefs the password, on every path
 
     assert stat.S_IMODE(os.stat(m.env_file).st_mode) == 0o600
     with open(m.env_file, encoding="utf-8") as f:
         env_text = f.read()
     assert "META_PASSWORD=" in env_text and "REDIS_PASSWORD=" in env_text
     assert 'cr\\"3t\\$x\\\\y' in env_text  # the password, quoted
+    assert mounthelper.parse_env_file(env_text) == {"META_PASSWORD": REDIS_PASSWORD, "REDIS_PASSWORD": REDIS_PASSWORD}
+
+    with open(s.mount_helper, encoding="utf-8") as f:
+        helper_text = f.read()
+    assert helper_text == mounthelper.launcher_text(sys.executable, CODE_DIR, os.path.basename(s.mount_helper))
+    assert stat.S_IMODE(os.stat(s.mount_helper).st_mode) == 0o755
 
     secret_bits = ('cr"3t', "3t$x")
-    for text in (fstab_text, dropin_text, caplog.text, "\n".join(actions)):
+    for text in (fstab_text, helper_text, caplog.text, "\n".join(actions)):
         assert REDIS_PASSWORD not in text
         assert not any(bit in text for bit in secret_bits)
-    assert os.readlink(s.mount_helper) == s.binary
 
-    mtimes = [os.stat(p).st_mtime_ns for p in (s.fstab, dropin, m.env_file)]
+    mtimes = [os.stat(p).st_mtime_ns for p in (s.fstab, s.mount_helper, m.env_file)]
     assert m.configure() == []
-    assert [os.stat(p).st_mtime_ns for p in (s.fstab, dropin, m.env_file)] == mtimes
+    assert [os.stat(p).st_mtime_ns for p in (s.fstab, s.mount_helper, m.env_file)] == mtimes
 
 
-def test_configure_repairs_hand_edits_and_the_helper_link(
+def test_configure_replaces_what_older_agents_wrote_and_repairs_hand_edits(
     jfs_volume: JfsTestVolume,
     tmp_path,
     caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
-    helper = tmp_path / "sbin" / "mount.juicefs"
+    helper = tmp_path / "sbin" / "mount.juicefs-jfsmilvus"
     helper.parent.mkdir()
     helper.symlink_to("/bin/false")
     settings = dataclasses.replace(jfs_volume.settings, mount_helper=str(helper))
     m = MountManager(jfs_volume.volume, settings, "node-a")
+    # What an agent before the mount helper left: a juicefs line, the password drop-in.
+    old_line = f"{jfs_volume.volume.meta_url} {escape_field(m.mountpoint)} juicefs _netdev,nofail,ro 0 0\n"
     with open(settings.fstab, "w", encoding="utf-8") as f:
-        f.write("# keep me\n")
-    m.configure()
+        f.write("# keep me\n" + old_line)
+    os.makedirs(os.path.dirname(m.dropin_file))
+    with open(m.dropin_file, "w", encoding="utf-8") as f:
+        f.write(f"[Mount]\nEnvironmentFile={m.env_file}\n")
+    actions = m.configure()
+    assert any("fixed line 2" in a and "fstype 'juicefs' -> 'juicefs-jfsmilvus'" in a for a in actions), actions
+    assert any(a.startswith(f"removed {m.dropin_file}") for a in actions), actions
+    assert not os.path.lexists(m.dropin_file) and not os.path.exists(os.path.dirname(m.dropin_file))
+    assert not helper.is_symlink() and "from agent.mounthelper import main" in helper.read_text()
     with open(settings.fstab, encoding="utf-8") as f:
         good = f.read()
-    assert os.readlink(helper) == settings.binary
+    assert good.startswith("# keep me\n") and good.count("\n") == 2
+
     with open(settings.fstab, "w", encoding="utf-8") as f:
         f.write(good.replace(",ro,", ",") + good.splitlines()[1] + "\n")
+    caplog.clear()
     caplog.set_level(logging.INFO, logger=ALL_LOGS)
     actions = m.configure()
     assert len(actions) == 1 and "fixed line 2" in actions[0] and "removed duplicate line 3" in actions[0]

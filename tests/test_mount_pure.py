@@ -147,9 +147,9 @@ def test_password_variables() -> None:
     assert envfile.password_variables("mysql://u@(h:3306)/jfs") == ("META_PASSWORD",)
 
 
-def test_dropin_escapes_percent() -> None:
-    text = envfile.render_dropin("/etc/s%cret/juicefs-v.env", "v")
-    assert "[Mount]\nEnvironmentFile=/etc/s%%cret/juicefs-v.env\n" in text
+def test_mode_dropin_escapes_percent() -> None:
+    text = envfile.render_mode_dropin(("rw", "cache-dir=/var/c%d"), "v")
+    assert text.endswith("[Mount]\nOptions=rw,cache-dir=/var/c%%d\n")
 
 
 def _obs(**kw: object) -> Observations:

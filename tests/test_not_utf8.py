@@ -15,6 +15,7 @@ from agent.milvus.waldir import WriterWal
 from tests.agentconf import write_agent_yaml
 from tests.bare_agent import REPO, BareAgent
 from tests.plugin_agent import wait_until
+from tests.plugin_juicefs import MOUNT_HELPER
 
 GARBAGE = b"\xff\xfe not text \x80\n"
 AGENT = [sys.executable, "-m", "agent.cli"]
@@ -190,7 +191,7 @@ def test_a_running_agent_reads_a_garbage_assignment_fstab_and_mishards_env_file(
     }
     juicefs = {
         "fstab": str(fstab),
-        "mount_helper": str(tmp_path / "mount.juicefs"),
+        "mount_helper": MOUNT_HELPER,  # in /sbin, where mount(8) looks, one per source tree
         "systemd_dir": str(tmp_path / "systemd"),
         "secrets_dir": str(tmp_path / "secrets"),
         "volumes": [volume],

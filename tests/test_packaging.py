@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,14 +30,19 @@ BUILD = REPO / "packaging" / "build.py"
 PACKAGE_CACHE = CACHE_DIR / "packages"
 INPUTS = ("agent", "coordinator", "proto", "packaging", "systemd", "monitoring", "pyproject.toml", "README.md")
 PACKAGES = ("jfs-milvus-agent", "jfs-milvus-coordinator")
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+NEXT_VERSION = f"{VERSION}.1"  # an upgrade to another upstream version: the commands must report it
 APT_LINE = "deb [trusted=yes] file:/srv/jfs-milvus ./"
 AGENT_CONF = "/etc/jfs-milvus/agent.yaml"
-# The operator's edit: a node without GPUs, one volume whose password is in the file the package made.
-EDITED_AGENT_CONF = """\
+# The operator's edit: a node without GPUs, one volume whose password is in the file the package made, and the
+# agent's own secret files kept in a folder of the operator's choosing.
+SECRETS_DIR = "/etc/jfs-milvus-site-secrets"
+EDITED_AGENT_CONF = f"""\
 # edited by the operator
-node: {name: gpu-node-1, address: 10.0.0.11}
-gpu: {enabled: false}
+node: {{name: gpu-node-1, address: 10.0.0.11}}
+gpu: {{enabled: false}}
 juicefs:
+  secrets_dir: {SECRETS_DIR}
   volumes:
     - name: milvus
       meta_url: redis://10.0.0.5:6379/1
@@ -50,6 +56,20 @@ milvus:
 COORDINATOR_CONF = """\
 cluster: milvus-test
 mysql: {host: 10.0.0.5, password_file: /etc/jfs-milvus/secrets/coordinator-mysql-password}
+"""
+# What the agent's first cycle does to the mount's files (the helper, the env file, fstab), run with the
+# package's own code; prints what it changed.
+CONFIGURE_MOUNTS = """\
+PATH=$PATH:/usr/lib/jfs-milvus/agent/bin python3 -IS - <<'EOF'
+import sys
+sys.path[:0] = ["/usr/lib/jfs-milvus/agent/site"]
+from agent.config import load_agent_config
+from agent.mount import MountManager
+c = load_agent_config("/etc/jfs-milvus/agent.yaml")
+for v in c.juicefs.volumes:
+    for action in MountManager(v, c.juicefs, c.node_name).configure():
+        print(action)
+EOF
 """
 # Paths that change in any root whatever is installed: apt's and dpkg's own records, caches, logs.
 # And the backups the shadow tools keep of the user databases when adduser and deluser edit them.
@@ -161,7 +181,7 @@ def root(debroot_image: str, tmp_path: Path) -> Iterator[Root]:
 
 def test_build_names_and_repository(first_build: Path) -> None:
     names = sorted(p.name for p in first_build.glob("*.deb"))
-    assert names == [f"{p}_0.1.0-1_amd64.deb" for p in PACKAGES]
+    assert names == [f"{p}_{VERSION}-1_amd64.deb" for p in PACKAGES]
     packages = (first_build / "Packages").read_text()
     assert all(f"Package: {p}" in packages for p in PACKAGES)
     release = (first_build / "Release").read_text()
@@ -202,13 +222,20 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path) -> None:
     root.sh(f"echo '{APT_LINE}' > /etc/apt/sources.list.d/jfs-milvus.list && apt-get update -qq")
     install = root.sh(f"apt-get install -y --no-install-recommends {' '.join(PACKAGES)} 2>&1")
     for package in PACKAGES:
-        assert root.version(package) == "install ok installed 0.1.0-1"
-    # Not started (there is no systemd here, and the shipped config is incomplete): it says what to fill in.
+        assert root.version(package) == f"install ok installed {VERSION}-1"
+    # Not started (there is no systemd here, and the shipped config is incomplete): it says what to fill in,
+    # with runuser (Debian has no sudo unless one installs it).
     assert "jfs-milvus-agent.service is not started: /etc/jfs-milvus/agent.yaml is not complete yet" in install.stdout
     assert "node: missing" in install.stdout
+    check_as_user = "  runuser -u jfs-milvus -- jfs-milvus-coordinator check-config /etc/jfs-milvus/coordinator.yaml"
+    assert check_as_user in install.stdout
+    # Every file the packages installed is as shipped: each package carries md5sums, and dpkg checks them.
+    assert root.sh("dpkg --verify jfs-milvus-agent jfs-milvus-coordinator").stdout == ""
+    assert "sbin/mount.juicefs-jfsmilvus" in root.sh("cat /var/lib/dpkg/info/jfs-milvus-agent.md5sums").stdout
+    assert "usr/bin/coordinatorctl" in root.sh("cat /var/lib/dpkg/info/jfs-milvus-coordinator.md5sums").stdout
 
-    assert root.sh("jfs-milvus-agent --version").stdout.strip() == "jfs-milvus-agent 0.1.0"
-    assert root.sh("jfs-milvus-coordinator --version").stdout.strip() == "jfs-milvus-coordinator 0.1.0"
+    assert root.sh("jfs-milvus-agent --version").stdout.strip() == f"jfs-milvus-agent {VERSION}"
+    assert root.sh("jfs-milvus-coordinator --version").stdout.strip() == f"jfs-milvus-coordinator {VERSION}"
     assert "switchover" in root.sh("coordinatorctl --help").stdout
     shipped = root.sh(f"jfs-milvus-agent check-config {AGENT_CONF}", check=False)
     assert shipped.returncode == 2
@@ -248,11 +275,14 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path) -> None:
     assert "juicefs version 1.4" in root.sh("/usr/lib/jfs-milvus/agent/bin/juicefs version").stdout
     assert root.sh("command -v juicefs", check=False).returncode != 0
 
-    # Upgrade to a newer build: the edited conffile and the filled-in secret stay, with no prompt.
-    publish(build_packages("2", "--compression", "zstd"), repo)
+    # Upgrade to a newer version: the edited conffile and the filled-in secret stay, with no prompt, and every
+    # command reports the new version.
+    publish(build_packages("2", "--version", NEXT_VERSION, "--compression", "zstd"), repo)
     root.sh(f"apt-get update -qq && apt-get install -y --no-install-recommends {' '.join(PACKAGES)}")
     for package in PACKAGES:
-        assert root.version(package) == "install ok installed 0.1.0-2"
+        assert root.version(package) == f"install ok installed {NEXT_VERSION}-2"
+    for command in ("jfs-milvus-agent", "jfs-milvus-coordinator", "coordinatorctl"):
+        assert root.sh(f"{command} --version").stdout.strip() == f"{command} {NEXT_VERSION}"
     assert root.sh(f"cat {AGENT_CONF}").stdout == EDITED_AGENT_CONF
     assert root.sh("cat /etc/jfs-milvus/secrets/meta-password").stdout == "s3cret\n"
     assert root.sh("ls /etc/jfs-milvus").stdout.split() == ["agent.yaml", "coordinator.yaml", "secrets"]
@@ -264,15 +294,32 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path) -> None:
     shutil.copytree(REPO / "packaging" / "conf", conf)
     with open(conf / "agent.yaml", "a") as f:
         f.write("# a new default in revision 3\n")
-    publish(build_packages("3", "--only", "agent", "--compression", "zstd", "--conf-dir", str(conf)), repo)
+    publish(
+        build_packages(
+            "3", "--version", NEXT_VERSION, "--only", "agent", "--compression", "zstd", "--conf-dir", str(conf)
+        ),
+        repo,
+    )
     root.sh(
         "apt-get update -qq && apt-get install -y --no-install-recommends "
         "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold jfs-milvus-agent"
     )
-    assert root.version("jfs-milvus-agent") == "install ok installed 0.1.0-3"
+    assert root.version("jfs-milvus-agent") == f"install ok installed {NEXT_VERSION}-3"
     assert root.sh(f"cat {AGENT_CONF}").stdout == EDITED_AGENT_CONF
     assert root.sh(f"tail -1 {AGENT_CONF}.dpkg-dist").stdout == "# a new default in revision 3\n"
     root.sh(f"rm {AGENT_CONF}.dpkg-dist")
+
+    # The agent's first cycle: its env file goes into the operator's secrets_dir, fstab names it for the
+    # helper, and the helper the package shipped is already what the agent would write.
+    root.sh("cp /etc/fstab /tmp/fstab.before")
+    actions = root.sh(CONFIGURE_MOUNTS).stdout
+    assert f"wrote {SECRETS_DIR}/juicefs-milvus.env (mode 0600)" in actions and "wrote mount helper" not in actions
+    assert root.sh(f"stat -c '%a %U' {SECRETS_DIR}/juicefs-milvus.env").stdout == "600 root\n"
+    fstab_line = root.sh("grep ' /mnt/jfs ' /etc/fstab").stdout
+    assert " juicefs-jfsmilvus " in fstab_line and f"jfs-milvus.env-file={SECRETS_DIR}/juicefs-milvus.env" in fstab_line
+    assert "s3cret" not in fstab_line
+    # Only the conffile the operator edited differs from what the package shipped.
+    assert root.sh("dpkg --verify jfs-milvus-agent").stdout == f"??5?????? c {AGENT_CONF}\n"
 
     # Remove keeps the config and the secrets; the commands are gone.
     root.sh(f"apt-get remove -y {' '.join(PACKAGES)}")
@@ -282,8 +329,13 @@ def test_install_upgrade_remove_purge(root: Root, first_build: Path) -> None:
     assert root.sh("cat /etc/jfs-milvus/secrets/meta-password").stdout == "s3cret\n"
     assert root.sh("command -v jfs-milvus-agent", check=False).returncode != 0
 
-    # Purge leaves no file of ours behind, nor the user; then the dependencies apt pulled in go too.
-    root.sh(f"apt-get purge -y {' '.join(PACKAGES)}")
+    # Purge leaves no file of ours behind, nor the user, the env file in the operator's secrets_dir included;
+    # it leaves the fstab line, and says so. Then the dependencies apt pulled in go too.
+    purge = root.sh(f"apt-get purge -y {' '.join(PACKAGES)} 2>&1").stdout
+    assert "left the JuiceFS line in /etc/fstab" in purge
+    assert root.sh(f"test -e {SECRETS_DIR}", check=False).returncode != 0
+    assert root.sh("grep -c ' /mnt/jfs ' /etc/fstab").stdout == "1\n"
+    root.sh("cp /tmp/fstab.before /etc/fstab")
     root.sh("apt-get autoremove --purge -y")
     assert root.sh("getent passwd jfs-milvus", check=False).returncode != 0
     assert root.sh("getent group jfs-milvus", check=False).returncode != 0

@@ -1,27 +1,36 @@
 """The agent's JuiceFS mount: its fstab line and password plumbing, its health, and its mode.
 
 `MountManager(volume, settings, node_name)`:
-  configure() -> actions   fstab entry, env file (0600), systemd drop-in, mount helper link; idempotent
+  configure() -> actions   mount helper, env file (0600), fstab entry; idempotent
   observe()   -> MountStatus   never raises, never blocks longer than settings.probe_timeout_s
   ensure(mode) -> actions  mount, recover a dead (ENOTCONN) mount, or remount in the other mode;
                            raises MountError when it cannot (hung mount, busy unmount, mount failure)
   kill_hung() -> actions   kill the juicefs processes of a hung mount, which turns it ENOTCONN
+
+Every mount goes through the fstab line and its type's helper (agent/mounthelper.py), which gives juicefs
+the password from the env file: `mount DIR` by hand, `mount -a`, systemd at boot and the agent mount the same
+way. Where systemd runs, the agent starts the line's mount unit, so juicefs lives in that unit and restarting
+or upgrading the agent never touches it; elsewhere (containers, tests) it runs `mount -T FSTAB` itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import re
 import shutil
 import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from jfsmilvus.common.atomicfile import line_not_utf8, read_text, write_atomic
-from jfsmilvus.common.secrets import Secret, SecretError
+from jfsmilvus.common.secrets import SecretError
 
+from agent import mounthelper
 from agent.config import JuicefsSettings, VolumeSettings
 from agent.mount import envfile, fstab, fusedaemon, health, mountinfo, probes, redischeck, runner
 from agent.mount.health import MetaObservation, Observations, State, WriteProbeResult, write_probe_due
@@ -30,7 +39,14 @@ from agent.mount.unitname import mount_unit_name
 log = logging.getLogger("jfs_milvus.agent.mount")
 
 Mode = Literal["ro", "rw"]
+# The drop-in agents before the mount helper wrote into juicefs.systemd_dir (EnvironmentFile=); removed.
 DROPIN_NAME = "jfs-milvus.conf"
+# Where systemd reads runtime units and drop-ins; the read-write mode of a writer's mount lives there.
+RUNTIME_UNIT_DIR = "/run/systemd/system"
+MODE_DROPIN_NAME = "jfs-milvus-mode.conf"
+SYSTEMD_FSTAB = "/etc/fstab"
+# The `agent` package's folder: the mount helper the agent writes runs the same code.
+CODE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(mounthelper.__file__)))
 DEFAULT_MOUNT_TIMEOUT_S = 60.0
 DEFAULT_UMOUNT_TIMEOUT_S = 30.0
 
@@ -131,19 +147,61 @@ class MountManager:
 
     @property
     def dropin_file(self) -> str:
+        """The password drop-in of agents before the mount helper; configure() removes it."""
         return os.path.join(self.settings.systemd_dir, f"{self.unit_name}.d", DROPIN_NAME)
+
+    @property
+    def mode_dropin_file(self) -> str:
+        return os.path.join(RUNTIME_UNIT_DIR, f"{self.unit_name}.d", MODE_DROPIN_NAME)
+
+    @property
+    def fstype(self) -> str:
+        """The fstab type of the agent's line: TYPE of the helper /sbin/mount.TYPE, a juicefs-* one."""
+        try:
+            fstype = mounthelper.fstype_of(self.settings.mount_helper)
+        except ValueError as exc:
+            raise MountError(str(exc)) from None
+        if not fstype.startswith("juicefs-"):
+            raise MountError(
+                f"{self.settings.mount_helper}: the agent's mount helper is named mount.juicefs-NAME "
+                f"(default {mounthelper.HELPER_NAME}); mount.juicefs is JuiceFS's own"
+            )
+        return fstype
+
+    def _juicefs(self) -> str:
+        """The configured juicefs as an absolute path (the config resolves it; a name not found stays a name,
+        and the helper says it is no executable)."""
+        binary = self.settings.binary
+        return binary if os.path.isabs(binary) else shutil.which(binary) or binary
+
+    def wanted_entry(self) -> fstab.FstabEntry:
+        """The agent's fstab line for this volume: its helper's type, the env file when there is a password."""
+        env_file = self.env_file if self.volume.password is not None else None
+        return fstab.entry_for_volume(self.volume, self.fstype, env_file, self._juicefs())
+
+    def _systemd_mounts(self) -> bool:
+        """systemd runs and reads the agent's fstab: mounts go through the line's mount unit."""
+        return (
+            os.path.isdir(RUNTIME_UNIT_DIR)
+            and shutil.which("systemctl") is not None
+            and os.path.realpath(self.settings.fstab) == SYSTEMD_FSTAB
+        )
 
     # -- configure -----------------------------------------------------------------------------------
     def configure(self) -> list[str]:
-        """Make fstab, the env file, the drop-in and the helper link what they should be; say what changed."""
+        """Make the helper, the env file and fstab what they should be; say what changed.
+
+        The env file is written before the fstab line that names it, and removed after the line no longer does.
+        """
         actions: list[str] = []
         try:
-            self._configure_fstab(actions)
             self._configure_helper(actions)
-            self._configure_password(actions)
+            self._write_env_file(actions)
+            self._configure_fstab(actions)
+            self._remove_stale_files(actions)
         except (OSError, ValueError, SecretError) as exc:
             raise MountError(f"cannot configure volume {self.volume.name}: {exc}") from exc
-        if actions and os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
+        if actions and os.path.isdir(RUNTIME_UNIT_DIR) and shutil.which("systemctl"):
             res = runner.run(["systemctl", "daemon-reload"], timeout_s=30)
             if res.ok:
                 self._act(actions, "ran systemctl daemon-reload so systemd sees the new mount settings")
@@ -157,7 +215,7 @@ class MountManager:
 
     def _configure_fstab(self, actions: list[str]) -> None:
         path = self.settings.fstab
-        entry = fstab.entry_for_volume(self.volume)
+        entry = self.wanted_entry()
         # The system's file: a line of another mount may hold any bytes (a path is bytes); they are kept as they are.
         text = read_text(path, errors="surrogateescape")
         self._say_not_utf8(path, text)
@@ -167,7 +225,7 @@ class MountManager:
         mode = stat.S_IMODE(os.stat(path).st_mode) if text is not None else 0o644
         write_atomic(path, new_text, mode, errors="surrogateescape")
         hand_edit = not change.startswith("added")
-        why = "someone changed it by hand" if hand_edit else "the volume had no entry"
+        why = "edited by hand, or written by an older agent or config" if hand_edit else "the volume had no entry"
         self._act(
             actions,
             f"fstab {path}: {change} (because {why})",
@@ -182,33 +240,24 @@ class MountManager:
             log.warning("%s: line %d holds bytes that are not UTF-8; the agent keeps them byte for byte", path, line)
 
     def _configure_helper(self, actions: list[str]) -> None:
+        """The helper mount(8) runs for the line's type: the agent package ships it; an agent run from elsewhere
+        (a source tree) writes its own, for its own Python and code. The same text either way, so an agent of
+        the package finds the package's file as it should be and never rewrites it."""
         helper = self.settings.mount_helper
-        binary = self.settings.binary
-        if not os.path.isabs(binary):
-            binary = shutil.which(binary) or binary
-        try:
-            current: str | None = os.readlink(helper)
-        except FileNotFoundError:
-            current = None
-        except OSError:
-            current = "(not a symlink)"
-        if current == binary:
-            return
-        tmp = f"{helper}.jfs-milvus-tmp"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.makedirs(os.path.dirname(helper) or ".", exist_ok=True)
-        os.symlink(binary, tmp)
-        os.replace(tmp, helper)
-        was = "it was missing" if current is None else f"it pointed to {current}"
-        self._act(actions, f"linked mount helper {helper} -> {binary} ({was}; mount(8) runs it for juicefs)")
+        wanted = mounthelper.launcher_text(sys.executable, CODE_DIR, os.path.basename(helper))
+        existed = os.path.lexists(helper)
+        if os.path.islink(helper):
+            os.unlink(helper)  # a link (to juicefs, as agents before the helper made) is replaced, not followed
+        if write_atomic(helper, wanted, 0o755):
+            was = "it differed" if existed else "it was missing"
+            self._act(
+                actions,
+                f"wrote mount helper {helper} ({was}): mount(8) runs it for fstab type {self.fstype}; it gives "
+                f"{self._juicefs()} the password from the env file",
+            )
 
-    def _configure_password(self, actions: list[str]) -> None:
+    def _write_env_file(self, actions: list[str]) -> None:
         if self.volume.password is None:
-            for path in (self.dropin_file, self.env_file):
-                if os.path.exists(path):
-                    os.unlink(path)
-                    self._act(actions, f"removed {path} (volume {self.volume.name} has no password now)")
             return
         secret = self.volume.password.load()
         env = {name: secret.reveal() for name in envfile.password_variables(self.volume.meta_url)}
@@ -217,22 +266,20 @@ class MountManager:
             self._act(
                 actions,
                 f"wrote {self.env_file} (mode 0600) with {', '.join(env)} for volume {self.volume.name}'s "
-                "metadata engine (keeps the password out of fstab)",
-            )
-        if write_atomic(self.dropin_file, envfile.render_dropin(self.env_file, self.volume.name), 0o644):
-            self._act(
-                actions,
-                f"wrote {self.dropin_file} so systemd's {self.unit_name} reads {self.env_file}",
+                "metadata engine (the mount helper reads it: the password stays out of fstab)",
             )
 
-    def _password_env(self) -> dict[str, str]:
-        if self.volume.password is None:
-            return {}
-        try:
-            secret: Secret = self.volume.password.load()
-        except SecretError as exc:
-            raise MountError(f"volume {self.volume.name}: cannot read the metadata password: {exc}") from exc
-        return {name: secret.reveal() for name in envfile.password_variables(self.volume.meta_url)}
+    def _remove_stale_files(self, actions: list[str]) -> None:
+        if self.volume.password is None and os.path.exists(self.env_file):
+            os.unlink(self.env_file)
+            self._act(actions, f"removed {self.env_file} (volume {self.volume.name} has no password now)")
+        if os.path.exists(self.dropin_file):
+            os.unlink(self.dropin_file)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.dropin_file))
+            self._act(
+                actions, f"removed {self.dropin_file}: the mount helper gives juicefs the password, on every path"
+            )
 
     # -- observe -------------------------------------------------------------------------------------
     def _configured_in_fstab(self) -> bool:
@@ -240,7 +287,7 @@ class MountManager:
             text = read_text(self.settings.fstab, errors="surrogateescape") or ""
         except OSError:
             return False
-        wanted = fstab.entry_for_volume(self.volume)
+        wanted = self.wanted_entry()
         return any(e == wanted for e in fstab.parse(text))
 
     def _current_mount(self) -> mountinfo.MountInfo | None:
@@ -451,10 +498,15 @@ class MountManager:
         # mount just unmounted, as a ro -> rw switch does.
         self._last_write = None
         os.makedirs(self.mountpoint, exist_ok=True)
-        argv = ["mount", "-T", self.settings.fstab, "-o", mode, self.mountpoint]
-        res = runner.run(argv, timeout_s=self.mount_timeout_s, extra_env=self._password_env())
+        if self._systemd_mounts():
+            how = f"by starting {self.unit_name}"
+            res = self._start_unit(mode)
+        else:
+            how = f"with mount -T {self.settings.fstab}"
+            argv = ["mount", "-T", self.settings.fstab, "-o", mode, self.mountpoint]
+            res = runner.run(argv, timeout_s=self.mount_timeout_s)
         if not res.ok:
-            raise MountError(f"mounting volume {self.volume.name} {mode} failed: {res.summary()}")
+            raise MountError(f"mounting volume {self.volume.name} {mode} {how} failed: {res.summary()}")
         current = self._current_mount()
         if current is None or not mountinfo.is_juicefs(current, self.volume.name):
             raise MountError(f"`mount` succeeded but {self.mountpoint} does not show volume {self.volume.name}")
@@ -464,5 +516,47 @@ class MountManager:
             raise MountError(f"mounted {self.mountpoint} but it came up {'ro' if got else 'rw'}, not {mode}")
         self._act(
             actions,
-            f"mounted volume {self.volume.name} at {self.mountpoint} {mode} in {res.seconds:.2f} s because {why}",
+            f"mounted volume {self.volume.name} at {self.mountpoint} {mode} {how} in {res.seconds:.2f} s because {why}",
         )
+
+    def _start_unit(self, mode: Mode) -> runner.CommandResult:
+        """Mount through systemd's unit for the fstab line, so juicefs runs in that unit (not the agent's).
+
+        The line says ro; rw comes from a runtime drop-in with the line's options, ro in place of rw, which is
+        gone at the next boot: a rebooted node mounts read-only, whatever it was."""
+        dropin = self.mode_dropin_file
+        if mode == "rw":
+            options = tuple("rw" if o == "ro" else o for o in self.wanted_entry().options)
+            changed = write_atomic(dropin, envfile.render_mode_dropin(options, self.volume.name), 0o644)
+        else:
+            changed = os.path.exists(dropin)
+            if changed:
+                os.unlink(dropin)
+        if changed:
+            res = runner.run(["systemctl", "daemon-reload"], timeout_s=30)
+            if not res.ok:
+                return res
+        # A unit that failed to start a few times in a row is refused by systemd's start limit until reset.
+        runner.run(["systemctl", "reset-failed", self.unit_name], timeout_s=30)
+        self._wait_unit_inactive()
+        res = runner.run(["systemctl", "start", self.unit_name], timeout_s=self.mount_timeout_s)
+        if not res.ok and not res.timed_out:
+            journal = runner.run(
+                ["journalctl", "-u", self.unit_name, "-n", "1", "-o", "cat", "--no-pager"], timeout_s=10
+            )
+            said = (res.stderr.strip() or res.stdout.strip()).splitlines()
+            if journal.ok and journal.stdout.strip():
+                # summary() shows one line: systemctl's own says only where to look.
+                line = f"{said[0] if said else 'failed'}; {self.unit_name}: {journal.stdout.strip().splitlines()[-1]}"
+                return dataclasses.replace(res, stderr=line)
+        return res
+
+    def _wait_unit_inactive(self, timeout_s: float = 3.0) -> None:
+        """A mount just unmounted may still be active in systemd's eyes for a moment (it reads mountinfo on its
+        own time); starting it then would do nothing."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            res = runner.run(["systemctl", "show", "-p", "ActiveState", "--value", self.unit_name], timeout_s=10)
+            if not res.ok or res.stdout.strip() not in ("active", "deactivating"):
+                return
+            time.sleep(0.1)

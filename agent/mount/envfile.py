@@ -1,4 +1,5 @@
-"""The env file and systemd drop-in that hand the metadata password to JuiceFS (pure rendering)."""
+"""The env file the mount helper hands JuiceFS its metadata password from, and the mount unit's runtime drop-in
+(pure rendering)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,15 @@ def render_env_file(variables: dict[str, str]) -> str:
     return "".join(lines)
 
 
-def render_dropin(env_file: str, volume_name: str) -> str:
+def render_mode_dropin(options: tuple[str, ...], volume_name: str) -> str:
+    """A runtime drop-in (in /run, gone at boot) that mounts the fstab line's unit with `options` instead."""
     # '%' starts a systemd specifier; a literal one is written '%%'.
-    path = env_file.replace("%", "%%")
+    joined = ",".join(options).replace("%", "%%")
+    if any(c in joined for c in "\n\r\0"):
+        raise ValueError("mount options may not contain a newline, carriage return or NUL")
     return (
         HEADER
-        + f"# Gives the JuiceFS mount of volume {volume_name} its metadata password without putting it in fstab.\n"
+        + f"# The mount of volume {volume_name} with the options this node's role needs, until the next boot.\n"
         + "[Mount]\n"
-        + f"EnvironmentFile={path}\n"
+        + f"Options={joined}\n"
     )

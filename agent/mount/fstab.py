@@ -1,7 +1,7 @@
 """The agent's one fstab line per JuiceFS volume: parse, render, and apply it to a file's text (pure).
 
-Only lines whose fstype is juicefs and whose mountpoint is ours are touched; every other line, comment
-and blank keeps its bytes. Fields are escaped the fstab way: space, tab, newline and backslash become
+Only JuiceFS lines (juicefs, fuse.juicefs, juicefs-*) whose mountpoint is ours are touched; every other line,
+comment and blank keeps its bytes. Fields are escaped the fstab way: space, tab, newline and backslash become
 \\040, \\011, \\012 and \\134.
 """
 
@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from agent.config import VolumeSettings
+from agent.mounthelper import ENV_OPTION, FSTYPE, JUICEFS_OPTION
 
+# Lines of these types (and juicefs-*, as the agent's own, juicefs-jfsmilvus) are JuiceFS lines: one for the
+# agent's mountpoint is replaced by the agent's, whichever of them it is.
 JUICEFS_FSTYPES = ("juicefs", "fuse.juicefs")
 _ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
 _OCTAL = re.compile(r"\\([0-7]{3})")
@@ -57,9 +60,13 @@ class FstabEntry:
     def same_target(self, other: FstabEntry) -> bool:
         return (
             os.path.normpath(self.mountpoint) == os.path.normpath(other.mountpoint)
-            and self.fstype in JUICEFS_FSTYPES
-            and other.fstype in JUICEFS_FSTYPES
+            and is_juicefs_fstype(self.fstype)
+            and is_juicefs_fstype(other.fstype)
         )
+
+
+def is_juicefs_fstype(fstype: str) -> bool:
+    return fstype in JUICEFS_FSTYPES or fstype.startswith("juicefs-")
 
 
 def parse_line(line: str) -> FstabEntry | None:
@@ -104,12 +111,20 @@ def render(entry: FstabEntry) -> str:
     )
 
 
-def entry_for_volume(volume: VolumeSettings) -> FstabEntry:
-    """What the agent wants in fstab for `volume`: read-only by default, so a rebooted node never writes."""
+def entry_for_volume(
+    volume: VolumeSettings, fstype: str = FSTYPE, env_file: str | None = None, juicefs: str | None = None
+) -> FstabEntry:
+    """What the agent wants in fstab for `volume`: read-only by default, so a rebooted node never writes.
+
+    The type's helper (agent/mounthelper.py) reads `env_file` (the password, never in fstab) into the
+    environment of `juicefs`; both paths are options of the line, for it and for the package's purge.
+    """
     if urlsplit(volume.meta_url).password:
         raise ValueError(f"volume {volume.name}: the META-URL carries a password; it must not go into fstab")
-    if "," in volume.cache_dir:
-        raise ValueError(f"volume {volume.name}: cache_dir {volume.cache_dir!r} contains a comma")
+    named = {"cache_dir": volume.cache_dir, "the env file": env_file, "the juicefs binary": juicefs}
+    for what, path in named.items():
+        if path is not None and ("," in path or '"' in path):
+            raise ValueError(f"volume {volume.name}: {what} {path!r} contains a comma or a double quote")
     options = (
         "_netdev",
         "nofail",
@@ -117,11 +132,13 @@ def entry_for_volume(volume: VolumeSettings) -> FstabEntry:
         f"cache-dir={volume.cache_dir}",
         f"cache-size={volume.cache_size_mib}",
         *volume.options,
+        *((f"{ENV_OPTION}={env_file}",) if env_file is not None else ()),
+        *((f"{JUICEFS_OPTION}={juicefs}",) if juicefs is not None else ()),
     )
     return FstabEntry(
         source=volume.meta_url,
         mountpoint=os.path.normpath(volume.mountpoint),
-        fstype="juicefs",
+        fstype=fstype,
         options=options,
     )
 

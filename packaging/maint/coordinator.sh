@@ -15,7 +15,8 @@ setup_role() {
 }
 
 check_config_command() {
-	echo "sudo -u $USER_NAME jfs-milvus-coordinator check-config $CONFIG"
+	# runuser, not sudo: Debian installs no sudo by default.
+	echo "runuser -u $USER_NAME -- jfs-milvus-coordinator check-config $CONFIG"
 }
 
 check_config() {

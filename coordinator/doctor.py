@@ -22,9 +22,10 @@ from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
 from coordinator.checks import Check
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+from coordinator.connection import Connection
 from coordinator.core import epochs_ahead_sentence
-from coordinator.ctl import EXIT_FAILED, EXIT_OK, Connection, emit, table
 from coordinator.milvuschecks import judge_meta_databases, milvus_node_checks
+from coordinator.output import EXIT_FAILED, EXIT_OK, emit, table
 
 MIN_DRIVER = 418
 # The Milvus 1.0 and 1.1 GPU images build faiss for sm_60, sm_61, sm_70 and sm_75 as SASS with no PTX

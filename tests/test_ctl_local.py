@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from coordinator.config import load_coordinator_config
-from coordinator.ctl import build_parser, coordinator_addresses
+from coordinator.connection import coordinator_addresses
+from coordinator.ctl import build_parser
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import REPO, CoordinatorProcess
 

@@ -103,6 +103,7 @@ def install_tree(spec: PackageSpec, root: Path, wheel: Path, arch: str, work: Pa
         "-r",
         str(lock),
     )
+    drop_other_packages(site, spec.python_packages)
     bindir = site / "bin"
     if spec.ships_juicefs:
         (libdir / "bin").mkdir(parents=True)
@@ -114,6 +115,21 @@ def install_tree(spec: PackageSpec, root: Path, wheel: Path, arch: str, work: Pa
     if spec.mount_helper is not None:
         write_mount_helper(root, site, spec, spec.mount_helper)
     tidy(site)
+
+
+OUR_PACKAGES = ("agent", "coordinator", "jfsmilvus")
+OUR_DISTRIBUTION = "jfs_milvus"
+
+
+def drop_other_packages(site: Path, keep: tuple[str, ...]) -> None:
+    """Remove the top-level packages of ours this package does not ship (the coordinator's carries no agent
+    code), and their lines from our wheel's RECORD, so what is installed is what RECORD lists."""
+    dropped = [name for name in OUR_PACKAGES if name not in keep]
+    for name in dropped:
+        shutil.rmtree(site / name, ignore_errors=True)
+    for record in site.glob(f"{OUR_DISTRIBUTION}-*.dist-info/RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        record.write_text("".join(line for line in lines if line.split("/", 1)[0] not in dropped))
 
 
 def tidy(site: Path) -> None:

@@ -25,6 +25,8 @@ class PackageSpec:
     suggests: tuple[str, ...]
     commands: tuple[tuple[str, str], ...]  # /usr/bin name -> "module:function"
     ships_juicefs: bool
+    # Our top-level Python packages this package ships (the wheel holds all of them; the others are removed).
+    python_packages: tuple[str, ...] = ()
     data_files: tuple[tuple[str, str], ...] = ()  # file in the tree -> where it is installed (not a conffile)
     # mount(8)'s helper for the agent's fstab lines (agent/mounthelper.py), e.g. /sbin/mount.juicefs-jfsmilvus
     mount_helper: str | None = None
@@ -61,6 +63,7 @@ AGENT = PackageSpec(
     suggests=("jfs-milvus-coordinator",),
     commands=(("jfs-milvus-agent", "agent.cli:main"),),
     ships_juicefs=True,
+    python_packages=("agent", "jfsmilvus"),
     mount_helper="/sbin/mount.juicefs-jfsmilvus",
 )
 
@@ -83,6 +86,7 @@ COORDINATOR = PackageSpec(
         ("coordinatorctl", "coordinator.ctl:main"),
     ),
     ships_juicefs=False,
+    python_packages=("coordinator", "jfsmilvus"),
     # Prometheus rules and scrape jobs, the Grafana dashboard: README "Dashboards and alerts".
     data_files=(
         ("monitoring/jfs-milvus.rules.yml", f"{SHARE_DIR}/prometheus/jfs-milvus.rules.yml"),

@@ -186,6 +186,11 @@ def test_build_names_and_repository(first_build: Path) -> None:
     assert all(f"Package: {p}" in packages for p in PACKAGES)
     release = (first_build / "Release").read_text()
     assert "Packages.gz" in release and "SHA256:" in release
+    # Each package ships only its own code: the coordinator's has no agent/ (and the agent's no coordinator/).
+    for package, foreign in (("jfs-milvus-coordinator", "agent"), ("jfs-milvus-agent", "coordinator")):
+        (deb,) = first_build.glob(f"{package}_*.deb")
+        listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
+        assert f"/site/{foreign}/" not in listing and "/site/jfsmilvus/common/" in listing, package
 
 
 def test_lintian_finds_no_error_and_no_warning(first_build: Path) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
 
-ROLES = ("rw", "ro", "none")
 ROLE_CHANGES = ("initial", "failover", "switchover", "resume")  # the event kinds that give the writer role
 
 
@@ -69,7 +68,6 @@ class Report:
     gpu_health: str  # healthy | degraded | failed | unavailable (no NVML: not a GPU fault by itself)
     gpu_reasons: tuple[str, ...] = ()
     mount_state: str = "unmounted"  # healthy | degraded | failed | unmounted | hung
-    mount_mode: str | None = None
     mount_reasons: tuple[str, ...] = ()
     write_probe_ms: float | None = None
     milvus_port: int = MILVUS_PORT
@@ -77,7 +75,6 @@ class Report:
     hosts_mishards: bool = False
     mishards_writer: str = ""  # WOSERVER now written in its Mishards env file
     writer_seen_healthy_age_s: float | None = None  # witness of the writer's Milvus health, None: never
-    lease_left_s: float = 0.0
     agent_port: int = 0  # the agent's API, for assignments pushed at once
     row_lease_s: float | None = None  # what a MySQL row read renews its writer lease for; None: not said
     gpus_usable: int = 0  # GPUs not failed (a writer with one left can restart on it in place)

@@ -20,7 +20,6 @@ def rep(node: str, at: float, role: str = "ro", epoch: int = 1, **kw) -> Report:
         highest_epoch=epoch,
         gpu_health="healthy",
         mount_state="healthy",
-        mount_mode=role if role in ("ro", "rw") else None,
         milvus_port=19530,
         milvus_http_port=19121,
     )

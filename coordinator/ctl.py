@@ -13,118 +13,21 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import yaml
 from jfsmilvus.common.configschema import ConfigError
-from jfsmilvus.v1 import coordinator_pb2, node_pb2
+from jfsmilvus.v1 import coordinator_pb2
 
 from coordinator import __version__
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
 from coordinator.connection import ADDRESS_ENV, Connection, connect
-from coordinator.core import epochs_ahead_sentence
 from coordinator.doctor import cmd_doctor
-from coordinator.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CtlError, emit, table, when
-
-ROLE = {node_pb2.ROLE_RW: "rw", node_pb2.ROLE_RO: "ro", node_pb2.ROLE_STOPPED: "none", node_pb2.ROLE_UNSPECIFIED: "-"}
-HEALTH = {
-    node_pb2.HEALTH_HEALTHY: "healthy",
-    node_pb2.HEALTH_DEGRADED: "degraded",
-    node_pb2.HEALTH_FAILED: "failed",
-    node_pb2.HEALTH_UNSPECIFIED: "-",
-}
-PHASES = ("detect", "decide", "fence", "promote", "healthy", "mishards")
-
-
-# -- status ----------------------------------------------------------------------------------------------------
-def status_data(status: coordinator_pb2.ClusterStatus) -> dict[str, Any]:
-    d = status.discovery
-    return {
-        "cluster": status.cluster,
-        "writer": status.writer or None,
-        "epoch": status.epoch,
-        "leader": status.leader or None,
-        "leader_term": status.leader_term,
-        "paused": status.paused,
-        "paused_reason": status.paused_reason,
-        "mishards": {
-            "woserver": f"tcp://{d.writer_address}:{d.writer_port}" if d.writer_address else None,
-            "hosts": list(d.hosts),
-        },
-        "why": status.why,
-        "epochs_ahead": epochs_ahead_sentence({n.name: n.epoch for n in status.nodes}, status.epoch),
-        "nodes": [
-            {
-                "name": n.name,
-                "address": n.address,
-                "role_assigned": ROLE[n.role_assigned],
-                "role_running": ROLE[n.role_running],
-                "epoch": n.epoch,
-                "epoch_ahead": n.epoch > status.epoch,
-                "gpu": HEALTH[n.gpu_health],
-                "mount": HEALTH[n.mount_health],
-                "container": n.container_state,
-                "lag_s": round(n.seconds_since_report, 1) if n.seconds_since_report >= 0 else None,
-                "priority": n.priority,
-                "maintenance": n.maintenance,
-                "maintenance_reason": n.maintenance_reason,
-                "waiting_for": n.waiting_for or None,
-                "waiting_since": n.waiting_since_unix or None,
-            }
-            for n in status.nodes
-        ],
-    }
-
-
-def render_status(data: dict[str, Any]) -> str:
-    paused = f"yes ({data['paused_reason'] or 'no reason given'})" if data["paused"] else "no"
-    head = [
-        f"Cluster: {data['cluster']}   Writer: {data['writer'] or '(none)'}   Epoch: {data['epoch']}   "
-        f"Leader: {data['leader'] or '(none)'} term {data['leader_term']}   Paused: {paused}",
-        f"Mishards: WOSERVER {data['mishards']['woserver'] or '-'}   "
-        f"hosts {','.join(data['mishards']['hosts']) or '-'}",
-    ]
-    rows = [
-        [
-            n["name"] + (" *" if n["name"] == data["writer"] else ""),
-            n["address"],
-            n["role_assigned"],
-            n["role_running"],
-            f"{n['epoch']} (ahead)" if n["epoch_ahead"] else n["epoch"],
-            n["gpu"],
-            n["mount"],
-            n["container"],
-            "-" if n["lag_s"] is None else f"{n['lag_s']:.1f}s",
-            n["priority"],
-            ("yes: " + n["maintenance_reason"]) if n["maintenance"] else "no",
-        ]
-        for n in data["nodes"]
-    ]
-    body = table(
-        [
-            "NODE",
-            "ADDRESS",
-            "ASSIGNED",
-            "RUNNING",
-            "EPOCH",
-            "GPU",
-            "MOUNT",
-            "CONTAINER",
-            "LAG",
-            "PRIORITY",
-            "MAINTENANCE",
-        ],
-        rows,
-    )
-    ahead = [f"Epochs: {data['epochs_ahead']}"] if data["epochs_ahead"] else []
-    waits = [
-        f"Waiting: {n['name']} since {when(n['waiting_since'])}: {n['waiting_for']}"
-        for n in data["nodes"]
-        if n["waiting_for"]
-    ]
-    return "\n".join([*head, "", body, "", *ahead, *waits, f"Why: {data['why']}"])
+from coordinator.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CtlError, emit
+from coordinator.views import event_data, render_history, render_status, status_data
 
 
 def cmd_status(conn: Connection, args: argparse.Namespace) -> int:
@@ -240,47 +143,6 @@ def cmd_forget(conn: Connection, args: argparse.Namespace) -> int:
 
 
 # -- history and events ----------------------------------------------------------------------------------------
-def event_data(e: coordinator_pb2.Event) -> dict[str, Any]:
-    phases = [(p.name, p.at_unix) for p in e.phases]
-    durations = {name: round(at - phases[i - 1][1], 3) for i, (name, at) in enumerate(phases) if i > 0}
-    return {
-        "id": e.id,
-        "at": e.at_unix,
-        "time": when(e.at_unix),
-        "kind": e.kind,
-        "node": e.node or None,
-        "epoch": e.epoch,
-        "reason": e.reason,
-        "phases": [{"name": n, "at": at} for n, at in phases],
-        "phase_seconds": durations,
-        "total_seconds": round(phases[-1][1] - phases[0][1], 3) if len(phases) > 1 else None,
-    }
-
-
-def render_history(data: list[dict[str, Any]]) -> str:
-    def sec(e: dict[str, Any], phase: str) -> str:
-        value = e["phase_seconds"].get(phase)
-        return "-" if value is None else f"{value:.2f}s"
-
-    rows = [
-        [
-            e["id"],
-            e["time"],
-            e["kind"],
-            e["node"] or "-",
-            e["epoch"],
-            *(sec(e, p) for p in PHASES[1:]),
-            "-" if e["total_seconds"] is None else f"{e['total_seconds']:.2f}s",
-            e["reason"],
-        ]
-        for e in data
-    ]
-    return table(
-        ["ID", "TIME", "KIND", "TO", "EPOCH", "DECIDE", "FENCE", "PROMOTE", "HEALTHY", "MISHARDS", "TOTAL", "REASON"],
-        rows,
-    )
-
-
 def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
     stub = conn.read().stub
     request = coordinator_pb2.ListEventsRequest(limit=args.limit, role_changes_only=True)
@@ -352,40 +214,166 @@ def _plain(value: Any) -> Any:
 
 
 # -- completion ----------------------------------------------------------------------------------------------
-COMMANDS = [
-    "status",
-    "list",
-    "switchover",
-    "failover",
-    "pause",
-    "resume",
-    "maintenance",
-    "priority",
-    "forget",
-    "node",
-    "history",
-    "events",
-    "why",
-    "doctor",
-    "config",
-    "completion",
-]
-
-
 def cmd_completion(conn: Connection | None, args: argparse.Namespace) -> int:
-    words = " ".join(COMMANDS)
+    """A completion script whose words are the registered commands and every option and choice they take."""
+    commands = " ".join(name for c in COMMANDS for name in (c.name, *c.aliases))
+    words = " ".join(completion_words(build_parser()))
     if args.shell == "bash":
         print(
             "_coordinatorctl() {\n"
             "  local cur=${COMP_WORDS[COMP_CWORD]}\n"
-            f'  if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "{words}" -- "$cur")); '
-            'else COMPREPLY=($(compgen -W "-o --output --yes --to --force --reason --limit --follow --watch '
-            '--coordinator --ca --cert --key --help on off show validate bash zsh" -- "$cur")); fi\n'
+            f'  if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "{commands}" -- "$cur")); '
+            f'else COMPREPLY=($(compgen -W "{words}" -- "$cur")); fi\n'
             "}\ncomplete -F _coordinatorctl coordinatorctl"
         )
     else:
-        print(f"#compdef coordinatorctl\n_arguments '1: :({words})' '*: :_files'")
+        print(f"#compdef coordinatorctl\n_arguments '1: :({commands})' '*: :_files'")
     return EXIT_OK
+
+
+def completion_words(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string and choice of every command, from the parser itself."""
+    words: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for a in sub._actions:
+                    words.update(a.option_strings)
+                    if a.choices and not isinstance(a, argparse._SubParsersAction):
+                        words.update(str(c) for c in a.choices)
+    return sorted(words)
+
+
+# -- each command's arguments ------------------------------------------------------------------------------------
+Arguments = Callable[[argparse.ArgumentParser], None]
+
+
+def _reason(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reason", default="", help="recorded with the event")
+
+
+def _yes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS", help="refresh in place")
+
+
+def _switchover_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", metavar="NODE", help="the new writer (default: the best candidate)")
+    p.add_argument(
+        "--on-drain-timeout",
+        choices=("abandon", "force"),
+        help="when the old writer's drain fails or runs out of time: abandon (it keeps writing) or force "
+        "(go on; what it had not flushed is lost); default: the coordinator's timing.drain_timeout_action",
+    )
+    _yes(p)
+    _reason(p)
+
+
+def _failover_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", metavar="NODE", required=True)
+    p.add_argument("--force", action="store_true", help="do not wait for proof that the old writer is fenced")
+    _yes(p)
+    _reason(p)
+
+
+def _maintenance_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("state", choices=("on", "off"))
+    p.add_argument("node")
+    _reason(p)
+    _yes(p)
+
+
+def _priority_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("node")
+    p.add_argument("priority", type=int)
+
+
+def _forget_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("node")
+    _reason(p)
+    _yes(p)
+
+
+def _node_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("node_action", metavar="ACTION", choices=("remove",), help="remove")
+    _forget_args(p)
+
+
+def _history_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=20)
+
+
+def _events_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--follow", action="store_true", help="keep printing new events")
+
+
+def _doctor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--milvus-db", default="milvus", help="Milvus' meta database on the same MySQL (default milvus)")
+    p.add_argument("--max-clock-skew", type=float, default=1.0, metavar="SECONDS")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("show", "validate"))
+    p.add_argument("file", nargs="?")
+
+
+def _completion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("shell", choices=("bash", "zsh"))
+
+
+def _no_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+# -- the commands: one registration each (the parser, the help, the completion and main read this table) -----
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    example: str
+    handler: Callable[[Any, argparse.Namespace], int]
+    arguments: Arguments = _no_args
+    aliases: tuple[str, ...] = ()
+    connects: bool = True  # False: it runs without asking a coordinator
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("status", "one row per node and the cluster's header", "coordinatorctl status --watch 2", cmd_status,
+            _status_args, aliases=("list",)),
+    Command("switchover", "planned move of the writer: the old one drains (stops gracefully, flushing) first",
+            "coordinatorctl switchover --to node-b --yes", cmd_switchover, _switchover_args),
+    Command("failover", "make NODE the writer when the old one is already gone",
+            "coordinatorctl failover --to node-b --yes", cmd_failover, _failover_args),
+    Command("pause", "stop automatic decisions (leases are still renewed)",
+            "coordinatorctl pause --reason 'network work'", cmd_pause, _reason),
+    Command("resume", "restart automatic decisions", "coordinatorctl resume --reason 'network work'", cmd_pause,
+            _reason),
+    Command("maintenance", "take a node out of service, or put it back",
+            "coordinatorctl maintenance on node-c --reason 'GPU swap' --yes", cmd_maintenance, _maintenance_args),
+    Command("priority", "set a node's priority (0: never the writer; higher first)",
+            "coordinatorctl priority node-a 10", cmd_priority, _priority_args),
+    Command("forget", "remove a node that is gone from the cluster's state (not the writer, nor a node that still "
+            "reports)", "coordinatorctl forget node-d --reason 'decommissioned' --yes", cmd_forget, _forget_args),
+    Command("node", "node remove NODE: the same as forget NODE",
+            "coordinatorctl node remove node-d --reason 'decommissioned' --yes", cmd_forget, _node_args),
+    Command("history", "past role changes with their phase durations", "coordinatorctl history --limit 10",
+            cmd_history, _history_args),
+    Command("events", "every decision, newest last", "coordinatorctl events --follow", cmd_events, _events_args),
+    Command("why", "one sentence on why the cluster is as it is", "coordinatorctl why", cmd_why),
+    Command("doctor", "check the prerequisites and pitfalls of the seed guides",
+            "coordinatorctl doctor --milvus-db milvus", cmd_doctor, _doctor_args),
+    Command("config", "show or validate the coordinator config",
+            "coordinatorctl config validate /etc/jfs-milvus/coordinator.yaml", cmd_config, _config_args,
+            connects=False),
+    Command("completion", "print a shell completion script",
+            "coordinatorctl completion bash > /etc/bash_completion.d/coordinatorctl", cmd_completion,
+            _completion_args, connects=False),
+)  # fmt: skip
+BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 
 
 # -- the parser --------------------------------------------------------------------------------------------------
@@ -431,116 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinatorctl", description="Operate a jfs-milvus cluster.", parents=[top])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def command(name: str, help_: str, example: str, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name, aliases=list(aliases), parents=[common], help=help_, description=help_, epilog=f"example: {example}"
-        )
-
-    status = command(
-        "status", "one row per node and the cluster's header", "coordinatorctl status --watch 2", aliases=["list"]
-    )
-    status.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS", help="refresh in place")
-    sw = command(
-        "switchover",
-        "planned move of the writer: the old one drains (stops gracefully, flushing) first",
-        "coordinatorctl switchover --to node-b --yes",
-    )
-    sw.add_argument("--to", metavar="NODE", help="the new writer (default: the best candidate)")
-    sw.add_argument(
-        "--on-drain-timeout",
-        choices=("abandon", "force"),
-        help="when the old writer's drain fails or runs out of time: abandon (it keeps writing) or force "
-        "(go on; what it had not flushed is lost); default: the coordinator's timing.drain_timeout_action",
-    )
-    sw.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    sw.add_argument("--reason", default="", help="recorded with the event")
-    fo = command(
-        "failover", "make NODE the writer when the old one is already gone", "coordinatorctl failover --to node-b --yes"
-    )
-    fo.add_argument("--to", metavar="NODE", required=True)
-    fo.add_argument("--force", action="store_true", help="do not wait for proof that the old writer is fenced")
-    fo.add_argument("--yes", action="store_true")
-    fo.add_argument("--reason", default="")
-    for name, help_ in (
-        ("pause", "stop automatic decisions (leases are still renewed)"),
-        ("resume", "restart automatic decisions"),
-    ):
-        p = command(name, help_, f"coordinatorctl {name} --reason 'network work'")
-        p.add_argument("--reason", default="")
-    mt = command(
-        "maintenance",
-        "take a node out of service, or put it back",
-        "coordinatorctl maintenance on node-c --reason 'GPU swap' --yes",
-    )
-    mt.add_argument("state", choices=("on", "off"))
-    mt.add_argument("node")
-    mt.add_argument("--reason", default="")
-    mt.add_argument("--yes", action="store_true")
-    pr = command(
-        "priority", "set a node's priority (0: never the writer; higher first)", "coordinatorctl priority node-a 10"
-    )
-    pr.add_argument("node")
-    pr.add_argument("priority", type=int)
-    fg = command(
-        "forget",
-        "remove a node that is gone from the cluster's state (not the writer, nor a node that still reports)",
-        "coordinatorctl forget node-d --reason 'decommissioned' --yes",
-    )
-    fg.add_argument("node")
-    fg.add_argument("--reason", default="", help="recorded with the event")
-    fg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    nd = command(
-        "node",
-        "node remove NODE: the same as forget NODE",
-        "coordinatorctl node remove node-d --reason 'decommissioned' --yes",
-    )
-    nd.add_argument("node_action", metavar="ACTION", choices=("remove",), help="remove")
-    nd.add_argument("node")
-    nd.add_argument("--reason", default="", help="recorded with the event")
-    nd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    hist = command("history", "past role changes with their phase durations", "coordinatorctl history --limit 10")
-    hist.add_argument("--limit", type=int, default=20)
-    ev = command("events", "every decision, newest last", "coordinatorctl events --follow")
-    ev.add_argument("--limit", type=int, default=50)
-    ev.add_argument("--follow", action="store_true", help="keep printing new events")
-    command("why", "one sentence on why the cluster is as it is", "coordinatorctl why")
-    doc = command(
-        "doctor", "check the prerequisites and pitfalls of the seed guides", "coordinatorctl doctor --milvus-db milvus"
-    )
-    doc.add_argument("--milvus-db", default="milvus", help="Milvus' meta database on the same MySQL (default milvus)")
-    doc.add_argument("--max-clock-skew", type=float, default=1.0, metavar="SECONDS")
-    cfg = command(
-        "config",
-        "show or validate the coordinator config",
-        "coordinatorctl config validate /etc/jfs-milvus/coordinator.yaml",
-    )
-    cfg.add_argument("action", choices=("show", "validate"))
-    cfg.add_argument("file", nargs="?")
-    comp = command(
-        "completion",
-        "print a shell completion script",
-        "coordinatorctl completion bash > /etc/bash_completion.d/coordinatorctl",
-    )
-    comp.add_argument("shell", choices=("bash", "zsh"))
+    for c in COMMANDS:
+        p = sub.add_parser(
+            c.name, aliases=list(c.aliases), parents=[common], help=c.help, description=c.help,
+            epilog=f"example: {c.example}",
+        )  # fmt: skip
+        c.arguments(p)
     return parser
-
-
-HANDLERS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
-    "status": cmd_status,
-    "list": cmd_status,
-    "switchover": cmd_switchover,
-    "failover": cmd_failover,
-    "pause": cmd_pause,
-    "resume": cmd_pause,
-    "maintenance": cmd_maintenance,
-    "priority": cmd_priority,
-    "forget": cmd_forget,
-    "node": cmd_forget,  # its one action, remove, is forget
-    "history": cmd_history,
-    "events": cmd_events,
-    "why": cmd_why,
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,15 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    command = BY_NAME[args.command]
     try:
-        if args.command == "config":
-            return cmd_config(None, args)
-        if args.command == "completion":
-            return cmd_completion(None, args)
-        conn = connect(args)
-        if args.command == "doctor":
-            return cmd_doctor(conn, args)
-        return HANDLERS[args.command](conn, args)
+        return command.handler(connect(args) if command.connects else None, args)
     except CtlError as exc:
         print(f"coordinatorctl {args.command}: {exc}", file=sys.stderr)
         return exc.code

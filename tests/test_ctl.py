@@ -40,6 +40,13 @@ def test_usage_errors_exit_2_with_a_helpful_line() -> None:
         [sys.executable, "-m", "coordinator.ctl", "completion", "bash"], capture_output=True, text=True
     )
     assert run.returncode == 0 and "complete -F _coordinatorctl coordinatorctl" in run.stdout
+    # One registration per command: the completion offers every command and alias, and every option and choice
+    # the parser has (none kept by hand).
+    from coordinator.ctl import COMMANDS
+
+    for command in COMMANDS:
+        assert all(f" {name} " in f" {run.stdout.replace(chr(34), ' ')} " for name in (command.name, *command.aliases))
+    assert "--on-drain-timeout" in run.stdout and " remove " in run.stdout and " abandon " in run.stdout
 
 
 def test_every_command_against_a_running_cluster(local_cluster: Callable[..., LocalCluster]) -> None:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from jfsmilvus.v1 import coordinator_pb2
 
 from coordinator.core import epochs_ahead_sentence
-from coordinator.ctl import render_status, status_data
+from coordinator.views import render_status, status_data
 from coordinator.daemon import Published
 from coordinator.doctor import judge_epochs
 from coordinator.model import ClusterRow, Durable, Report

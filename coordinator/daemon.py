@@ -145,6 +145,8 @@ class Coordinator:
         self._durable_generation = 0  # bumped after every write that may change it
         self.pending_request: Request | None = None  # an operator's request, taken by the next tick
         self.last_completed: Event | None = None
+        # The last request the core refused when it came to decide it (its `refused` event), and when (monotonic).
+        self.last_refused: tuple[Event, float] | None = None
         self.observations: dict[
             str, tuple[object, float]
         ] = {}  # node -> (latest NodeObservation, unix time)  # the last role change that finished, with all its phases
@@ -372,6 +374,8 @@ class Coordinator:
         for event in decision.events:
             if event.kind in ROLE_CHANGES:
                 self.last_completed = event
+            elif event.kind == "refused":
+                self.last_refused = (event, time.monotonic())
         self.published = Published(
             durable=durable,
             assignments=dict(decision.assignments),

@@ -193,6 +193,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             yield from self._follow_progress(request, context)
 
     def _follow_progress(self, request: Request, context: grpc.ServicerContext) -> Iterator[coordinator_pb2.Progress]:
+        asked_at = time.monotonic()
         refusal = self.c.request(request)
         if refusal:
             yield coordinator_pb2.Progress(phase="refused", message=refusal, at_unix=time.time(), done=True, ok=False)
@@ -231,14 +232,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                     message = f"the {request.kind} did not complete: {published.why}"
                 yield coordinator_pb2.Progress(phase="done", message=message, at_unix=time.time(), done=True, ok=ok)
                 return
-            elif (
-                self.c.pending_request is None
-                and self.c.memory is not None
-                and self.c.memory.request is None
-                and "refused" in published.why
-            ):
-                # The request was taken but refused by the decision (the cluster changed meanwhile).
-                yield coordinator_pb2.Progress(phase="refused", message=published.why, at_unix=time.time(), done=True)
+            elif (refused := self.c.last_refused) is not None and refused[1] >= asked_at:
+                # The request was taken but refused by the decision (the cluster changed meanwhile): its event.
+                message = refused[0].reason
+                yield coordinator_pb2.Progress(phase="refused", message=message, at_unix=time.time(), done=True)
                 return
             time.sleep(0.05)
         yield coordinator_pb2.Progress(

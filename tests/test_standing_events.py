@@ -125,3 +125,38 @@ def test_a_real_coordinator_records_one_begin_and_one_end_over_many_ticks(
     (ended,) = [e for e in c.events() if e.kind == "no-candidate-ended"]
     assert ended.node == "node-a" and "node-a is the writer at epoch 1 and healthy" in ended.reason
     assert "event no-candidate: writer node-a is failing" in c.log() and c.log().count("event no-candidate:") == 1
+
+
+def test_a_request_the_decision_refuses_ends_its_progress_with_the_refusal_event() -> None:
+    """The progress stream learns of the refusal from the core's `refused` event, not from a word in a sentence."""
+    import threading
+    from types import SimpleNamespace
+
+    from coordinator.core import Request, Timing
+    from coordinator.server import CoordinatorServicer
+
+    fake = SimpleNamespace(
+        config=SimpleNamespace(timing=Timing()),
+        published=SimpleNamespace(transition=None, durable=None, why="Switchover to b is being decided."),
+        last_refused=None,
+        last_completed=None,
+        pending_request=None,
+        memory=None,
+    )
+
+    def request(asked: Request) -> None:  # taken; the next tick's decision refuses it
+        def decide() -> None:
+            event = Event(kind="refused", reason="switchover refused: b is in maintenance", node="b", epoch=1)
+            fake.last_refused = (event, time.monotonic())
+
+        threading.Timer(0.2, decide).start()
+
+    fake.request = request
+    context = SimpleNamespace(is_active=lambda: True)
+    servicer = CoordinatorServicer(fake)  # type: ignore[arg-type]
+    began = time.monotonic()
+    stream = list(servicer._follow_progress(Request("switchover", "b", "test"), context))  # type: ignore[arg-type]
+    assert [(p.phase, p.message, p.done) for p in stream] == [
+        ("refused", "switchover refused: b is in maintenance", True)
+    ]
+    assert time.monotonic() - began < 5

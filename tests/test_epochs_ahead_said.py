@@ -8,11 +8,11 @@ from types import SimpleNamespace
 from jfsmilvus.v1 import coordinator_pb2
 
 from coordinator.core import epochs_ahead_sentence
-from coordinator.views import render_status, status_data
 from coordinator.daemon import Published
 from coordinator.doctor import judge_epochs
 from coordinator.model import ClusterRow, Durable, Report
 from coordinator.server import why
+from coordinator.views import render_status, status_data
 
 AHEAD = (
     "node-b reports epoch 9, above the committed epoch 5: no candidate, and refusing every assignment below it, "

@@ -1182,26 +1182,36 @@ def _promotion_failed(
 
 
 # -- what each node is told -----------------------------------------------------------------------------
-def _woserver(durable: Durable, reports: Mapping[str, Report]) -> str:
-    writer = durable.cluster.writer
-    report = reports.get(writer) if writer else None
-    record = durable.nodes.get(writer) if writer else None
+def node_endpoint(durable: Durable, reports: Mapping[str, Report], node: str | None) -> tuple[str, int] | None:
+    """Where a node's Milvus answers: the address and port of its latest report, else its MySQL row's address
+    and the default port; None when neither knows it. The one lookup of a node's (and the writer's) address."""
+    if not node:
+        return None
+    report = reports.get(node)
+    record = durable.nodes.get(node)
     address = report.address if report else (record.address if record else "")
-    port = report.milvus_port if report else MILVUS_PORT
-    return f"tcp://{address}:{port}" if address else ""
+    if not address:
+        return None
+    return address, (report.milvus_port if report else MILVUS_PORT)
+
+
+def writer_endpoint(durable: Durable, reports: Mapping[str, Report]) -> tuple[str, int] | None:
+    return node_endpoint(durable, reports, durable.cluster.writer)
+
+
+def _woserver(durable: Durable, reports: Mapping[str, Report]) -> str:
+    found = writer_endpoint(durable, reports)
+    return f"tcp://{found[0]}:{found[1]}" if found else ""
 
 
 def _discovery(
     durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
 ) -> Discovery | None:
     writer = durable.cluster.writer
-    if writer is None:
+    found = writer_endpoint(durable, reports)
+    if writer is None or found is None:
         return None
-    wreport = reports.get(writer)
-    record = durable.nodes.get(writer)
-    address = wreport.address if wreport else (record.address if record else "")
-    if not address:
-        return None
+    address, port = found
     hosts = [
         reports[name].address
         for name, since in sorted(memory.healthy_since.items())
@@ -1211,7 +1221,6 @@ def _discovery(
     ]
     if timing.include_writer_in_hosts or not hosts:
         hosts.insert(0, address)  # an empty list would stop Mishards; the writer can serve reads too
-    port = wreport.milvus_port if wreport else MILVUS_PORT
     return Discovery(writer_address=address, writer_port=port, hosts=tuple(hosts), discovery_port=port)
 
 

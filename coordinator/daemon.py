@@ -40,6 +40,7 @@ from coordinator.core import (
     committed,
     decide,
     forget_refusal,
+    node_endpoint,
     validate_request,
     with_asker,
     without_node,
@@ -485,10 +486,7 @@ class Coordinator:
     def _announce(self, durable: Durable, old: str | None, new: str, epoch: int, reports: dict[str, Report]) -> None:
         if self.publish_writer_change is None:
             return
-        report = reports.get(new)
-        record = durable.nodes.get(new)
-        address = report.address if report else (record.address if record else "")
-        port = report.milvus_port if report else MILVUS_PORT
+        address, port = node_endpoint(durable, reports, new) or ("", MILVUS_PORT)
         message: dict[str, object] = {
             "event": "switch-writer",
             "cluster": self.config.cluster,

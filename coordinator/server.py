@@ -31,7 +31,7 @@ from jfsmilvus.common.wirecheck import operator_problem, report_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator.config import CoordinatorConfig
-from coordinator.core import Request, epochs_ahead_sentence
+from coordinator.core import Request, epochs_ahead_sentence, node_endpoint
 from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
 from coordinator.model import ROLE_CHANGES, Assignment, Event, Report, WriterStop
@@ -430,7 +430,7 @@ def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.Clust
             waiting_for=observation.waiting_for if observation is not None else "",
             waiting_since_unix=observation.waiting_since_unix if observation is not None else 0.0,
             name=name,
-            address=(report.address if report else (record.address if record else "")),
+            address=(node_endpoint(durable, reports, name) or ("", 0))[0],
             role_assigned=ROLE_TO_PB[assignment.role] if assignment else node_pb2.ROLE_UNSPECIFIED,
             role_running=ROLE_TO_PB[report.role_running] if report else node_pb2.ROLE_UNSPECIFIED,
             epoch=report.highest_epoch if report else 0,

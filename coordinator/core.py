@@ -1195,6 +1195,13 @@ def node_endpoint(durable: Durable, reports: Mapping[str, Report], node: str | N
     return address, (report.milvus_port if report else MILVUS_PORT)
 
 
+def lease_to_grant_ms(lease_s: float, leadership_left_s: float, timing: Timing) -> int:
+    """The one lease rule of the coordinator: never longer than what is left of its own leadership, and none at
+    all below `min_lease_s` (a lease that short would only make the writer fence itself)."""
+    granted = min(lease_s, leadership_left_s)
+    return int(granted * 1000) if granted >= timing.min_lease_s else 0
+
+
 def writer_endpoint(durable: Durable, reports: Mapping[str, Report]) -> tuple[str, int] | None:
     return node_endpoint(durable, reports, durable.cluster.writer)
 
@@ -1253,8 +1260,7 @@ def _assignments(
     wreport = reports.get(writer) if writer else None
     writer_address = wreport.address if wreport else ""
     writer_http = wreport.milvus_http_port if wreport else 0
-    lease_s = min(timing.lease_s, leadership_left_s)
-    lease_ms = int(lease_s * 1000) if lease_s >= timing.min_lease_s else 0
+    lease_ms = lease_to_grant_ms(timing.lease_s, leadership_left_s, timing)
     row_lease_ms = int(timing.row_lease_s * 1000)  # at most lease_s (config); the agent caps it at its lease
     epoch = cluster.epoch
     reader_reason = f"a reader at epoch {epoch}"

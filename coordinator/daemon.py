@@ -40,6 +40,7 @@ from coordinator.core import (
     committed,
     decide,
     forget_refusal,
+    lease_to_grant_ms,
     node_endpoint,
     validate_request,
     with_asker,
@@ -521,9 +522,11 @@ class Coordinator:
         if assignment is None:
             return True, None
         if assignment.lease_ms > 0:
+            # Measured from now: the same rule as the decision's (core.lease_to_grant_ms), or none while a change
+            # of writer is being committed.
             left = leadership.left_s(time.monotonic())
-            lease_ms = int(min(assignment.lease_ms / 1000, left) * 1000)
-            if published.leases_withheld or lease_ms < self.config.timing.min_lease_s * 1000:
+            lease_ms = lease_to_grant_ms(assignment.lease_ms / 1000, left, self.config.timing)
+            if published.leases_withheld:
                 lease_ms = 0
             if lease_ms != assignment.lease_ms:
                 assignment = replace(assignment, lease_ms=lease_ms)

@@ -50,7 +50,7 @@ from agent.milvus.container import (
     MilvusDocker,
     check_milvus_health,
 )
-from agent.milvus.converge import Action, Seen, Step, Want, next_step, wanted_role
+from agent.milvus.converge import LEASE_LAPSED, Action, Seen, Step, Want, next_step, wanted_role
 from agent.milvus.gpuchoice import GpuChoice, choose_gpus
 from agent.milvus.leasewatch import (
     LEASE_FILE_NAME,
@@ -806,7 +806,7 @@ class Agent:
         if self.coordinated and step.action is Action.KILL:
             name = next((c.name for c in containers if c.id == step.container_id), "")
             step = replace(step, reason=f"{self._lapse()}; killed the rw container {name}")
-        elif self.coordinated and step.action is Action.REMOVE and "lease lapsed" in step.reason:
+        elif self.coordinated and step.cause == LEASE_LAPSED:
             step = replace(step, reason=f"{self._lapse()}; {step.reason}")
         rw_running = any(c.running and c.role == "rw" for c in containers)
         target = next((c for c in containers if c.id == step.container_id), None) if step.container_id else None

@@ -286,3 +286,15 @@ def test_a_writer_whose_mysql_does_not_answer_is_stopped_and_waits_to_replay_its
     assert next_step(RW, seen(mount_mode="rw")).action is Action.START  # MySQL back: it starts on its WAL
     # A reader does not flush: it keeps running.
     assert next_step(RO, seen(container("ro", epoch=3), meta_db_error="x")).action is Action.NOTHING
+
+
+def test_a_writer_its_lease_wrapper_killed_is_removed_with_that_cause() -> None:
+    from agent.milvus.converge import LEASE_LAPSED
+    from agent.milvus.leasewatch import LEASE_EXPIRED_EXIT
+
+    fenced = container("rw", status="exited", epoch=4, exit_code=LEASE_EXPIRED_EXIT)
+    step = next_step(RW, seen(fenced, mount_mode="rw"))
+    assert step.action is Action.REMOVE and step.cause == LEASE_LAPSED and not step.counts_as_crash
+    crashed = container("rw", status="exited", epoch=4, exit_code=1)
+    step = next_step(RW, seen(crashed, mount_mode="rw"))
+    assert step.action is Action.REMOVE and step.cause == "" and step.counts_as_crash

@@ -75,6 +75,7 @@ from dataclasses import dataclass
 from agent.milvus.container import ContainerState
 from agent.milvus.leasewatch import LEASE_EXPIRED_EXIT
 
+LEASE_LAPSED = "lease-lapsed"  # Step.cause of removing a writer its lease wrapper killed
 STARTING_RECHECK_S = 0.2  # how often a container that just started is checked until it first answers
 STARTING_WINDOW_S = 30.0  # for this long after its start; then at the loop interval again
 
@@ -100,6 +101,7 @@ class Step:
     counts_as_crash: bool = False
     drain: bool = False  # a graceful stop for a planned change of writer, bounded by the drain timeout
     recheck_s: float | None = None  # look again this soon rather than a whole loop interval later
+    cause: str = ""  # what the step answers, for the loop to tell the operator why: "lease-lapsed"; "" otherwise
 
     @property
     def acted(self) -> bool:
@@ -247,6 +249,7 @@ def next_step(want: Want, seen: Seen) -> Step:
                 f"removing container {current.name}: its lease wrapper killed it when the lease lapsed "
                 f"(exit code {LEASE_EXPIRED_EXIT})",
                 current.id,
+                cause=LEASE_LAPSED,
             )
         crashed = current.status in ("exited", "dead") and current.exit_code not in (0, None)
         detail = f"exit code {current.exit_code}" if current.exit_code is not None else current.status

@@ -45,6 +45,12 @@ def events(cluster: LocalCluster, kind: str) -> list[coordinator_pb2.Event]:
     return [e for e in found if e.kind == kind]
 
 
+def complete_event(cluster: LocalCluster, kind: str) -> coordinator_pb2.Event | None:
+    """The event of a role change once it is complete (its `healthy` phase recorded), else None."""
+    found = events(cluster, kind)
+    return found[0] if found and "healthy" in {p.name for p in found[0].phases} else None
+
+
 def test_a_switchover_drains_the_old_writer_and_loses_no_acknowledged_write(
     local_cluster: Callable[..., LocalCluster],
 ) -> None:
@@ -87,7 +93,12 @@ def test_maintenance_of_the_writer_drains_it_first(local_cluster: Callable[..., 
     )
     new = cluster.wait_for_writer(90, other_than=old.name)
     took = time.monotonic() - began
-    wait_until(lambda: events(cluster, "switchover"), 30, "the switchover event")
+    # The event is recorded while the change is in progress and completed at its end: wait for the end.
+    wait_until(
+        lambda: complete_event(cluster, "switchover"),
+        30,
+        lambda: f"the switchover event, complete: {events(cluster, 'switchover')}",
+    )
     (switch,) = events(cluster, "switchover")
     phases = {p.name: p.at_unix for p in switch.phases}
     assert "drain" in phases and f"{old.name} drained in" in switch.reason

@@ -6,7 +6,6 @@ come from `*_file` (mode 0600/0400) or `*_env`, never from the YAML.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from jfsmilvus.common.configschema import (
     secret_ref,
 )
 from jfsmilvus.common.secrets import SecretRef
-from jfsmilvus.common.tls import TlsSettings, read_tls
+from jfsmilvus.common.tls import TlsSettings, listen_host, read_tls
 
 from coordinator.core import Timing
 
@@ -78,18 +77,6 @@ class CoordinatorConfig:
         address the API listens on."""
         host, _, port = self.listen_address.rpartition(":")
         return f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
-
-
-def listen_host(host: str, tls: TlsSettings) -> str:
-    """Without TLS, only a loopback address, unless the operator allows insecure remote access."""
-    if tls.enabled or tls.allow_insecure_remote:
-        return host
-    try:
-        if host not in ("0.0.0.0", "") and ipaddress.ip_address(host).is_loopback:
-            return host
-    except ValueError:
-        pass
-    return "127.0.0.1"
 
 
 def load_coordinator_config(path: str) -> CoordinatorConfig:

@@ -103,6 +103,7 @@ def test_on_a_cluster_only_the_writer_answers_writer_and_never_two_at_once(
                                  "!", "--cgroup", str(writer.classid), "-j", "DROP")  # fmt: skip
         new = cluster.wait_for_writer(60, other_than=writer.name)
         wait_until(lambda: check(new, "/writer")[0] == 200, 30, f"{new.name} to answer /writer")
+        wait_until(lambda: any(names == [new.name] for _, names in samples), 30, "a sample with the new writer")
     finally:
         stop.set()
         sampler.join(timeout=10)

@@ -30,23 +30,13 @@ from dataclasses import dataclass, field, replace
 from jfsmilvus.common.logsetup import LogContext
 from jfsmilvus.common.milvus1 import MILVUS_PORT
 
+from coordinator.assignments import lease_to_grant_ms
 from coordinator.config import CoordinatorConfig
-from coordinator.core import (
-    Decision,
-    Memory,
-    Request,
-    Transition,
-    abandoned,
-    committed,
-    decide,
-    forget_refusal,
-    lease_to_grant_ms,
-    node_endpoint,
-    validate_request,
-    with_asker,
-    without_node,
-)
+from coordinator.core import Decision, Memory, Request, abandoned, committed, decide
+from coordinator.endpoints import node_endpoint
 from coordinator.model import ROLE_CHANGES, Assignment, Discovery, Durable, Event, Report
+from coordinator.phases import Transition, progress_event
+from coordinator.requests import forget_refusal, validate_request, with_asker, without_node
 from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator")
@@ -462,18 +452,16 @@ class Coordinator:
                 if event.phases:
                     self._count_phases(event)
                 log.info("event %s: %s", event.kind, event.reason)
-            t = decision.memory.transition
-            if t is not None and t.committed_at is not None:
-                phases = tuple((name, time.time() - (time.monotonic() - at)) for name, at in t.phases)
-                event = Event(
-                    kind=t.kind, reason=t.reason, node=t.new, epoch=t.epoch, phases=phases, at_unix=time.time()
-                )
-                if t.epoch not in self._transition_events:
-                    self._transition_events[t.epoch] = self.store.add_event(self.leadership, event)
-                    self._phases_recorded[t.epoch] = len(phases)
-                elif self._phases_recorded.get(t.epoch) != len(phases):
-                    self.store.update_event(self.leadership, self._transition_events[t.epoch], phases, t.reason)
-                    self._phases_recorded[t.epoch] = len(phases)
+            # The change in progress, recorded once committed and updated as its phases go by.
+            progress = progress_event(decision.memory.transition, time.monotonic(), time.time())
+            if progress is not None:
+                recorded = self._transition_events.get(progress.epoch)
+                if recorded is None:
+                    self._transition_events[progress.epoch] = self.store.add_event(self.leadership, progress)
+                    self._phases_recorded[progress.epoch] = len(progress.phases)
+                elif self._phases_recorded.get(progress.epoch) != len(progress.phases):
+                    self.store.update_event(self.leadership, recorded, progress.phases, progress.reason)
+                    self._phases_recorded[progress.epoch] = len(progress.phases)
         except NotLeader:
             self._step_down()
         except StoreError as exc:
@@ -513,7 +501,7 @@ class Coordinator:
             return False, None
         with self._state_lock:
             # Only a newer report replaces one: the fence counts the last lease granted from the latest report
-            # (core._lease_ends_by), and a report delayed in gRPC must not hide a later one already answered.
+            # (fence.lease_ends_by), and a report delayed in gRPC must not hide a later one already answered.
             before = self.reports.get(report.node)
             if before is None or report.received_at >= before.received_at:
                 self.reports[report.node] = report
@@ -522,7 +510,7 @@ class Coordinator:
         if assignment is None:
             return True, None
         if assignment.lease_ms > 0:
-            # Measured from now: the same rule as the decision's (core.lease_to_grant_ms), or none while a change
+            # Measured from now: the same rule as the decision's (assignments.lease_to_grant_ms), or none while a change
             # of writer is being committed.
             left = leadership.left_s(time.monotonic())
             lease_ms = lease_to_grant_ms(assignment.lease_ms / 1000, left, self.config.timing)

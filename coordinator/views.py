@@ -7,7 +7,7 @@ from typing import Any
 
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
-from coordinator.core import epochs_ahead_sentence
+from coordinator.faults import epochs_ahead_sentence
 from coordinator.output import table, when
 
 ROLE = {node_pb2.ROLE_RW: "rw", node_pb2.ROLE_RO: "ro", node_pb2.ROLE_STOPPED: "none", node_pb2.ROLE_UNSPECIFIED: "-"}

@@ -167,7 +167,7 @@ def reported(node: Agent) -> Report:
 
 def acknowledges(report: Report, epoch: int) -> bool:
     """The coordinator's fence takes this report as the old writer's acknowledgement of `epoch`
-    (coordinator.core._fence_state)."""
+    (coordinator.fence.fence_state)."""
     return report.highest_epoch >= epoch and report.container_role != "rw"
 
 

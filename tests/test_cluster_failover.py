@@ -117,7 +117,7 @@ def test_a_gpu_failure_the_writers_milvus_does_not_use_keeps_the_writer(
 ) -> None:
     """The stand-in runs as a CPU image (no GPU here can be given to a container): a failed GPU is shown, and the
     writer keeps writing. A GPU image holding the failed GPU is restarted in place on the GPUs left, or failed
-    over when none is left: `test_core_rules` (coordinator.core.writer_faults and the report's GPU use)."""
+    over when none is left: `test_core_rules` (coordinator.faults.writer_faults and the report's GPU use)."""
     # A short in-place bound: a writer held for the GPU would be failed over well within the wait below.
     cluster, client = running_cluster(local_cluster, nvml_lib=fake_nvml_lib_dir, recover_in_place_s=3)
     old = cluster.wait_for_writer()

@@ -7,8 +7,9 @@ without loss; anything else ends as the operator chose (abandon, the default, or
 
 from __future__ import annotations
 
-from coordinator.core import ChangeWriter, Decision, Memory, Request, Timing, committed, decide
+from coordinator.core import Decision, Memory, Request, Timing, committed, decide
 from coordinator.model import NodeRecord, WriterStop
+from coordinator.phases import ChangeWriter
 from tests.test_core_rules import durable, healthy_cluster, rep, settled
 
 T = Timing(drain_timeout_s=30.0)

@@ -3,8 +3,10 @@ candidate, and the leader commits an epoch above the highest reported before it 
 
 from __future__ import annotations
 
-from coordinator.core import Memory, Request, Timing, choose_candidate, committed, decide, validate_request
+from coordinator.candidates import choose_candidate
+from coordinator.core import Memory, Request, Timing, committed, decide
 from coordinator.model import Durable, Report
+from coordinator.requests import validate_request
 from tests.test_core_rules import durable, rep
 
 TIMING = Timing(startup_wait_s=0.0)

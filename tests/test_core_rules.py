@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from coordinator.core import ChangeWriter, Memory, Request, Timing, committed, decide, validate_request
+from coordinator.core import Memory, Request, Timing, committed, decide
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report, WriterStop
+from coordinator.phases import ChangeWriter
+from coordinator.requests import validate_request
 
 T = Timing()
 
@@ -356,12 +358,12 @@ def test_only_nodes_hosting_mishards_are_told_the_discovery() -> None:
 def test_an_unchanged_assignment_is_reused_and_every_field_counts_in_the_comparison() -> None:
     from dataclasses import fields
 
-    from coordinator.core import _told
+    from coordinator.assignments import told_of
     from coordinator.model import Assignment
 
     compared = set(Assignment.__dataclass_fields__) - {"node", "discovery"}
     sample = Assignment("a", "ro", 1, 0, "b", "10.0.0.2", 19121, None, "r")
-    assert len(_told(sample)) == len(compared) == len(fields(Assignment)) - 2
+    assert len(told_of(sample)) == len(compared) == len(fields(Assignment)) - 2
     d = decide(durable(), settled(), healthy_cluster(100.0), 100.0, T, 5)
     again = decide(durable(), d.memory, healthy_cluster(100.5), 100.5, T, 5, 0.0, d.assignments)
     assert all(again.assignments[n] is d.assignments[n] for n in "bc")  # readers: nothing changed
@@ -420,7 +422,8 @@ def test_an_old_writer_that_does_not_acknowledge_is_fenced_a_whole_lease_from_it
 
 
 def test_a_failed_gpu_is_the_writers_fault_only_while_its_milvus_holds_it() -> None:
-    from coordinator.core import Timing, writer_faults
+    from coordinator.core import Timing
+    from coordinator.faults import writer_faults
 
     timing = Timing(recover_in_place_s=30.0, fault_grace_s=2.0)
     failed = dict(gpu_health="failed", gpu_reasons=("GPU 0: fatal XID 79",))

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 from jfsmilvus.v1 import coordinator_pb2
 
-from coordinator.core import epochs_ahead_sentence
 from coordinator.daemon import Published
 from coordinator.doctor import judge_epochs
+from coordinator.faults import epochs_ahead_sentence
 from coordinator.model import ClusterRow, Durable, Report
 from coordinator.server import why
 from coordinator.views import render_status, status_data

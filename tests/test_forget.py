@@ -17,9 +17,11 @@ from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 from coordinator import ctl
 from coordinator.certs import make_certs
 from coordinator.config import CoordinatorConfig
-from coordinator.core import Memory, Request, Timing, Transition, forget_refusal, forget_silence_s, without_node
+from coordinator.core import Memory, Request, Timing
 from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report
+from coordinator.phases import Transition
+from coordinator.requests import forget_refusal, forget_silence_s, without_node
 from coordinator.server import cluster_status
 from coordinator.store import ClusterStore, StoreError
 from tests.plugin_agent import wait_until

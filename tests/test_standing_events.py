@@ -12,8 +12,9 @@ from dataclasses import replace
 import pytest
 from jfsmilvus.v1 import node_pb2
 
-from coordinator.core import STANDING_KINDS, Memory, decide, record_standing
+from coordinator.core import Memory, decide
 from coordinator.model import Event, NodeRecord
+from coordinator.standing import STANDING_KINDS, record_standing
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess, report
 from tests.test_core_rules import T, durable, rep, settled

@@ -12,7 +12,7 @@ from coordinator.model import Assignment, Discovery, Durable, Report
 from coordinator.phases import ChangeWriter, Phase
 
 if TYPE_CHECKING:
-    from coordinator.core import Memory, Timing
+    from coordinator.core import Memory, Tick, Timing
 
 
 def lease_to_grant_ms(lease_s: float, leadership_left_s: float, timing: Timing) -> int:
@@ -22,10 +22,9 @@ def lease_to_grant_ms(lease_s: float, leadership_left_s: float, timing: Timing) 
     return int(granted * 1000) if granted >= timing.min_lease_s else 0
 
 
-def discovery(
-    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
-) -> Discovery | None:
+def discovery(tick: Tick, memory: Memory) -> Discovery | None:
     """The Mishards discovery config: the writer, and the readers healthy for settle_s (not in maintenance)."""
+    durable, reports, now, timing = tick.durable, tick.reports, tick.now, tick.timing
     writer = durable.cluster.writer
     found = writer_endpoint(durable, reports)
     if writer is None or found is None:
@@ -46,15 +45,14 @@ def discovery(
 def with_discovery(
     assignments: dict[str, Assignment],
     found: Discovery | None,
-    durable: Durable,
-    reports: Mapping[str, Report],
+    tick: Tick,
     previous: Mapping[str, Assignment] | None = None,
 ) -> dict[str, Assignment]:
     """Nodes that host Mishards are also told where Mishards must send requests."""
     if found is None:
         return assignments
-    hosts = {n for n, r in reports.items() if r.hosts_mishards} | {
-        n for n, r in durable.nodes.items() if r.hosts_mishards
+    hosts = {n for n, r in tick.reports.items() if r.hosts_mishards} | {
+        n for n, r in tick.durable.nodes.items() if r.hosts_mishards
     }
     for name in hosts:
         a = assignments.get(name)
@@ -85,17 +83,15 @@ Told = tuple[str, int, int, str | None, str, int, str, int, int, int]
 
 
 def assignments(
-    durable: Durable,
+    tick: Tick,
     memory: Memory,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
     leadership_left_s: float,
     change: ChangeWriter | None,
     previous: Mapping[str, Assignment] | None = None,
 ) -> dict[str, Assignment]:
     """Every node's assignment. This runs for every node on every tick: an Assignment (a frozen dataclass, ~3 us
     to build) is built only when a node's differs from the one it had; otherwise the node keeps that object."""
+    durable, reports, timing = tick.durable, tick.reports, tick.timing
     writer = durable.cluster.writer
     wreport = reports.get(writer) if writer else None
     follow = (writer, wreport.address if wreport else "", wreport.milvus_http_port if wreport else 0)

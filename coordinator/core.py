@@ -104,6 +104,18 @@ class Decision:
     why: str
 
 
+@dataclass(frozen=True)
+class Tick:
+    """What one decision reads besides the leader's memory: the durable state, the latest reports, the clocks
+    (`now` monotonic, `now_unix` for the events) and the timing."""
+
+    durable: Durable
+    reports: Mapping[str, Report]
+    now: float
+    timing: Timing
+    now_unix: float = 0.0
+
+
 # -- the decision ---------------------------------------------------------------------------------------
 def decide(
     durable: Durable,
@@ -117,45 +129,37 @@ def decide(
 ) -> Decision:
     """`previous`, the assignments of the last decision, only saves work: an assignment equal to the one a
     node had is that same object (in a steady cluster every one is), and the decision does not depend on it."""
+    tick = Tick(durable, reports, now, timing, now_unix)
     events: list[Event] = []
-    memory = _track_reader_health(durable, memory, reports, now, timing)
+    memory = _track_reader_health(tick, memory)
     change: ChangeWriter | None = None
-    cluster = durable.cluster
     why = ""
 
     if not memory.settled:
         if now - memory.leader_since < timing.startup_wait_s:
             left = timing.startup_wait_s - (now - memory.leader_since)
             why = f"New leader: listening to reports for {left:.1f}s more before deciding anything."
-            told = assignments(durable, memory, reports, now, timing, leadership_left_s, None, previous)
-            return Decision(memory, None, told, discovery(durable, memory, reports, now, timing), (), why)
+            told = assignments(tick, memory, leadership_left_s, None, previous)
+            return Decision(memory, None, told, discovery(tick, memory), (), why)
         memory = settle(durable, memory, reports, now)
 
-    healed = heal_epoch(durable, memory, reports, now, timing)
+    healed = heal_epoch(tick, memory)
     if healed is not None:
         memory, change, why = healed
     elif memory.transition is not None:
-        memory, change, why, events = advance(durable, memory, reports, now, timing, now_unix)
-    elif cluster.writer is None:
-        memory, change, why, events = first_writer(durable, memory, reports, now, timing, now_unix)
+        memory, change, why, events = advance(tick, memory)
+    elif durable.cluster.writer is None:
+        memory, change, why, events = first_writer(tick, memory)
     else:
-        memory, change, why, events = watch_writer(durable, memory, reports, now, timing, now_unix)
+        memory, change, why, events = watch_writer(tick, memory)
 
-    memory, events = record_standing(memory, events, why, cluster.epoch, now, now_unix)
-    found = discovery(durable, memory, reports, now, timing)
-    told = with_discovery(
-        assignments(durable, memory, reports, now, timing, leadership_left_s, change, previous),
-        found,
-        durable,
-        reports,
-        previous,
-    )
+    memory, events = record_standing(memory, events, why, durable.cluster.epoch, now, now_unix)
+    found = discovery(tick, memory)
+    told = with_discovery(assignments(tick, memory, leadership_left_s, change, previous), found, tick, previous)
     return Decision(memory, change, told, found, tuple(events), why)
 
 
-def heal_epoch(
-    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
-) -> tuple[Memory, ChangeWriter, str] | None:
+def heal_epoch(tick: Tick, memory: Memory) -> tuple[Memory, ChangeWriter, str] | None:
     """Nodes that report an epoch above the committed one (a forged assignment, MySQL restored from an older
     backup) refuse everything at a lower epoch: before assigning anything, commit one above the highest any
     node reports. The writer stays, after a full lease: who else was told rw at those epochs is unknown, so
@@ -163,7 +167,8 @@ def heal_epoch(
     t = memory.transition
     if t is not None and t.committed_at is None:
         return None  # a change of writer is being committed this tick
-    ahead = {n: r.highest_epoch for n, r in reports.items() if r.highest_epoch > durable.cluster.epoch}
+    durable, now = tick.durable, tick.now
+    ahead = {n: r.highest_epoch for n, r in tick.reports.items() if r.highest_epoch > durable.cluster.epoch}
     if not ahead:
         return None
     highest = max(ahead.values())
@@ -230,17 +235,16 @@ def settle(durable: Durable, memory: Memory, reports: Mapping[str, Report], now:
     return replace(memory, transition=transition)
 
 
-def _track_reader_health(
-    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing
-) -> Memory:
+def _track_reader_health(tick: Tick, memory: Memory) -> Memory:
+    """Since when each reader runs ro healthy (a recovered reader rejoins Mishards after settle_s)."""
     healthy: dict[str, float] = {}
     since = memory.healthy_since
-    for name, report in reports.items():
+    for name, report in tick.reports.items():
         if (
-            fresh(report, now, timing)
+            fresh(report, tick.now, tick.timing)
             and report.role_running == "ro"
             and report.mount_state in ("healthy", "degraded")
             and report.gpu_health != "failed"
         ):
-            healthy[name] = since.get(name, now)
+            healthy[name] = since.get(name, tick.now)
     return replace(memory, healthy_since=healthy)

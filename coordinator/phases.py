@@ -26,7 +26,7 @@ The phase names are what MySQL's events and `coordinatorctl history` show: they 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -35,10 +35,10 @@ from coordinator.candidates import blocked_sentence, choose_candidate
 from coordinator.endpoints import woserver
 from coordinator.faults import fresh, reader_problems
 from coordinator.fence import fence_state
-from coordinator.model import Durable, Event, Report
+from coordinator.model import Event, Report
 
 if TYPE_CHECKING:
-    from coordinator.core import Memory, Timing
+    from coordinator.core import Memory, Tick
 
 
 class Phase(StrEnum):
@@ -104,17 +104,17 @@ if TYPE_CHECKING:
 
 # -- beginning a change ---------------------------------------------------------------------------------
 def begin(
-    durable: Durable,
+    tick: Tick,
     memory: Memory,
     kind: str,
     old: str | None,
     new: str,
     reason: str,
-    now: float,
     automatic: bool = True,
     forced: bool = False,
 ) -> Outcome:
     """A change of writer, decided now: epoch+1 is committed first."""
+    durable, now = tick.durable, tick.now
     phases = ((Phase.DETECT, now), (Phase.DECIDE, now)) if kind == "failover" else ((Phase.DECIDE, now),)
     t = Transition(
         kind=kind,
@@ -136,23 +136,15 @@ def begin(
 
 
 def begin_switchover(
-    durable: Durable,
-    memory: Memory,
-    reports: Mapping[str, Report],
-    old: str,
-    new: str,
-    reason: str,
-    now: float,
-    now_unix: float,
-    timing: Timing,
-    on_drain_timeout: str | None,
+    tick: Tick, memory: Memory, old: str, new: str, reason: str, on_drain_timeout: str | None
 ) -> Outcome:
     """A planned change of writer: drain the old writer first when it runs a rw container (nothing else holds
     what it acknowledged but has not flushed), else change at once."""
-    report = reports.get(old)
+    durable, now, timing = tick.durable, tick.now, tick.timing
+    report = tick.reports.get(old)
     if report is None or report.container_role != "rw":
         reason += f" ({old} runs no rw Milvus to drain)"
-        return begin(durable, memory, "switchover", old, new, reason, now, automatic=False)
+        return begin(tick, memory, "switchover", old, new, reason, automatic=False)
     t = Transition(
         kind="switchover",
         old=old,
@@ -162,7 +154,7 @@ def begin_switchover(
         started_at=now,
         phases=((Phase.DRAIN, now),),
         automatic=False,
-        drain_id=max(1, int(now_unix * 1000)),
+        drain_id=max(1, int(tick.now_unix * 1000)),
         on_drain_timeout=on_drain_timeout or timing.drain_timeout_action,
     )
     return (
@@ -175,32 +167,22 @@ def begin_switchover(
 
 
 # -- one function per phase -----------------------------------------------------------------------------
-def advance(
-    durable: Durable, memory: Memory, reports: Mapping[str, Report], now: float, timing: Timing, now_unix: float
-) -> Outcome:
+def advance(tick: Tick, memory: Memory) -> Outcome:
     """The change in progress, one tick on: its current phase's function decides."""
     t = memory.transition
     assert t is not None
-    return STEPS[t.phase()](durable, memory, t, reports, now, timing, now_unix)
+    return STEPS[t.phase()](tick, memory, t)
 
 
-def _drain(
-    durable: Durable,
-    memory: Memory,
-    t: Transition,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-) -> Outcome:
+def _drain(tick: Tick, memory: Memory, t: Transition) -> Outcome:
     """The old writer (still the durable writer, still holding its lease) stops its rw container gracefully and
     reports how the stop ended. Exit code 0 after SIGINT means Milvus flushed."""
     assert t.old is not None
-    old = reports.get(t.old)
-    waited = now - t.started_at
-    limit = timing.drain_timeout_s
-    if not fresh(old, now, timing):
-        return _drain_failed(durable, memory, f"{t.old} stopped reporting while it drained", now, now_unix)
+    old = tick.reports.get(t.old)
+    waited = tick.now - t.started_at
+    limit = tick.timing.drain_timeout_s
+    if not fresh(old, tick.now, tick.timing):
+        return _drain_failed(tick, memory, f"{t.old} stopped reporting while it drained")
     assert old is not None
     stop = old.last_writer_stop
     if (
@@ -211,11 +193,11 @@ def _drain(
     ):
         if stop.exit_code == 0:
             note = f"{t.old} drained in {stop.seconds:.1f}s (Milvus flushed and exited 0)"
-            return _after_drain(durable, memory, reports, now, timing, now_unix, note)
+            return _after_drain(tick, memory, note)
         failure = f"{t.old}'s Milvus did not stop gracefully (exit code {stop.exit_code} after {stop.seconds:.1f}s" + (
             ", killed at drain_timeout_s)" if stop.seconds >= limit - 1 else ")"
         )
-    elif waited > limit + timing.detect_after_s + timing.report_interval_s:
+    elif waited > limit + tick.timing.detect_after_s + tick.timing.report_interval_s:
         failure = f"{t.old} did not finish draining within drain_timeout_s ({limit:.0f}s)"
     else:
         doing = (
@@ -230,44 +212,35 @@ def _drain(
             [],
         )
     if t.on_drain_timeout == "force":
-        return _after_drain(durable, memory, reports, now, timing, now_unix, f"drain forced: {failure}")
-    return _drain_failed(durable, memory, failure, now, now_unix)
+        return _after_drain(tick, memory, f"drain forced: {failure}")
+    return _drain_failed(tick, memory, failure)
 
 
-def _drain_failed(durable: Durable, memory: Memory, failure: str, now: float, now_unix: float) -> Outcome:
+def _drain_failed(tick: Tick, memory: Memory, failure: str) -> Outcome:
     """The switchover is abandoned: the old writer stays and restarts on its own WAL."""
     t = memory.transition
     assert t is not None
-    memory = replace(memory, transition=None, drain_abandoned_at=now)
+    epoch = tick.durable.cluster.epoch
+    memory = replace(memory, transition=None, drain_abandoned_at=tick.now)
     sentence = (
         f"switchover from {t.old} to {t.new} abandoned: {failure}; {t.old} stays the writer at epoch "
-        f"{durable.cluster.epoch} and restarts on its own WAL (nothing it acknowledged is lost)"
+        f"{epoch} and restarts on its own WAL (nothing it acknowledged is lost)"
     )
-    event = Event(
-        kind="switchover-abandoned", reason=sentence, node=t.old, epoch=durable.cluster.epoch, at_unix=now_unix
-    )
+    event = Event(kind="switchover-abandoned", reason=sentence, node=t.old, epoch=epoch, at_unix=tick.now_unix)
     return memory, None, sentence[0].upper() + sentence[1:] + ".", [event]
 
 
-def _after_drain(
-    durable: Durable,
-    memory: Memory,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-    note: str,
-) -> Outcome:
+def _after_drain(tick: Tick, memory: Memory, note: str) -> Outcome:
     """The old writer runs no Milvus: commit the change, to the chosen node or, if it can no longer be the
     writer, the best other one; with none, the switchover is abandoned and the old writer restarts."""
     t = memory.transition
     assert t is not None and t.old is not None
+    durable, reports, now, timing = tick.durable, tick.reports, tick.now, tick.timing
     new = t.new
     if reader_problems(new, reports.get(new), durable.nodes.get(new), memory, now, timing, durable.cluster.epoch):
         best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=t.old)
         if best is None:
-            failure = f"{note}, but no node can take over now: {blocked_sentence(blocked)}"
-            return _drain_failed(durable, memory, failure, now, now_unix)
+            return _drain_failed(tick, memory, f"{note}, but no node can take over now: {blocked_sentence(blocked)}")
         note += f"; {new} can no longer take over, so {best} does"
         new = best
     t = replace(t, new=new, drain_note=note).with_phase(Phase.DECIDE, now)
@@ -279,55 +252,28 @@ def _after_drain(
     )
 
 
-def _decide(
-    durable: Durable,
-    memory: Memory,
-    t: Transition,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-) -> Outcome:
+def _decide(tick: Tick, memory: Memory, t: Transition) -> Outcome:
     """Decided, not yet committed: the loop commits the new epoch (core.committed then begins the fence)."""
     change = ChangeWriter(t.new, t.heals_from, t.epoch) if t.heals_from else ChangeWriter(t.new, t.epoch - 1)
     return memory, change, f"{t.kind.capitalize()} to {t.new}: committing epoch {t.epoch}.", []
 
 
-def _fence(
-    durable: Durable,
-    memory: Memory,
-    t: Transition,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-) -> Outcome:
+def _fence(tick: Tick, memory: Memory, t: Transition) -> Outcome:
     """Committed: the new writer is told rw once every other writer is fenced (coordinator.fence)."""
-    fenced, how = fence_state(t, reports, now, timing)
+    fenced, how = fence_state(t, tick.reports, tick.now, tick.timing)
     if not fenced:
         return memory, None, f"{t.kind.capitalize()} to {t.new} at epoch {t.epoch}: fencing, {how}.", []
-    t = t.with_phase(Phase.PROMOTE, now)
-    return (
-        replace(memory, transition=t),
-        None,
-        f"{t.kind.capitalize()} to {t.new} at epoch {t.epoch}: {how}; promoting.",
-        [],
-    )
+    t = t.with_phase(Phase.PROMOTE, tick.now)
+    why = f"{t.kind.capitalize()} to {t.new} at epoch {t.epoch}: {how}; promoting."
+    return replace(memory, transition=t), None, why, []
 
 
-def _promote(
-    durable: Durable,
-    memory: Memory,
-    t: Transition,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-) -> Outcome:
+def _promote(tick: Tick, memory: Memory, t: Transition) -> Outcome:
     """Told rw: the new writer must report rw at the new epoch within promote_timeout_s."""
     promoted_at = t.promoted_at
     assert promoted_at is not None
-    report = reports.get(t.new)
+    now, timing = tick.now, tick.timing
+    report = tick.reports.get(t.new)
     if (
         report is not None
         and report.role_running == "rw"
@@ -335,45 +281,33 @@ def _promote(
         and report.received_at >= promoted_at
     ):
         t = t.with_phase(Phase.HEALTHY, now)
-        return _healthy(durable, replace(memory, transition=t), t, reports, now, timing, now_unix)
+        return _healthy(tick, replace(memory, transition=t), t)
     if now - promoted_at > timing.promote_timeout_s:
-        return _promotion_failed(durable, memory, t, reports, now, timing, now_unix)
+        return _promotion_failed(tick, memory, t)
     if (silent_s := now - _last_heard(report, t)) > timing.detect_after_s:
         # A node that stops reporting while it is promoted (a resumed writer that was powered off with the
         # old leader, say) is as failed as a writer that stops reporting: no need to wait the whole timeout.
-        silent = f"{t.new} has not reported for {silent_s:.1f}s while being promoted"
-        return _promotion_failed(durable, memory, t, reports, now, timing, now_unix, silent)
+        return _promotion_failed(tick, memory, t, f"{t.new} has not reported for {silent_s:.1f}s while being promoted")
     return memory, None, f"{t.kind.capitalize()} to {t.new} at epoch {t.epoch}: waiting for it to run rw healthy.", []
 
 
-def _healthy(
-    durable: Durable,
-    memory: Memory,
-    t: Transition,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-) -> Outcome:
+def _healthy(tick: Tick, memory: Memory, t: Transition) -> Outcome:
     """The new writer runs rw: the change is done once every Mishards host follows it (or promote_timeout_s)."""
     promoted_at = t.promoted_at
     assert promoted_at is not None
-    hosts = [r for r in reports.values() if r.hosts_mishards and fresh(r, now, timing)]
-    address = woserver(durable, reports)
+    now = tick.now
+    hosts = [r for r in tick.reports.values() if r.hosts_mishards and fresh(r, now, tick.timing)]
+    address = woserver(tick.durable, tick.reports)
     pending = [r.node for r in hosts if address and r.mishards_writer != address]
-    if pending and now - promoted_at <= timing.promote_timeout_s:
+    if pending and now - promoted_at <= tick.timing.promote_timeout_s:
         why = f"{t.kind.capitalize()} to {t.new}: waiting for Mishards on {', '.join(sorted(pending))} to follow."
         return memory, None, why, []
-    done = finished_event(t.with_phase(Phase.MISHARDS, now), now, now_unix)
-    return (
-        replace(memory, transition=None),
-        None,
-        f"{t.new} is the writer at epoch {t.epoch}; the {t.kind} is done.",
-        [done],
-    )
+    done = finished_event(t.with_phase(Phase.MISHARDS, now), now, tick.now_unix)
+    why = f"{t.new} is the writer at epoch {t.epoch}; the {t.kind} is done."
+    return replace(memory, transition=None), None, why, [done]
 
 
-STEPS: dict[Phase, Callable[..., Outcome]] = {
+STEPS: dict[Phase, Callable[[Tick, Memory, Transition], Outcome]] = {
     Phase.DRAIN: _drain,
     Phase.DECIDE: _decide,
     Phase.FENCE: _fence,
@@ -387,31 +321,24 @@ def _last_heard(report: Report | None, t: Transition) -> float:
     return max(report.received_at, t.started_at) if report is not None else t.started_at
 
 
-def _promotion_failed(
-    durable: Durable,
-    memory: Memory,
-    t: Transition,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-    why: str = "",
-) -> Outcome:
+def _promotion_failed(tick: Tick, memory: Memory, t: Transition, why: str = "") -> Outcome:
+    """The new writer did not run rw: it is no candidate for failover_window_s, and the best other node takes over."""
+    timing = tick.timing
     failed = dict(memory.failed_candidates)
-    failed[t.new] = now + timing.failover_window_s
+    failed[t.new] = tick.now + timing.failover_window_s
     memory = replace(memory, transition=None, failed_candidates=failed)
     event = Event(
         kind="promote-failed",
         reason=why or f"{t.new} did not run rw healthy within {timing.promote_timeout_s:.0f}s",
         node=t.new,
         epoch=t.epoch,
-        at_unix=now_unix,
+        at_unix=tick.now_unix,
     )
-    best, blocked = choose_candidate(durable, memory, reports, now, timing, exclude=t.new)
+    best, blocked = choose_candidate(tick.durable, memory, tick.reports, tick.now, timing, exclude=t.new)
     if best is None:
         why = f"Promotion of {t.new} failed and no other node can take over: {blocked_sentence(blocked)}."
         return memory, None, why, [event]
-    memory, change, why, _ = begin(durable, memory, "failover", t.new, best, f"promotion of {t.new} failed", now)
+    memory, change, why, _ = begin(tick, memory, "failover", t.new, best, f"promotion of {t.new} failed")
     return memory, change, why, [event]
 
 

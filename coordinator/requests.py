@@ -13,7 +13,7 @@ from coordinator.model import Durable, Event, Report
 from coordinator.phases import begin, begin_switchover
 
 if TYPE_CHECKING:
-    from coordinator.core import Memory, Request, Timing
+    from coordinator.core import Memory, Request, Tick, Timing
     from coordinator.phases import Outcome
 
 
@@ -120,18 +120,11 @@ def without_node(memory: Memory, node: str) -> Memory:
     )
 
 
-def start_requested(
-    durable: Durable,
-    memory: Memory,
-    request: Request,
-    reports: Mapping[str, Report],
-    now: float,
-    timing: Timing,
-    now_unix: float,
-) -> Outcome:
+def start_requested(tick: Tick, memory: Memory, request: Request) -> Outcome:
     """An operator's switchover or failover, taken by this tick: refused (the event the answer reports),
     begun with a drain (a switchover), or begun at once."""
-    refusal = validate_request(durable, memory, reports, request, now, timing)
+    durable = tick.durable
+    refusal = validate_request(durable, memory, tick.reports, request, tick.now, tick.timing)
     writer = durable.cluster.writer
     if refusal:
         event = Event(
@@ -139,16 +132,14 @@ def start_requested(
             reason=f"{request.kind} refused: {refusal}",
             node=request.to,
             epoch=durable.cluster.epoch,
-            at_unix=now_unix,
+            at_unix=tick.now_unix,
         )
         return memory, None, f"{request.kind.capitalize()} refused: {refusal}.", [event]
     target = request.to
     if target is None:
-        target, _ = choose_candidate(durable, memory, reports, now, timing, exclude=writer)
+        target, _ = choose_candidate(durable, memory, tick.reports, tick.now, tick.timing, exclude=writer)
         assert target is not None
     reason = with_asker(request.reason or f"operator asked for a {request.kind}", request.by)
     if request.kind == "switchover" and writer is not None and not request.force:
-        return begin_switchover(
-            durable, memory, reports, writer, target, reason, now, now_unix, timing, request.on_drain_timeout
-        )
-    return begin(durable, memory, request.kind, writer, target, reason, now, automatic=False, forced=request.force)
+        return begin_switchover(tick, memory, writer, target, reason, request.on_drain_timeout)
+    return begin(tick, memory, request.kind, writer, target, reason, automatic=False, forced=request.force)

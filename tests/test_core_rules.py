@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from coordinator.core import Memory, Request, Timing, committed, decide
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report, WriterStop
-from coordinator.phases import ChangeWriter
+from coordinator.phases import ChangeWriter, progress_event
 from coordinator.requests import validate_request
 
 T = Timing()
@@ -257,6 +257,20 @@ def test_failover_phases_fence_by_lease_then_promote_then_healthy_then_mishards(
         "healthy",
         "mishards",
     ]
+
+
+def test_a_failover_in_progress_is_recorded_once_committed_with_its_phases_so_far() -> None:
+    """What `coordinatorctl history` shows while a failover runs: nothing before the commit, then the change with
+    the phases it has been through, on the wall clock, under the names MySQL's events keep."""
+    now = 100.0
+    reports = {**healthy_cluster(now), "a": rep("a", 90.0, "rw")}
+    d = decide(durable(), settled(), reports, now, T, 5)
+    assert progress_event(d.memory.transition, now, 5000.0) is None  # decided, not committed
+    memory = committed(d.memory, 2, now + 0.5)
+    event = progress_event(memory.transition, now + 1.0, 5001.0)
+    assert event is not None and (event.kind, event.node, event.epoch) == ("failover", "b", 2)
+    assert event.phases == (("detect", 5000.0), ("decide", 5000.0), ("fence", 5000.5))
+    assert all(type(name) is str for name, _ in event.phases)
 
 
 def test_an_acknowledged_demotion_ends_the_fence_at_once() -> None:

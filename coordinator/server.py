@@ -32,10 +32,11 @@ from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Request, epochs_ahead_sentence, node_endpoint
-from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
+from coordinator.daemon import Coordinator
+from coordinator.forget import ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
 from coordinator.model import ROLE_CHANGES, Assignment, Event, Report, WriterStop
-from coordinator.store import StoreError
+from coordinator.storeapi import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator.api")
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from jfsmilvus.v1 import coordinator_pb2
 
+from coordinator.coordstate import Published
 from coordinator.core import epochs_ahead_sentence
-from coordinator.daemon import Published
 from coordinator.doctor import judge_epochs
 from coordinator.model import ClusterRow, Durable, Report
 from coordinator.server import why

@@ -85,7 +85,7 @@ class CoordinatorState:
         self.leader_seen: tuple[str | None, str] = (None, "")
         self.last_error: str | None = None
         # Serializes replacing `published` and `memory` with readers that need both (operator requests). The
-        # Report handler does not take it: it reads `published` once (see the module docstring).
+        # Report handler does not take it: it reads `published` once (see coordinator/daemon.py).
         self.answer_lock = threading.Lock()
         self._state_lock = threading.Lock()
         # Held for a whole tick, and while a node is forgotten: a tick must not register again, from a report
@@ -99,12 +99,10 @@ class CoordinatorState:
         self._durable: tuple[Durable, int, float] | None = None
         self._durable_generation = 0  # bumped after every write that may change it
         self.pending_request: Request | None = None  # an operator's request, taken by the next tick
-        self.last_completed: Event | None = None
+        self.last_completed: Event | None = None  # the last role change that finished, with all its phases
         # The last request the core refused when it came to decide it (its `refused` event), and when (monotonic).
         self.last_refused: tuple[Event, float] | None = None
-        self.observations: dict[
-            str, tuple[object, float]
-        ] = {}  # node -> (latest NodeObservation, unix time)  # the last role change that finished, with all its phases
+        self.observations: dict[str, tuple[object, float]] = {}  # node -> (latest NodeObservation, unix time)
         self.decided_at: float | None = None  # monotonic time of this leader's last completed decision
         self._resigned_until = 0.0  # after stepping down for want of decisions: do not take the lead before
         self._unregistered: dict[str, str] = {}  # node -> why its registration failed (logged once per reason)

@@ -33,6 +33,7 @@ class Publishing(CoordinatorState):
                 self.push(reports.get(name), now_told, self.leadership.term)
 
     def _publish(self, durable: Durable, decision: Decision) -> None:
+        """Make `decision` what the Report handler answers with (one assignment of `published`)."""
         self.memory = decision.memory
         for event in decision.events:
             if event.kind in ROLE_CHANGES:

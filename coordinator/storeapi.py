@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from coordinator.model import Durable, Event
 
@@ -44,6 +44,7 @@ class Leadership:
         return self.valid_until - now
 
 
+@runtime_checkable
 class ClusterStoreApi(Protocol):
     """The calls `coordinator.daemon.Coordinator` (and the runner and the gRPC server through it) makes."""
 

@@ -4,6 +4,7 @@ same results and the same errors on both (a real MariaDB, tests/plugin_mysql.py)
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -159,3 +160,15 @@ def test_the_memory_store_answers_as_the_mysql_store(mysql_store: ClusterStore) 
     end_row, end_nodes = got["the end"]
     assert (end_row.writer, end_row.epoch, end_row.leader, end_row.leader_term) == ("node-b", 5, "coord-a", 3)
     assert [name for name, _ in end_nodes] == ["node-b"]
+
+
+def test_both_stores_have_every_call_of_the_api_with_its_signature() -> None:
+    calls = [
+        name for name in dir(ClusterStoreApi) if not name.startswith("_") and callable(getattr(ClusterStoreApi, name))
+    ]
+    assert "change_writer" in calls and "acquire_or_renew" in calls
+    for store in (ClusterStore, MemoryClusterStore):
+        for name in calls:
+            want, got = inspect.signature(getattr(ClusterStoreApi, name)), inspect.signature(getattr(store, name))
+            assert got == want, f"{store.__name__}.{name}{got} is not ClusterStoreApi.{name}{want}"
+    assert isinstance(MemoryClusterStore(CLUSTER), ClusterStoreApi)

@@ -211,5 +211,5 @@ class RealCoordinatorUnderFaults(ClusterUnderFaults):
 
 TestRealCoordinatorUnderFaults = RealCoordinatorUnderFaults.TestCase
 TestRealCoordinatorUnderFaults.settings = settings(
-    max_examples=40, stateful_step_count=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

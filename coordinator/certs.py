@@ -96,6 +96,7 @@ def make_certs(directory: str, names: dict[str, list[str]], days: int = 825, for
 
 
 def make_identity_certs(directory: str, specs: list[CertSpec], days: int = 825, force: bool = False) -> list[str]:
+    """`ca.pem` (once) and each spec's certificate and key in `directory`; returns the files made."""
     by_file: dict[str, CertSpec] = {}
     for spec in specs:
         other = by_file.setdefault(spec.name, spec)
@@ -107,71 +108,72 @@ def make_identity_certs(directory: str, specs: list[CertSpec], days: int = 825, 
     old_umask = os.umask(0o077)
     try:
         if not (out / "ca.pem").exists() or not (out / "ca.key").exists():
-            _openssl(
-                out,
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:3072",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                str(days),
-                "-subj",
-                "/CN=jfs-milvus CA",
-            )
+            _make_ca(out, days)
             made.append(str(out / "ca.pem"))
         for spec in specs:
-            name = spec.name
-            cert, key = out / f"{name}.pem", out / f"{name}.key"
+            cert, key = out / f"{spec.name}.pem", out / f"{spec.name}.key"
             if cert.exists() and key.exists() and not force and _has_identity(cert, spec):
                 continue
-            ext = out / f"{name}.ext"
-            ext.write_text(
-                f"subjectAltName={subject_alt_name(name, spec.addresses, spec.kind)}\n"
-                "extendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
-            )
-            _openssl(
-                out,
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                key.name,
-                "-out",
-                f"{name}.csr",
-                "-subj",
-                f"/CN={name}",
-            )
-            _openssl(
-                out,
-                "x509",
-                "-req",
-                "-in",
-                f"{name}.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                cert.name,
-                "-days",
-                str(days),
-                "-extfile",
-                ext.name,
-            )
-            for leftover in (ext, out / f"{name}.csr"):
-                leftover.unlink(missing_ok=True)
-            key.chmod(0o600)
-            cert.chmod(0o644)
+            _make_identity(out, spec, days)
             made.append(str(cert))
         (out / "ca.key").chmod(0o600)
         (out / "ca.pem").chmod(0o644)
     finally:
         os.umask(old_umask)
     return made
+
+
+def _make_ca(out: Path, days: int) -> None:
+    """A new CA key and self-signed certificate: `ca.key`, `ca.pem`."""
+    _openssl(
+        out,
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:3072",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        str(days),
+        "-subj",
+        "/CN=jfs-milvus CA",
+    )
+
+
+def _make_identity(out: Path, spec: CertSpec, days: int) -> None:
+    """`<name>.key` and `<name>.pem` signed by the CA, carrying the spec's identity (its names and addresses)."""
+    name = spec.name
+    cert, key = out / f"{name}.pem", out / f"{name}.key"
+    ext = out / f"{name}.ext"
+    ext.write_text(
+        f"subjectAltName={subject_alt_name(name, spec.addresses, spec.kind)}\n"
+        "extendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    )
+    _openssl(
+        out, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key.name, "-out", f"{name}.csr", "-subj", f"/CN={name}"
+    )
+    _openssl(
+        out,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        cert.name,
+        "-days",
+        str(days),
+        "-extfile",
+        ext.name,
+    )
+    for leftover in (ext, out / f"{name}.csr"):
+        leftover.unlink(missing_ok=True)
+    key.chmod(0o600)
+    cert.chmod(0o644)

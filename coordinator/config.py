@@ -95,7 +95,31 @@ def _read(top: Section) -> CoordinatorConfig | None:
     tick_s = me.number("tick_s", 0.2, minimum=0.05, maximum=5)
     me.finish()
 
-    db = top.section("mysql", required=True)
+    mysql = _read_mysql(top.section("mysql", required=True))
+    tls = read_tls(top.section("tls"), private_key=False)
+    timing = _read_timing(top.section("timing"), me, leader_lease_s)
+    publish = _read_publish(top.section("publish"))
+    if cluster is None or listen is None:
+        return None
+    host, _, port = listen.rpartition(":")
+    return CoordinatorConfig(
+        path=top.file,
+        cluster=cluster,
+        coordinator_id=coordinator_id,
+        listen=listen,
+        advertise=advertise or (listen if host not in ("0.0.0.0", "") else f"{socket.gethostname()}:{port}"),
+        metrics_port=metrics_port,
+        mysql=mysql,
+        leader_lease_s=leader_lease_s,
+        tick_s=tick_s,
+        log_level=log_level,
+        tls=tls,
+        timing=timing,
+        publish=publish,
+    )
+
+
+def _read_mysql(db: Section) -> MysqlRef:
     mysql = MysqlRef(
         host=db.string("host", "127.0.0.1"),
         port=db.number("port", 3306, minimum=1, maximum=65535, integer=True),
@@ -105,10 +129,11 @@ def _read(top: Section) -> CoordinatorConfig | None:
         connect_timeout_s=db.number("connect_timeout_s", 2.0, minimum=0.1, maximum=60),
     )
     db.finish()
+    return mysql
 
-    tls = read_tls(top.section("tls"), private_key=False)
 
-    t = top.section("timing")
+def _read_timing(t: Section, me: Section, leader_lease_s: float | None) -> Timing:
+    """The `timing` section, checked against itself and against the coordinator's `leader_lease_s`."""
     d = Timing()
     lease_s = t.number("lease_s", d.lease_s, minimum=0.5, maximum=600)
     timing = Timing(
@@ -155,8 +180,10 @@ def _read(top: Section) -> CoordinatorConfig | None:
             "must be at least timing.lease_s (a node lease never outlives the leader's)",
         )
     t.finish()
+    return timing
 
-    pub = top.section("publish")
+
+def _read_publish(pub: Section) -> PublishSettings:
     publish = PublishSettings(
         redis_url=pub.string(
             "redis_url", None, pattern=r"rediss?://[^@\s]+", allowed="redis://HOST:PORT/DB without a password"
@@ -165,25 +192,7 @@ def _read(top: Section) -> CoordinatorConfig | None:
         channel=pub.string("channel", "jfs-milvus:writer"),
     )
     pub.finish()
-
-    if cluster is None or listen is None:
-        return None
-    host, _, port = listen.rpartition(":")
-    return CoordinatorConfig(
-        path=top.file,
-        cluster=cluster,
-        coordinator_id=coordinator_id,
-        listen=listen,
-        advertise=advertise or (listen if host not in ("0.0.0.0", "") else f"{socket.gethostname()}:{port}"),
-        metrics_port=metrics_port,
-        mysql=mysql,
-        leader_lease_s=leader_lease_s,
-        tick_s=tick_s,
-        log_level=log_level,
-        tls=tls,
-        timing=timing,
-        publish=publish,
-    )
+    return publish
 
 
 def config_path(explicit: str | None) -> str:

@@ -33,8 +33,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from coordinator.assignments import assignments, discovery, with_discovery
-from coordinator.endpoints import node_endpoint as node_endpoint  # re-exported for server.py (issue 17 hand-off)
-from coordinator.faults import epochs_ahead_sentence as epochs_ahead_sentence  # for server.py and doctor.py
 from coordinator.faults import fresh
 from coordinator.model import Assignment, Discovery, Durable, Event, Report
 from coordinator.phases import ChangeWriter, Phase, Transition, advance

@@ -19,32 +19,24 @@ writer is being committed and reports keep arriving:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-
-from jfsmilvus.common.logsetup import LogContext
-from jfsmilvus.common.milvus1 import MILVUS_PORT
+from dataclasses import replace
 
 from coordinator.assignments import lease_to_grant_ms
-from coordinator.config import CoordinatorConfig
-from coordinator.core import Decision, Memory, Request, abandoned, committed, decide
-from coordinator.endpoints import node_endpoint
-from coordinator.model import ROLE_CHANGES, Assignment, Discovery, Durable, Event, Report
-from coordinator.phases import Transition, progress_event
-from coordinator.requests import forget_refusal, validate_request, with_asker, without_node
-from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
+from coordinator.coordstate import Published
+from coordinator.core import Decision, Memory, abandoned, committed, decide
+from coordinator.forget import NodeForgetting
+from coordinator.model import ROLE_CHANGES, Assignment, Durable, Event, Report
+from coordinator.phases import progress_event
+from coordinator.publishing import Publishing
+from coordinator.registration import NodeRegistration
+from coordinator.storeapi import NotLeader, StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator")
 
 PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120)
-# While it leads, only this coordinator writes the cluster row and the nodes table, and it drops its copy after
-# each write; the copy is reloaded at least this often anyway, to see edits made by hand in MySQL.
-DURABLE_REFRESH_S = 1.0
 # A leader that has completed no decision for this many ticks says so (status, why), and when MySQL still
 # renews its leadership (so the lease would never lapse by itself), steps down and stays off the lead for
 # RESIGNED_FOR_LEASES of its leader lease, so that another coordinator can lead.
@@ -52,100 +44,8 @@ STALE_DECISION_TICKS = 5
 RESIGNED_FOR_LEASES = 2.0
 
 
-class ForgetRefused(Exception):
-    """A node must not be forgotten now; the message is the one-line reason."""
-
-
-class UnknownNode(ForgetRefused):
-    """The node to forget is neither in MySQL nor heard from, and was never forgotten."""
-
-
-@dataclass(frozen=True)
-class ForgetOutcome:
-    forgotten: bool  # False: it was forgotten already, nothing changed
-    message: str
-
-
-def mysql_settings(config: CoordinatorConfig) -> MysqlSettings:
-    ref = config.mysql
-    return MysqlSettings(
-        host=ref.host,
-        port=ref.port,
-        user=ref.user,
-        database=ref.database,
-        password=ref.password.load() if ref.password else None,
-        connect_timeout_s=ref.connect_timeout_s,
-    )
-
-
-@dataclass
-class Counters:
-    failovers: int = 0
-    switchovers: int = 0
-    phase_seconds: dict[str, list[float]] = field(default_factory=dict)
-    decide_seconds: list[float] = field(default_factory=list)  # the last 1000 decisions
-    decide_count: int = 0
-    decide_total_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Published:
-    """What the Report handler answers with, from the last committed decision."""
-
-    durable: Durable | None = None
-    assignments: dict[str, Assignment] = field(default_factory=dict)
-    discovery: Discovery | None = None
-    why: str = "this coordinator does not lead"
-    transition: Transition | None = None
-    leases_withheld: bool = False  # a change of writer is being committed: answers renew no lease
-
-
-class Coordinator:
-    def __init__(
-        self,
-        config: CoordinatorConfig,
-        store: ClusterStore | None = None,
-        publish: Callable[[dict[str, object]], None] | None = None,
-        push: Callable[[Report | None, Assignment, int], None] | None = None,
-        log_context: LogContext | None = None,
-    ):
-        self.config = config
-        self.store = store or ClusterStore(mysql_settings(config), config.cluster)
-        self.publish_writer_change = publish
-        self.push = push
-        self.log_context = log_context
-        self.leadership: Leadership | None = None
-        self.memory: Memory | None = None
-        self.reports: dict[str, Report] = {}
-        self.published = Published()
-        self.counters = Counters()
-        self.leader_seen: tuple[str | None, str] = (None, "")
-        self.last_error: str | None = None
-        # Serializes replacing `published` and `memory` with readers that need both (operator requests). The
-        # Report handler does not take it: it reads `published` once (see the module docstring).
-        self.answer_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        # Held for a whole tick, and while a node is forgotten: a tick must not register again, from a report
-        # it took before, a node whose row was just deleted, nor publish memory that still holds it.
-        self._tick_lock = threading.Lock()
-        self._last_why = ""
-        self._transition_events: dict[int, int] = {}  # transition epoch -> event id
-        self._phases_recorded: dict[int, int] = {}
-        self._last_renew = 0.0
-        # The durable state as last loaded: (state, generation it was loaded at, monotonic time of the load).
-        self._durable: tuple[Durable, int, float] | None = None
-        self._durable_generation = 0  # bumped after every write that may change it
-        self.pending_request: Request | None = None  # an operator's request, taken by the next tick
-        self.last_completed: Event | None = None
-        # The last request the core refused when it came to decide it (its `refused` event), and when (monotonic).
-        self.last_refused: tuple[Event, float] | None = None
-        self.observations: dict[
-            str, tuple[object, float]
-        ] = {}  # node -> (latest NodeObservation, unix time)  # the last role change that finished, with all its phases
-        self.decided_at: float | None = None  # monotonic time of this leader's last completed decision
-        self._resigned_until = 0.0  # after stepping down for want of decisions: do not take the lead before
-        self._unregistered: dict[str, str] = {}  # node -> why its registration failed (logged once per reason)
-        self.last_stale = ""  # why this coordinator last stepped down for want of decisions ("" since it decided)
+class Coordinator(Publishing, NodeRegistration, NodeForgetting):
+    """The coordinator: leads or follows, ticks, answers reports (coordinator/coordstate.py holds its state)."""
 
     # -- leadership ---------------------------------------------------------------------------------------
     def _lead(self, now: float) -> bool:
@@ -202,11 +102,6 @@ class Coordinator:
             self._error(f"cannot read who leads: {exc}")
             return
         self.leader_seen = (leader if left > 0 else None, address if left > 0 else "")
-
-    def _error(self, message: str) -> None:
-        if message != self.last_error:
-            log.error("%s", message)
-        self.last_error = message
 
     # -- the tick -----------------------------------------------------------------------------------------
     def tick(self) -> str:
@@ -346,39 +241,6 @@ class Coordinator:
         # What the first decision recorded (the end of a standing condition the change ends) is recorded too.
         return durable, replace(again, events=decision.events + again.events)
 
-    def _push_changes(
-        self, previous: Mapping[str, Assignment], assignments: Mapping[str, Assignment], reports: dict[str, Report]
-    ) -> None:
-        """Tell a node at once, rather than at its next report, when its role, epoch or writer changed: the old
-        writer stops sooner, the new one asks for its lease at once, readers watch the new writer. Nothing
-        depends on a push arriving; the next report's answer says the same."""
-        if self.push is None or self.leadership is None:
-            return
-        for name, now_told in assignments.items():
-            before = previous.get(name)
-            if before is None or before is now_told:  # decide keeps an unchanged node's object: most, every tick
-                continue
-            if (before.role, before.epoch, before.writer) != (now_told.role, now_told.epoch, now_told.writer):
-                self.push(reports.get(name), now_told, self.leadership.term)
-
-    def _publish(self, durable: Durable, decision: Decision) -> None:
-        self.memory = decision.memory
-        for event in decision.events:
-            if event.kind in ROLE_CHANGES:
-                self.last_completed = event
-            elif event.kind == "refused":
-                self.last_refused = (event, time.monotonic())
-        self.published = Published(
-            durable=durable,
-            assignments=dict(decision.assignments),
-            discovery=decision.discovery,
-            why=decision.why,
-            transition=decision.memory.transition,
-        )
-
-    def _invalidate_durable(self) -> None:
-        self._durable_generation += 1
-
     def _decide(self, durable: Durable, memory: Memory, reports: dict[str, Report], now: float) -> Decision:
         """The pure core on this leader's state; the last published assignments let it reuse unchanged ones."""
         assert self.leadership is not None
@@ -392,45 +254,6 @@ class Coordinator:
             time.time(),
             self.published.assignments,
         )
-
-    def _load_durable(self, now: float) -> Durable:
-        """The durable state: the copy from an earlier tick unless something was written since, or it is older
-        than DURABLE_REFRESH_S (a load costs a few round trips to MySQL; the store reads the node rows again only
-        when they changed)."""
-        generation = self._durable_generation
-        cached = self._durable
-        if cached is not None and cached[1] == generation and now - cached[2] < DURABLE_REFRESH_S:
-            return cached[0]
-        durable = self.store.load()
-        self._durable = (durable, generation, now)
-        return durable
-
-    def _register_nodes(self, durable: Durable, reports: dict[str, Report]) -> tuple[Durable, set[str]]:
-        """Nodes seen in reports but not in MySQL (or with a new address) are written there; returns the state
-        and the nodes whose write failed (each logged once per reason), which must not stop the others."""
-        assert self.leadership is not None
-        changed = False
-        failed: set[str] = set()
-        nodes = durable.nodes
-        for name, report in reports.items():
-            record = nodes.get(name)
-            if record is None or record.address != report.address or record.hosts_mishards != report.hosts_mishards:
-                address, hosts = report.address, report.hosts_mishards
-                self._invalidate_durable()
-                try:
-                    self.store.upsert_node(self.leadership, name, address, hosts)
-                except NotLeader:
-                    raise
-                except StoreError as exc:
-                    failed.add(name)
-                    if self._unregistered.get(name) != str(exc):
-                        log.error("cannot register node %s; deciding for the others without it: %s", name, exc)
-                    self._unregistered[name] = str(exc)
-                    continue
-                self._unregistered.pop(name, None)
-                log.info("registered node %s at %s%s", name, address, " (hosts Mishards)" if hosts else "")
-                changed = True
-        return (self._load_durable(time.monotonic()) if changed else durable), failed
 
     def _measure(self, seconds: float) -> None:
         self.counters.decide_count += 1
@@ -471,25 +294,6 @@ class Coordinator:
         for (name, at), (_, before) in zip(event.phases[1:], event.phases, strict=False):
             self.counters.phase_seconds.setdefault(name, []).append(max(0.0, at - before))
 
-    # -- announcing a new writer ------------------------------------------------------------------------------
-    def _announce(self, durable: Durable, old: str | None, new: str, epoch: int, reports: dict[str, Report]) -> None:
-        if self.publish_writer_change is None:
-            return
-        address, port = node_endpoint(durable, reports, new) or ("", MILVUS_PORT)
-        message: dict[str, object] = {
-            "event": "switch-writer",
-            "cluster": self.config.cluster,
-            "old": old,
-            "new": new,
-            "epoch": epoch,
-            "address": f"{address}:{port}",
-            "at": time.time(),
-        }
-        try:
-            self.publish_writer_change(message)
-        except Exception as exc:  # a broken announcement never stops a failover
-            self._error(f"could not announce the new writer on Redis: {exc}")
-
     # -- the Report handler -------------------------------------------------------------------------------
     def receive(self, report: Report) -> tuple[bool, Assignment | None]:
         """Record a node's report; (leading, its assignment with a lease measured from now).
@@ -519,107 +323,3 @@ class Coordinator:
             if lease_ms != assignment.lease_ms:
                 assignment = replace(assignment, lease_ms=lease_ms)
         return True, assignment
-
-    # -- operator actions ---------------------------------------------------------------------------------
-    def request(self, request: Request) -> str | None:
-        """Queue a switchover or failover for the next tick; the refusal, or None."""
-        with self.answer_lock:
-            if self.memory is None or self.published.durable is None:
-                return "this coordinator does not lead"
-            with self._state_lock:
-                reports = dict(self.reports)
-            refusal = validate_request(
-                self.published.durable, self.memory, reports, request, time.monotonic(), self.config.timing
-            )
-            if refusal is None:
-                with self._state_lock:
-                    self.pending_request = request
-        return refusal
-
-    def set_paused(self, paused: bool, reason: str, by: str = "") -> None:
-        self._leader_action(lambda lead: self.store.set_paused(lead, paused, reason))
-        self._log_event("paused" if paused else "resumed", reason or ("paused" if paused else "resumed"), by=by)
-
-    def set_maintenance(self, node: str, on: bool, reason: str, by: str = "") -> None:
-        self._leader_action(lambda lead: self.store.set_maintenance(lead, node, on, reason))
-        self._log_event("maintenance", f"{node} maintenance {'on' if on else 'off'}: {reason}", node, by)
-
-    def set_priority(self, node: str, priority: int, by: str = "") -> None:
-        self._leader_action(lambda lead: self.store.set_priority(lead, node, priority))
-        self._log_event("priority", f"{node} priority set to {priority}", node, by)
-
-    def forget_node(self, node: str, reason: str, by: str = "") -> ForgetOutcome:
-        """Remove a node that is gone: its row in MySQL, its report, observation and memory here.
-
-        ForgetRefused (UnknownNode for a name never known) with the one-line reason; StoreError when MySQL
-        failed or holds it as the writer; NotLeader when this coordinator does not lead."""
-        with self._tick_lock:
-            leadership, memory = self.leadership, self.memory
-            if leadership is None or memory is None:
-                raise NotLeader("this coordinator does not lead")
-            durable = self.store.load()
-            reports = self.snapshot_reports()
-            if node not in durable.nodes and node not in reports:
-                earlier = self.store.events(limit=1, kinds=("forget",), node=node)
-                if not earlier:
-                    raise UnknownNode(f"{node} is not a known node")
-                at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(earlier[-1].at_unix))
-                return ForgetOutcome(False, f"{node} was already forgotten at {at}: {earlier[-1].reason}")
-            with self._state_lock:
-                pending = self.pending_request
-            why_not = forget_refusal(durable, memory, reports, node, time.monotonic(), self.config.timing, pending)
-            if why_not is not None:
-                raise ForgetRefused(why_not)
-            self._leader_action(lambda lead: self.store.forget_node(lead, node))
-            with self._state_lock:
-                self.reports.pop(node, None)
-            self.observations.pop(node, None)
-            self._unregistered.pop(node, None)
-            with self.answer_lock:
-                if self.memory is not None:
-                    self.memory = without_node(self.memory, node)
-                # What status and the Report handler read until the next tick must not hold it either.
-                published = self.published
-                kept_durable = published.durable
-                if kept_durable is not None:
-                    kept_nodes = {name: rec for name, rec in kept_durable.nodes.items() if name != node}
-                    kept_durable = replace(kept_durable, nodes=kept_nodes)
-                kept = {name: a for name, a in published.assignments.items() if name != node}
-                self.published = replace(published, durable=kept_durable, assignments=kept)
-            self._log_event("forget", f"{node} forgotten: {reason or 'no reason given'}", node, by)
-        return ForgetOutcome(True, f"{node} forgotten; if its agent reports again it is registered as a new node")
-
-    def _leader_action(self, action: Callable[[Leadership], object]) -> None:
-        leadership = self.leadership
-        if leadership is None:
-            raise NotLeader("this coordinator does not lead")
-        try:
-            action(leadership)
-        finally:
-            self._invalidate_durable()  # after the write (even a failed one: its outcome is unknown)
-
-    def _log_event(self, kind: str, reason: str, node: str | None = None, by: str = "") -> None:
-        reason = with_asker(reason, by)
-        leadership = self.leadership
-        epoch = self.published.durable.cluster.epoch if self.published.durable else 0
-        if leadership is not None:
-            self.store.add_event(
-                leadership, Event(kind=kind, reason=reason, node=node, epoch=epoch, at_unix=time.time())
-            )
-        log.info("%s: %s", kind, reason)
-
-    def snapshot_reports(self) -> dict[str, Report]:
-        with self._state_lock:
-            return dict(self.reports)
-
-
-def redis_publisher(url: str, password: str | None, channel: str) -> Callable[[dict[str, object]], None]:
-    """PUBLISH each writer change as JSON on `channel`, as Sentinel's +switch-master announces a new master."""
-    import redis
-
-    client = redis.Redis.from_url(url, password=password, socket_timeout=1.0, socket_connect_timeout=1.0)
-
-    def publish(message: dict[str, object]) -> None:
-        client.publish(channel, json.dumps(message, sort_keys=True))
-
-    return publish

@@ -23,7 +23,7 @@ from jfsmilvus.v1 import coordinator_pb2, node_pb2
 from coordinator.checks import Check
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
 from coordinator.connection import Connection
-from coordinator.core import epochs_ahead_sentence
+from coordinator.faults import epochs_ahead_sentence
 from coordinator.milvuschecks import judge_meta_databases, milvus_node_checks
 from coordinator.output import EXIT_FAILED, EXIT_OK, emit, table
 
@@ -178,88 +178,11 @@ def gpu_facts(observation: Any) -> list[GpuFact]:
 
 def node_checks(observation: Any, received_unix: float, max_skew: float) -> list[Check]:
     node = observation.node
-    out: list[Check] = []
-    gpus = observation.gpus
     # An agent older than the field runs the default; a value no agent sends gets the stricter GPU checks.
     flavor = observation.milvus_flavor if observation.milvus_flavor in ("gpu", "cpu") else "gpu"
-    if flavor == "cpu":  # a CPU image loads no NVIDIA library and asks Docker for no GPU
-        out.append(Check("NVIDIA driver", node, "PASS", "not needed: milvus.flavor cpu"))
-    elif not gpus.available:
-        out.append(
-            Check(
-                "NVIDIA driver", node, "FAIL", gpus.reason or "NVML unavailable", "install NVIDIA driver 418 or later"
-            )
-        )
-    else:
-        major = int(m.group(1)) if (m := re.match(r"(\d+)", gpus.driver_version)) else 0
-        ok = major >= MIN_DRIVER
-        out.append(
-            Check(
-                "NVIDIA driver",
-                node,
-                "PASS" if ok else "FAIL",
-                f"version {gpus.driver_version or '?'}",
-                "" if ok else "upgrade to 418 or later",
-            )
-        )
+    out = [driver_check(node, flavor, observation.gpus)]
     for mount in observation.mounts:
-        where = f"{node}:{mount.mountpoint}"
-        if mount.state in ("healthy", "degraded") and mount.mounted:
-            out.append(
-                Check(
-                    "JuiceFS volume",
-                    where,
-                    "PASS",
-                    f"{mount.volume} mounted {'ro' if mount.read_only else 'rw'}, {mount.state}",
-                )
-            )
-        else:
-            out.append(
-                Check(
-                    "JuiceFS volume",
-                    where,
-                    "FAIL",
-                    f"{mount.state}: {'; '.join(mount.reasons) or 'not mounted'}",
-                    "check `juicefs format` was run and the cache dir is writable",
-                )
-            )
-        if mount.cache_dir_writable:
-            out.append(Check("JuiceFS cache dir", where, "PASS", "writable"))
-        else:
-            out.append(
-                Check(
-                    "JuiceFS cache dir",
-                    where,
-                    "FAIL",
-                    "not writable",
-                    "fix the owner or mode of cache_dir, or choose another",
-                )
-            )
-        meta = mount.meta_engine
-        if not meta.reachable:
-            out.append(
-                Check("Redis (metadata)", where, "FAIL", meta.error or "unreachable", "start Redis or fix meta_url")
-            )
-        else:
-            out.append(Check("Redis reachable", where, "PASS", f"latency {meta.latency_ms:.1f} ms"))
-            policy = meta.maxmemory_policy
-            if policy and policy != "noeviction":
-                out.append(
-                    Check(
-                        "Redis maxmemory-policy",
-                        where,
-                        "WARN",
-                        f"{policy}: Redis may evict JuiceFS metadata",
-                        "CONFIG SET maxmemory-policy noeviction (and in redis.conf)",
-                    )
-                )
-            elif policy:
-                out.append(Check("Redis maxmemory-policy", where, "PASS", policy))
-            for warning in meta.warnings:
-                if "maxmemory-policy" not in warning:
-                    out.append(
-                        Check("Redis security", where, "WARN", warning, "set requirepass (and protected-mode as fits)")
-                    )
+        out += mount_checks(f"{node}:{mount.mountpoint}", mount)
     image = observation.milvus_image or observation.container.image or "(image not reported)"
     out += milvus_node_checks(observation, image)
     capability = judge_compute_capability(node, flavor, image, gpu_facts(observation))
@@ -270,19 +193,101 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
         out.append(Check("Docker GPU hook", node, "PASS", "not needed: milvus.flavor cpu"))
     else:
         out.append(judge_docker_gpu(node, toolkit, list(observation.docker_runtimes)))
-    docker_errors = [e for e in observation.last_errors if "Docker" in e]
-    if observation.container.state in ("running",):
-        out.append(Check("Docker", node, "PASS", f"Milvus container {observation.container.state}"))
-    elif docker_errors:
-        out.append(Check("Docker", node, "FAIL", docker_errors[-1], "start the Docker engine"))
-    else:
-        out.append(
-            Check("Docker", node, "WARN", f"no Milvus container running ({observation.container.state or 'absent'})")
-        )
+    out.append(docker_check(node, observation))
     out += mishards_checks(observation)
     obs = observation
     out.append(judge_clock(node, obs.clock_offset_s, obs.clock_rtt_s, received_unix, obs.observed_at_unix, max_skew))
     return out
+
+
+def driver_check(node: str, flavor: str, gpus: Any) -> Check:
+    """The NVIDIA driver a GPU image needs (NodeObservation.gpus)."""
+    if flavor == "cpu":  # a CPU image loads no NVIDIA library and asks Docker for no GPU
+        return Check("NVIDIA driver", node, "PASS", "not needed: milvus.flavor cpu")
+    if not gpus.available:
+        return Check(
+            "NVIDIA driver", node, "FAIL", gpus.reason or "NVML unavailable", "install NVIDIA driver 418 or later"
+        )
+    major = int(m.group(1)) if (m := re.match(r"(\d+)", gpus.driver_version)) else 0
+    ok = major >= MIN_DRIVER
+    return Check(
+        "NVIDIA driver",
+        node,
+        "PASS" if ok else "FAIL",
+        f"version {gpus.driver_version or '?'}",
+        "" if ok else "upgrade to 418 or later",
+    )
+
+
+def mount_checks(where: str, mount: Any) -> list[Check]:
+    """One JuiceFS mount of a NodeObservation: the volume, its cache dir, and its Redis metadata engine."""
+    out: list[Check] = []
+    if mount.state in ("healthy", "degraded") and mount.mounted:
+        out.append(
+            Check(
+                "JuiceFS volume",
+                where,
+                "PASS",
+                f"{mount.volume} mounted {'ro' if mount.read_only else 'rw'}, {mount.state}",
+            )
+        )
+    else:
+        out.append(
+            Check(
+                "JuiceFS volume",
+                where,
+                "FAIL",
+                f"{mount.state}: {'; '.join(mount.reasons) or 'not mounted'}",
+                "check `juicefs format` was run and the cache dir is writable",
+            )
+        )
+    if mount.cache_dir_writable:
+        out.append(Check("JuiceFS cache dir", where, "PASS", "writable"))
+    else:
+        out.append(
+            Check(
+                "JuiceFS cache dir",
+                where,
+                "FAIL",
+                "not writable",
+                "fix the owner or mode of cache_dir, or choose another",
+            )
+        )
+    return out + redis_checks(where, mount.meta_engine)
+
+
+def redis_checks(where: str, meta: Any) -> list[Check]:
+    """A mount's Redis metadata engine: reachable, keeps every key (noeviction), secured."""
+    if not meta.reachable:
+        return [Check("Redis (metadata)", where, "FAIL", meta.error or "unreachable", "start Redis or fix meta_url")]
+    out = [Check("Redis reachable", where, "PASS", f"latency {meta.latency_ms:.1f} ms")]
+    policy = meta.maxmemory_policy
+    if policy and policy != "noeviction":
+        out.append(
+            Check(
+                "Redis maxmemory-policy",
+                where,
+                "WARN",
+                f"{policy}: Redis may evict JuiceFS metadata",
+                "CONFIG SET maxmemory-policy noeviction (and in redis.conf)",
+            )
+        )
+    elif policy:
+        out.append(Check("Redis maxmemory-policy", where, "PASS", policy))
+    for warning in meta.warnings:
+        if "maxmemory-policy" not in warning:
+            out.append(Check("Redis security", where, "WARN", warning, "set requirepass (and protected-mode as fits)"))
+    return out
+
+
+def docker_check(node: str, observation: Any) -> Check:
+    """Whether Docker runs the Milvus container, or the last Docker error the agent met."""
+    docker_errors = [e for e in observation.last_errors if "Docker" in e]
+    if observation.container.state in ("running",):
+        return Check("Docker", node, "PASS", f"Milvus container {observation.container.state}")
+    if docker_errors:
+        return Check("Docker", node, "FAIL", docker_errors[-1], "start the Docker engine")
+    return Check("Docker", node, "WARN", f"no Milvus container running ({observation.container.state or 'absent'})")
 
 
 def judge_clock(

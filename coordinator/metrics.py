@@ -34,25 +34,39 @@ def render_coordinator_metrics(c: Coordinator, process: bool = False) -> str:
             [(me, max(0.0, now - decided_at))],
         )
     if durable is not None:
-        out += family(
-            "jfs_milvus_cluster_epoch",
-            "The cluster's epoch (grows with every change of writer).",
-            "gauge",
-            [({"cluster": cluster}, float(durable.cluster.epoch))],
-        )
-        out += family(
-            "jfs_milvus_cluster_writer",
-            "1 for the node that is the writer.",
-            "gauge",
-            [({"cluster": cluster, "node": durable.cluster.writer or ""}, 1.0)],
-        )
-        out += family(
-            "jfs_milvus_cluster_paused",
-            "1 when automatic failover is paused.",
-            "gauge",
-            [({"cluster": cluster}, 1.0 if durable.cluster.paused else 0.0)],
-        )
+        out += _cluster_row(cluster, durable)
         out += _leader_view(c, durable, published.discovery, memory, reports, now)
+    out += _node_health(c, reports, now)
+    out += _role_changes(c)
+    out += _decision_durations(c)
+    return exposition(out, process)
+
+
+def _cluster_row(cluster: str, durable: Durable) -> list[Metric]:
+    """The cluster row: epoch, writer, paused."""
+    out = family(
+        "jfs_milvus_cluster_epoch",
+        "The cluster's epoch (grows with every change of writer).",
+        "gauge",
+        [({"cluster": cluster}, float(durable.cluster.epoch))],
+    )
+    out += family(
+        "jfs_milvus_cluster_writer",
+        "1 for the node that is the writer.",
+        "gauge",
+        [({"cluster": cluster, "node": durable.cluster.writer or ""}, 1.0)],
+    )
+    out += family(
+        "jfs_milvus_cluster_paused",
+        "1 when automatic failover is paused.",
+        "gauge",
+        [({"cluster": cluster}, 1.0 if durable.cluster.paused else 0.0)],
+    )
+    return out
+
+
+def _node_health(c: Coordinator, reports: dict[str, Report], now: float) -> list[Metric]:
+    """How many nodes are healthy, degraded, failed or silent, by their reports."""
     counts: dict[str, int] = {"healthy": 0, "degraded": 0, "failed": 0, "silent": 0}
     for r in reports.values():
         if now - r.received_at > c.config.timing.detect_after_s:
@@ -63,13 +77,18 @@ def render_coordinator_metrics(c: Coordinator, process: bool = False) -> str:
             counts["degraded"] += 1
         else:
             counts["healthy"] += 1
-    out += family(
+    return family(
         "jfs_milvus_nodes",
         "Nodes by health as the leader sees them.",
         "gauge",
-        [({"cluster": cluster, "health": h}, float(n)) for h, n in counts.items()],
+        [({"cluster": c.config.cluster, "health": h}, float(n)) for h, n in counts.items()],
     )
-    out += family(
+
+
+def _role_changes(c: Coordinator) -> list[Metric]:
+    """Failovers and switchovers started, and each phase's duration as a histogram."""
+    cluster = c.config.cluster
+    out = family(
         "jfs_milvus_failovers_total",
         "Automatic failovers started by this coordinator.",
         "counter",
@@ -91,22 +110,29 @@ def render_coordinator_metrics(c: Coordinator, process: bool = False) -> str:
         histogram.add_sample(f"{histogram.name}_sum", labels, float(sum(samples)))
         histogram.add_sample(f"{histogram.name}_count", labels, float(len(samples)))
     out.append(histogram)
+    return out
+
+
+def _decision_durations(c: Coordinator) -> list[Metric]:
+    """The last decision's duration and quantiles over the last 1000 (none before the first decision)."""
+    cluster = c.config.cluster
     decide = c.counters.decide_seconds
-    if decide:
-        out += family(
-            "jfs_milvus_decide_seconds", "Duration of the last decision.", "gauge", [({"cluster": cluster}, decide[-1])]
-        )
-        summary = Metric(
-            "jfs_milvus_decide_duration_seconds", "Duration of a decision (quantiles over the last 1000).", "summary"
-        )
-        recent = sorted(decide)
-        for q in (0.5, 0.99):
-            value = recent[min(len(recent) - 1, int(q * len(recent)))]
-            summary.add_sample(summary.name, {"cluster": cluster, "quantile": f"{q:g}"}, value)
-        summary.add_sample(f"{summary.name}_sum", {"cluster": cluster}, c.counters.decide_total_s)
-        summary.add_sample(f"{summary.name}_count", {"cluster": cluster}, float(c.counters.decide_count))
-        out.append(summary)
-    return exposition(out, process)
+    if not decide:
+        return []
+    out = family(
+        "jfs_milvus_decide_seconds", "Duration of the last decision.", "gauge", [({"cluster": cluster}, decide[-1])]
+    )
+    summary = Metric(
+        "jfs_milvus_decide_duration_seconds", "Duration of a decision (quantiles over the last 1000).", "summary"
+    )
+    recent = sorted(decide)
+    for q in (0.5, 0.99):
+        value = recent[min(len(recent) - 1, int(q * len(recent)))]
+        summary.add_sample(summary.name, {"cluster": cluster, "quantile": f"{q:g}"}, value)
+    summary.add_sample(f"{summary.name}_sum", {"cluster": cluster}, c.counters.decide_total_s)
+    summary.add_sample(f"{summary.name}_count", {"cluster": cluster}, float(c.counters.decide_count))
+    out.append(summary)
+    return out
 
 
 def _leader_view(

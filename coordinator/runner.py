@@ -13,11 +13,12 @@ from jfsmilvus.common.metricsserver import MetricsServer
 from jfsmilvus.common.sdnotify import notify, watchdog_interval_s
 
 from coordinator.config import CoordinatorConfig
-from coordinator.daemon import Coordinator, redis_publisher
+from coordinator.daemon import Coordinator
 from coordinator.metrics import render_coordinator_metrics
+from coordinator.publishing import redis_publisher
 from coordinator.push import AssignmentPusher
 from coordinator.server import serve
-from coordinator.store import StoreError
+from coordinator.storeapi import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator")
 

@@ -31,11 +31,14 @@ from jfsmilvus.common.wirecheck import operator_problem, report_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator.config import CoordinatorConfig
-from coordinator.core import Request, epochs_ahead_sentence, node_endpoint
-from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
+from coordinator.core import Request
+from coordinator.daemon import Coordinator
+from coordinator.endpoints import node_endpoint
+from coordinator.faults import epochs_ahead_sentence
+from coordinator.forget import ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
 from coordinator.model import ROLE_CHANGES, Assignment, Event, Report, WriterStop
-from coordinator.store import StoreError
+from coordinator.storeapi import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator.api")
 

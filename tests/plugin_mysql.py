@@ -28,7 +28,7 @@ import pymysql
 import pytest
 from jfsmilvus.common.secrets import Secret
 
-from coordinator.store import MysqlSettings
+from coordinator.mysqlsession import MysqlSettings
 
 # Quotes, spaces, backslash, %, @ and $: every quoting layer gets exercised.
 COORDINATOR_USER = "jfs_coordinator"

@@ -21,7 +21,7 @@ from coordinator.core import Request, Timing
 from coordinator.daemon import Coordinator
 from coordinator.model import Assignment, ClusterRow, Durable, Event, NodeRecord, Report
 from coordinator.server import API_WORKERS, LONG_CALLS, CoordinatorServicer
-from coordinator.store import Leadership, StoreError
+from coordinator.storeapi import Leadership, StoreError
 
 STARTUP_WAIT_S = 0.2  # a new leader listens this long before it decides
 ANSWER_WITHIN_S = 2.0  # a report is answered at once; this only bounds a test that would otherwise hang

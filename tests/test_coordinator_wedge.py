@@ -9,7 +9,7 @@ from dataclasses import replace
 from coordinator.daemon import STALE_DECISION_TICKS, Coordinator
 from coordinator.model import ClusterRow, Durable, NodeRecord
 from coordinator.server import why
-from coordinator.store import Leadership, StoreError
+from coordinator.storeapi import Leadership, StoreError
 from tests.test_coordinator_answers import STARTUP_WAIT_S, HeldStore, config, report
 
 

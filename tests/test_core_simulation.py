@@ -26,6 +26,7 @@ from agent.lease import Lease, after_rw_answer, lease_for, renewed_by_row, write
 from agent.milvus.container import ContainerState
 from agent.milvus.converge import Action, Seen, Step, Want, next_step, wanted_role
 from coordinator.core import Decision, Memory, Timing, committed, decide
+from coordinator.model import Assignment as CoreAssignment
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report
 
 TICK = 0.25
@@ -123,6 +124,14 @@ class World:
                 if role == "rw":
                     node.rw_since = self.now
 
+    def power_off(self, name: str) -> None:
+        node = self.nodes[name]
+        if node.container == "rw":
+            self.end_rw(node, self.now)
+        node.power, node.container, node.starting, node.stopping_at = False, None, None, None
+        node.mount_mode = None
+        node.forget()  # the agent forgets all but its epoch on disk
+
     def _stop(self, node: Node) -> None:
         node.container = None
         node.stopping_at = None
@@ -192,12 +201,18 @@ class World:
             row_lease_s=node.lease.row_renewal_ms / 1000 if node.lease is not None else None,
         )
 
+    def answer(self, node: Node) -> tuple[bool, CoreAssignment | None]:
+        """The coordinator's answer to the node's report: (whether it leads, the node's assignment)."""
+        if self.memory is None:
+            return False, None
+        self.reports[node.name] = self._observation(node)
+        return True, self.assignments.get(node.name)
+
     def _report(self, node: Node) -> None:
         """The reporter thread: the answer is judged and taken as Agent.take_coordinator_answer does."""
         sent = self.now
-        if not node.cut_coord and self.coord_up and self.memory is not None:
-            self.reports[node.name] = self._observation(node)
-            a = self.assignments.get(node.name)
+        leading, a = self.answer(node) if not node.cut_coord and self.coord_up else (False, None)
+        if leading:
             if a is None:
                 return
             told = Assignment(role=a.role, epoch=a.epoch, source="coordinator", writer=a.writer or "")
@@ -325,12 +340,7 @@ class ClusterUnderFaults(RuleBasedStateMachine):
 
     @rule(name=st.sampled_from(NODES))
     def power_off(self, name: str) -> None:
-        node = self.world.nodes[name]
-        if node.container == "rw":
-            self.world.end_rw(node, self.world.now)
-        node.power, node.container, node.starting, node.stopping_at = False, None, None, None
-        node.mount_mode = None
-        node.forget()  # the agent forgets all but its epoch on disk
+        self.world.power_off(name)
 
     @rule(name=st.sampled_from(NODES))
     def power_on(self, name: str) -> None:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from jfsmilvus.v1 import coordinator_pb2
 
-from coordinator.daemon import Published
+from coordinator.coordstate import Published
 from coordinator.doctor import judge_epochs
 from coordinator.faults import epochs_ahead_sentence
 from coordinator.model import ClusterRow, Durable, Report

@@ -18,12 +18,14 @@ from coordinator import ctl
 from coordinator.certs import make_certs
 from coordinator.config import CoordinatorConfig
 from coordinator.core import Memory, Request, Timing
-from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
+from coordinator.daemon import Coordinator
+from coordinator.forget import ForgetRefused, UnknownNode
 from coordinator.model import ClusterRow, Durable, NodeRecord, Report
 from coordinator.phases import Transition
 from coordinator.requests import forget_refusal, forget_silence_s, without_node
 from coordinator.server import cluster_status
-from coordinator.store import ClusterStore, StoreError
+from coordinator.store import ClusterStore
+from coordinator.storeapi import StoreError
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
 from tests.plugin_mysql import MysqlDatabase

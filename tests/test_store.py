@@ -13,15 +13,10 @@ import pytest
 from jfsmilvus.common.secrets import Secret
 
 from coordinator.model import Event
+from coordinator.mysqlsession import MysqlSettings, close_quietly, connect, describe
 from coordinator.schema import LATEST_VERSION
-from coordinator.store import (
-    ClusterStore,
-    Leadership,
-    MysqlSettings,
-    NotLeader,
-    StoreError,
-    read_writer_row,
-)
+from coordinator.store import ClusterStore
+from coordinator.storeapi import Leadership, NotLeader, StoreError
 from tests.plugin_mysql import COORDINATOR_PASSWORD, READONLY_PASSWORD, MariaDB, MysqlDatabase, with_timeouts
 
 CLUSTER = "test-cluster"
@@ -510,6 +505,31 @@ def test_a_hung_mysql_fails_calls_within_the_timeouts(mysql_db: MysqlDatabase) -
 
 
 # -- the read-only account ------------------------------------------------------------------------------
+
+
+def read_writer_row(settings: MysqlSettings, cluster_name: str | None = None) -> tuple[str | None, int]:
+    """(writer, epoch) from the cluster row over a fresh connection, as an agent's read-only account reads it
+    (agent/writerrow.py) when no coordinator answers. With `cluster_name`, a row of another cluster is refused.
+    StoreError on any failure."""
+    conn = None
+    try:
+        conn = connect(settings, database=settings.database)
+        with conn.cursor() as cur:
+            cur.execute("SELECT writer, epoch, name FROM cluster WHERE id = 1")
+            row = cur.fetchone()
+    except (pymysql.err.Error, OSError) as exc:
+        raise StoreError(
+            f"reading the cluster row from {settings.where()}: {describe(exc, settings.password)}"
+        ) from None
+    finally:
+        if conn is not None:
+            close_quietly(conn)
+    if row is None:
+        raise StoreError(f"{settings.where()} has no cluster row (the coordinator has not migrated it)")
+    writer, epoch, name = row
+    if cluster_name is not None and name != cluster_name:
+        raise StoreError(f"{settings.where()} belongs to cluster {name!r}, not {cluster_name!r}")
+    return writer, int(epoch)
 
 
 def test_read_writer_row_with_the_read_only_account(store: ClusterStore, mysql_db: MysqlDatabase) -> None:

@@ -11,6 +11,7 @@ from prometheus_client.metrics_core import Metric
 
 from coordinator.core import Memory
 from coordinator.daemon import PHASE_BUCKETS, Coordinator
+from coordinator.faults import cut_off_witnesses, fresh
 from coordinator.model import Discovery, Durable, Report
 
 
@@ -197,13 +198,6 @@ def _writer_serving(c: Coordinator, writer: str, reports: dict[str, Report], now
     """As the decision core judges the writer alive (core.decide, rule 2): its own fresh report, else a witness."""
     timing = c.config.timing
     report = reports.get(writer)
-    if report is not None and now - report.received_at <= timing.detect_after_s:
+    if report is not None and fresh(report, now, timing):
         return report.role_running == "rw"
-    return any(
-        name != writer
-        and now - r.received_at <= timing.detect_after_s
-        and r.writer_seen_healthy_age_s is not None
-        and r.writer_seen_healthy_age_s >= 0
-        and now - (r.received_at - r.writer_seen_healthy_age_s) <= timing.witness_fresh_s
-        for name, r in reports.items()
-    )
+    return bool(cut_off_witnesses(writer, reports, now, timing))

@@ -171,3 +171,13 @@ def test_conflicts_show_in_status_and_doctor_and_a_bad_body_is_refused_at_the_do
     assert "cluster_config.body: cluster config version 4: milvus.flavor = 'tpu'" in (cluster_config_problem(bad) or "")
     assert cluster_config_problem(coordinator_pb2.ClusterConfig(version=0)) is None
     assert "a body without a version" in (cluster_config_problem(coordinator_pb2.ClusterConfig(body="x")) or "")
+
+
+def test_the_config_rpcs_are_for_operator_certificates_only() -> None:
+    from jfsmilvus.common.authz import Caller, refusal
+
+    for rpc in ("GetClusterConfig", "ListClusterConfigs", "CommitClusterConfig"):
+        name = f"CoordinatorService.{rpc}"
+        assert refusal(name, Caller(tls=True, kind="operator", name="alice")) is None
+        for kind in ("viewer", "agent", "coordinator"):
+            assert "it needs a operator certificate" in (refusal(name, Caller(tls=True, kind=kind, name="x")) or "")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from jfsmilvus.common.logsetup import LogContext
 
 from coordinator.config import CoordinatorConfig
+from coordinator.configanswer import ConfigAnswers
 from coordinator.core import Memory, Request
 from coordinator.model import Assignment, Discovery, Durable, Event, Report
 from coordinator.mysqlsession import MysqlSettings
@@ -108,6 +109,7 @@ class CoordinatorState:
         self._resigned_until = 0.0  # after stepping down for want of decisions: do not take the lead before
         self._unregistered: dict[str, str] = {}  # node -> why its registration failed (logged once per reason)
         self.last_stale = ""  # why this coordinator last stepped down for want of decisions ("" since it decided)
+        self.cluster_config = ConfigAnswers()  # the cluster config each Report's answer carries (configanswer.py)
 
     def _error(self, message: str) -> None:
         if message != self.last_error:

@@ -144,6 +144,7 @@ class Coordinator(Publishing, NodeRegistration, NodeForgetting):
         if not self._lead(now):
             return "following"
         assert self.leadership is not None and self.memory is not None
+        self.cluster_config.refresh(self.store, now)
         # One snapshot of the reports serves registration and the decision, so that every node the decision
         # can name (e.g. as the new writer) is in the nodes table the commit checks against.
         with self._state_lock:

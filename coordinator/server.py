@@ -31,6 +31,8 @@ from jfsmilvus.common.wirecheck import operator_problem, report_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator.config import CoordinatorConfig
+from coordinator.configrpc import ConfigRpcs, answer_cluster_config
+from coordinator.configviews import config_row_fields
 from coordinator.core import Request
 from coordinator.daemon import Coordinator
 from coordinator.endpoints import node_endpoint
@@ -136,7 +138,7 @@ def event_pb(e: Event) -> coordinator_pb2.Event:
     )
 
 
-class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+class CoordinatorServicer(ConfigRpcs, coordinator_pb2_grpc.CoordinatorServiceServicer):
     def __init__(self, coordinator: Coordinator, long_calls: int = LONG_CALLS):
         self.c = coordinator
         self._long_calls = threading.BoundedSemaphore(long_calls)
@@ -183,6 +185,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             if assignment.discovery is not None and not report.hosts_mishards:
                 assignment = replace(assignment, discovery=None)
             answer.assignment.CopyFrom(assignment_pb(assignment))
+        answer_cluster_config(answer, self.c.cluster_config, report.node)
         return answer
 
     def GetClusterStatus(
@@ -410,6 +413,7 @@ def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.Clust
         paused_reason=durable.cluster.paused_reason,
         why=why(c),
         leader_address=address or "",
+        config_version=c.cluster_config.current,
     )
     if published.discovery is not None:
         d = published.discovery
@@ -444,6 +448,7 @@ def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.Clust
             priority=record.priority if record else 1,
             maintenance=record.maintenance if record else False,
             maintenance_reason=record.maintenance_reason if record else "",
+            **config_row_fields(observation, c.cluster_config.version_for(name)),
         )
     return out
 

@@ -16,7 +16,8 @@ connection broke): reload with `load()` before acting on it. Nothing here ever s
 
 `ClusterStore` is made of one part per job: the connection (`coordinator.mysqlsession`), the schema
 (`coordinator.storemigrate`), the lease (`coordinator.storelease`), the nodes and the state load
-(`coordinator.storenodes`) and the events (`coordinator.storeevents`); the cluster row's writes are here.
+(`coordinator.storenodes`), the events (`coordinator.storeevents`) and the cluster config
+(`coordinator.configstore`); the cluster row's writes are here.
 It implements `coordinator.storeapi.ClusterStoreApi`.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from coordinator.configstore import ConfigStatements
 from coordinator.mysqlsession import LEADS, LOG, NAME_MAX, check_length, clip
 from coordinator.storeapi import Leadership, NotLeader, StoreError
 from coordinator.storeevents import EventStatements
@@ -32,7 +34,7 @@ from coordinator.storemigrate import SchemaMigration
 from coordinator.storenodes import NodeStatements
 
 
-class ClusterStore(SchemaMigration, LeaseStatements, NodeStatements, EventStatements):
+class ClusterStore(SchemaMigration, LeaseStatements, NodeStatements, EventStatements, ConfigStatements):
     """The cluster's durable state over one MySQL connection (see `coordinator.mysqlsession.MysqlSession`)."""
 
     def change_writer(

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from coordinator.model import Durable, Event
+
+if TYPE_CHECKING:
+    from coordinator.configstore import CommitOutcome, ConfigCommit, ConfigState, ConfigVersion
 
 
 class StoreError(Exception):
@@ -87,3 +90,16 @@ class ClusterStoreApi(Protocol):
         phases: Sequence[tuple[str, float]],
         reason: str | None = None,
     ) -> None: ...
+
+    # the cluster config (coordinator/configstore.py)
+    def config_state(self) -> ConfigState: ...
+
+    def read_config_version(self, version: int) -> ConfigVersion | None: ...
+
+    def read_config_versions(self, versions: list[int]) -> dict[int, ConfigVersion]: ...
+
+    def config_history(self, limit: int = 50) -> list[ConfigVersion]: ...
+
+    def commit_config(self, leadership: Leadership, commit: ConfigCommit) -> CommitOutcome: ...
+
+    def set_config_pin(self, leadership: Leadership, node: str, version: int | None) -> None: ...

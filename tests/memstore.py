@@ -26,6 +26,15 @@ from types import MappingProxyType
 
 from jfsmilvus.common.wirecheck import ipv4_problem, name_problem
 
+from coordinator.configstore import (
+    CONFIG_EVENT,
+    CommitOutcome,
+    ConfigCommit,
+    ConfigConflict,
+    ConfigState,
+    ConfigVersion,
+    conflict_message,
+)
 from coordinator.model import ClusterRow, Durable, Event, NodeRecord
 from coordinator.mysqlsession import DEFAULT_LEASE_MARGIN_FRACTION, NAME_MAX, check_length, clip
 from coordinator.schema import LATEST_VERSION
@@ -63,6 +72,9 @@ class MemoryClusterStore:
         self._leader = LeaderRow()
         self._nodes: dict[str, NodeRecord] = {}
         self._events: list[tuple[Event, int]] = []  # (event, the leader term that recorded it)
+        self._config_versions: dict[int, ConfigVersion] = {}
+        self._config_current = 0
+        self._pins: dict[str, int | None] = {}  # node -> its pin; a node not here follows the current version
 
     # -- what the MySQL statements check ----------------------------------------------------------------
 
@@ -209,6 +221,7 @@ class MemoryClusterStore:
             row = self._leads(leadership)
             if row.writer == name:
                 raise StoreError(f"forget_node: node {name!r} is the writer")
+            self._pins.pop(name, None)
             return self._nodes.pop(name, None) is not None
 
     def add_event(self, leadership: Leadership, event: Event) -> int:
@@ -236,6 +249,59 @@ class MemoryClusterStore:
                     self._events[i] = (changed, term)
                     return
             raise StoreError(f"update_event: event {event_id} does not exist")
+
+    # -- the cluster config ---------------------------------------------------------------------------
+
+    def config_state(self) -> ConfigState:
+        with self._lock:
+            self._row()
+            pins = {n: v for n, v in self._pins.items() if v is not None and n in self._nodes}
+            return ConfigState(current=self._config_current, pins=pins)
+
+    def read_config_version(self, version: int) -> ConfigVersion | None:
+        with self._lock:
+            return self._config_versions.get(version)
+
+    def read_config_versions(self, versions: list[int]) -> dict[int, ConfigVersion]:
+        with self._lock:
+            return {v: self._config_versions[v] for v in versions if v in self._config_versions}
+
+    def config_history(self, limit: int = 50) -> list[ConfigVersion]:
+        with self._lock:
+            return [self._config_versions[v] for v in sorted(self._config_versions)[-limit:]]
+
+    def commit_config(self, leadership: Leadership, commit: ConfigCommit) -> CommitOutcome:
+        with self._lock:
+            self._leads(leadership)
+            current = self._config_current
+            if current != commit.expected_current:
+                raise ConfigConflict(conflict_message(current, commit.expected_current))
+            version = max(self._config_versions, default=0) + 1
+            self._config_versions[version] = ConfigVersion(
+                version, commit.body, commit.author[:255], clip(commit.reason), self.wall_clock(), commit.restart
+            )
+            if commit.restart:
+                followers = [n for n in self._nodes if self._pins.get(n) is None]
+                self._pins.update(dict.fromkeys(followers, current))
+                pinned, unpinned = len(followers), 0
+            else:
+                moved = [n for n in self._nodes if self._pins.get(n) == current]
+                for n in moved:
+                    self._pins.pop(n)
+                pinned, unpinned = 0, len(moved)
+            self._config_current = version
+            event_id = (self._events[-1][0].id if self._events else 0) + 1
+            reason = commit.event_reason.replace("{version}", str(version))
+            event = Event(kind=CONFIG_EVENT, reason=reason, epoch=commit.epoch, at_unix=self.wall_clock(), id=event_id)
+            self._events.append((event, leadership.term))
+            return CommitOutcome(version=version, nodes_pinned=pinned, nodes_unpinned=unpinned)
+
+    def set_config_pin(self, leadership: Leadership, node: str, version: int | None) -> None:
+        with self._lock:
+            self._leads(leadership)
+            if node not in self._nodes:
+                raise StoreError(f"set_config_pin: node {node!r} does not exist")
+            self._pins[node] = version
 
 
 def _phases(phases: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:

@@ -1,6 +1,7 @@
-"""The package layout: the coordinator imports nothing from the agent, jfsmilvus.common imports neither daemon, and
-no module-level import cycle among the modules of agent/, coordinator/ and jfsmilvus.common. Imports under
-`if TYPE_CHECKING:` and inside functions do not count."""
+"""The package layout: the coordinator imports nothing from the agent, jfsmilvus.common imports neither daemon, no
+module-level import cycle among the modules of agent/, coordinator/ and jfsmilvus.common (imports under
+`if TYPE_CHECKING:` and inside functions do not count), no file in agent/ or coordinator/ over 500 lines and no
+function over 60 lines, a table excepted."""
 
 from __future__ import annotations
 
@@ -108,3 +109,32 @@ def test_no_import_cycle() -> None:
         if node not in state:
             walk(node, [])
     assert not cycles, [" -> ".join(c) for c in cycles]
+
+
+MAX_FILE_LINES = 500
+MAX_FUNCTION_LINES = 60
+# Functions that are tables (one row a line), allowed to be longer: (module path, function name).
+TABLES: set[tuple[str, str]] = set()
+
+
+def test_no_file_over_500_lines_in_the_daemons() -> None:
+    long = sorted(
+        f"{path.relative_to(REPO)}: {n} lines"
+        for root in (ROOTS["agent"], ROOTS["coordinator"])
+        for path in root.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_FILE_LINES
+    )
+    assert not long, long
+
+
+def test_no_function_over_60_lines_except_a_table() -> None:
+    long = []
+    for root in (ROOTS["agent"], ROOTS["coordinator"], ROOTS["jfsmilvus.common"]):
+        for path in root.rglob("*.py"):
+            rel = str(path.relative_to(REPO))
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (rel, node.name) not in TABLES:
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        long.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
+    assert not long, sorted(long)

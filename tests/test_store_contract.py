@@ -7,10 +7,12 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from coordinator.configstore import ConfigCommit, ConfigConflict, ConfigVersion
 from coordinator.model import Durable, Event
 from coordinator.schema import LATEST_VERSION
 from coordinator.store import ClusterStore
@@ -30,6 +32,10 @@ def _plain(value: Any) -> Any:
         return (value.cluster, tuple(sorted(value.nodes.items())))
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if isinstance(value, ConfigVersion):
+        return (value.version, value.body, value.author, value.reason, value.restart_needed)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, Event):
         return (value.id, value.kind, value.node, value.epoch, value.reason, value.phases)
     return value
@@ -47,6 +53,9 @@ class Recorder:
             result = call(self.store)
         except NotLeader:
             self.outcomes.append((what, "NotLeader"))
+            return None
+        except ConfigConflict:
+            self.outcomes.append((what, "ConfigConflict"))
             return None
         except StoreError:
             self.outcomes.append((what, "StoreError"))
@@ -80,6 +89,21 @@ def scenario(store: ClusterStoreApi) -> list[tuple[str, Any]]:
     do("to an unknown node", lambda s: s.change_writer(a, 1, "node-x"))
     do("not upward", lambda s: s.change_writer(a, 1, "node-b", 1))
     do("healed above", lambda s: s.change_writer(a, 1, "node-b", 5))
+    do("no cluster config yet", lambda s: s.config_state())
+    v1 = ConfigCommit("v1", "operator alice", "first", 0, True, "config {version} (restart)", epoch=5)
+    do("config v1, a restart", lambda s: s.commit_config(a, v1))
+    do("config made against an old version", lambda s: s.commit_config(a, replace(v1, body="v2")))
+    do("pinned to what they ran", lambda s: s.config_state())
+    do("node-a follows", lambda s: s.set_config_pin(a, "node-a", None))
+    do("pin nobody", lambda s: s.set_config_pin(a, "node-q", 1))
+    v2 = ConfigCommit("v2", "operator bob", "x" * 300, 1, False, "config {version}")
+    do("config v2, no restart", lambda s: s.commit_config(a, v2))
+    do("config after v2", lambda s: s.config_state())
+    do("config history", lambda s: s.config_history())
+    do("config history, newest", lambda s: s.config_history(limit=1))
+    do("config version 1", lambda s: s.read_config_version(1))
+    do("config version 9", lambda s: s.read_config_version(9))
+    do("config versions", lambda s: s.read_config_versions([1, 2, 9]))
     do("priority", lambda s: s.set_priority(a, "node-a", 3))
     do("priority of nobody", lambda s: s.set_priority(a, "node-q", 3))
     do("negative priority", lambda s: s.set_priority(a, "node-a", -1))
@@ -117,6 +141,8 @@ def scenario(store: ClusterStoreApi) -> list[tuple[str, Any]]:
         ("forget_node", lambda s: s.forget_node(a, "node-b")),
         ("add_event", lambda s: s.add_event(a, Event("x", "deposed"))),
         ("update_event", lambda s: s.update_event(a, first, ())),
+        ("commit_config", lambda s: s.commit_config(a, replace(v2, expected_current=2))),
+        ("set_config_pin", lambda s: s.set_config_pin(a, "node-b", 2)),
     ):
         do(f"deposed a: {what}", write)
     do("b writes", lambda s: s.set_paused(b, False, ""))

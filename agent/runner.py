@@ -58,7 +58,7 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
     signal.signal(signal.SIGHUP, on_hup)
 
     agent.start()
-    reporter = Reporter(agent, config) if config.coordinators else None
+    reporter = Reporter(agent.report_request, agent.authority, config) if config.coordinators else None
     if reporter is not None:
         agent.report_soon = reporter.report_soon
         reporter.start()
@@ -112,7 +112,7 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
 
 
 def _lb_check(agent: Agent, path: str) -> Callable[[], tuple[int, bytes]]:
-    return lambda: lb_answer(path, agent.status(), agent.holds_writer_lease())
+    return lambda: lb_answer(path, agent.config.node_name, agent.snapshot, agent.holds_writer_lease())
 
 
 def _reload(agent: Agent) -> None:

@@ -232,7 +232,7 @@ def test_the_agent_probes_in_the_background_and_the_doctor_fails_a_select_only_r
     config = dataclasses.replace(defaults, state_dir=str(tmp_path), gpu=GpuSettings(enabled=False), milvus=milvus)
     agent = Agent(config, docker_url=f"unix://{tmp_path}/no-docker.sock")
     agent.loop_once()  # Docker unreachable: the agent still looks at the node, and starts the probe
-    agent._meta_right.wait(10)
+    agent.facts.meta_right.wait(10)
     check = finding(agent.status(), CREATE)
     assert check.result == "FAIL" and f"MySQL user '{READER_USER}'" in check.detail
     assert check.fix == f"GRANT CREATE ON `{milvus_database}`.* TO '{READER_USER}'@'%'"

@@ -177,7 +177,7 @@ class Agent:
                     self.gpu.start()
         log.info("reloaded config %s", config.path)
 
-    # -- for the API, the reporter thread and the load balancer's checks ----------------------------------
+    # -- for the API and the reporter thread --------------------------------------------------------------
     def push_assignment(self, assignment: Assignment, leader_term: int = 0) -> str | None:
         """An `Assign` call's assignment (agent.authority.Authority.push_assignment); why it was refused, or None."""
         return self.authority.push_assignment(assignment, leader_term)
@@ -186,10 +186,6 @@ class Agent:
         return coordinator_pb2.ReportRequest(
             observation=observation_pb(self.status()), hosts_mishards=self.config.mishards.enabled
         )
-
-    def holds_writer_lease(self) -> bool:
-        """A rw container may run now under the last published assignment (for the load balancer's check)."""
-        return self.authority.holds_writer_lease(self.snapshot.assignment)
 
     def _note_error(self, message: str) -> None:
         errors = self._errors

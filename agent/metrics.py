@@ -34,13 +34,43 @@ def _xid_labels(labels: dict[str, object], xid: dict[str, Any]) -> dict[str, obj
 
 def render_metrics(status: dict[str, Any], process: bool = False) -> str:
     node = status.get("node", "")
-    out: list[Metric] = []
     gpu = status.get("gpu") or {}
-    gpus = gpu.get("gpus") or []
     base_labels = [
         (g, {"gpu": g.get("index"), "UUID": g.get("uuid") or "", "modelName": g.get("name") or "", "Hostname": node})
-        for g in gpus
+        for g in gpu.get("gpus") or []
     ]
+    out = _gpu_families(base_labels)
+    out += family(
+        "jfs_milvus_agent_info",
+        "The agent: its node, the address Milvus serves on and its version, as labels.",
+        "gauge",
+        [({"node": node, "address": status.get("address") or "", "version": status.get("agent_version") or ""}, 1.0)],
+    )
+    mishards = status.get("mishards")
+    if mishards is not None:
+        out += _mishards_families(node, mishards)
+    out += family(
+        "jfs_milvus_gpu_health",
+        "GPU health as the agent judges it: 0 healthy, 1 degraded, 2 failed.",
+        "gauge",
+        [(labels, float(HEALTH_VALUES.get(g.get("health", "failed"), 2))) for g, labels in base_labels],
+    )
+    out += family(
+        "jfs_milvus_nvml_available",
+        "1 when NVML answered on this node.",
+        "gauge",
+        [({"Hostname": node}, 1.0 if gpu.get("available") else 0.0)],
+    )
+    out += _role_families(node, status)
+    out += _mount_families(node, status.get("mounts") or [])
+    out += _lease_families(node, status)
+    out += _container_families(node, status)
+    return exposition(out, process)
+
+
+def _gpu_families(base_labels: list[tuple[dict[str, Any], dict[str, object]]]) -> list[Metric]:
+    """dcgm-exporter's GPU families, and the XIDs seen on each GPU."""
+    out: list[Metric] = []
     for name, help_, kind, key, scale in _GPU_METRICS:
         samples = []
         for g, labels in base_labels:
@@ -73,64 +103,54 @@ def render_metrics(status: dict[str, Any], process: bool = False) -> str:
         "counter",
         [(_xid_labels(labels, x), float(x["count"])) for labels, x in xids],
     )
+    return out
+
+
+def _mishards_families(node: str, mishards: dict[str, Any]) -> list[Metric]:
+    out: list[Metric] = []
+    container = mishards.get("container") or {}
+    running_hosts = list(container.get("hosts") or []) if mishards.get("state") == "running" else []
     out += family(
-        "jfs_milvus_agent_info",
-        "The agent: its node, the address Milvus serves on and its version, as labels.",
+        "jfs_milvus_mishards_hosts",
+        "Hosts (DISCOVERY_STATIC_HOSTS) the running Mishards container searches; 0 when none runs.",
         "gauge",
-        [({"node": node, "address": status.get("address") or "", "version": status.get("agent_version") or ""}, 1.0)],
-    )
-    mishards = status.get("mishards")
-    if mishards is not None:
-        container = mishards.get("container") or {}
-        running_hosts = list(container.get("hosts") or []) if mishards.get("state") == "running" else []
-        out += family(
-            "jfs_milvus_mishards_hosts",
-            "Hosts (DISCOVERY_STATIC_HOSTS) the running Mishards container searches; 0 when none runs.",
-            "gauge",
-            [({"node": node}, float(len(running_hosts)))],
-        )
-        out += family(
-            "jfs_milvus_mishards_hosts_listed",
-            "Hosts the coordinator lists for Mishards (the readers healthy for settle_s, or the writer).",
-            "gauge",
-            [({"node": node}, float(len(mishards.get("listed_hosts") or [])))],
-        )
-        out += family(
-            "jfs_milvus_mishards_host",
-            "1 for each host the running Mishards container searches.",
-            "gauge",
-            [({"node": node, "host": host}, 1.0) for host in running_hosts],
-        )
-        out += family(
-            "jfs_milvus_mishards_up",
-            "1 when the Mishards container the agent runs is running.",
-            "gauge",
-            [({"node": node}, 1.0 if mishards.get("state") == "running" else 0.0)],
-        )
-        out += family(
-            "jfs_milvus_mishards_error",
-            "1 when the agent cannot start or find its Mishards container, or refuses its settings.",
-            "gauge",
-            [({"node": node}, 1.0 if mishards.get("error") else 0.0)],
-        )
-        out += family(
-            "jfs_milvus_mishards_hosts_left_out",
-            "Listed hosts left out of Mishards because they did not answer Milvus gRPC.",
-            "gauge",
-            [({"node": node}, float(len(mishards.get("left_out") or [])))],
-        )
-    out += family(
-        "jfs_milvus_gpu_health",
-        "GPU health as the agent judges it: 0 healthy, 1 degraded, 2 failed.",
-        "gauge",
-        [(labels, float(HEALTH_VALUES.get(g.get("health", "failed"), 2))) for g, labels in base_labels],
+        [({"node": node}, float(len(running_hosts)))],
     )
     out += family(
-        "jfs_milvus_nvml_available",
-        "1 when NVML answered on this node.",
+        "jfs_milvus_mishards_hosts_listed",
+        "Hosts the coordinator lists for Mishards (the readers healthy for settle_s, or the writer).",
         "gauge",
-        [({"Hostname": node}, 1.0 if gpu.get("available") else 0.0)],
+        [({"node": node}, float(len(mishards.get("listed_hosts") or [])))],
     )
+    out += family(
+        "jfs_milvus_mishards_host",
+        "1 for each host the running Mishards container searches.",
+        "gauge",
+        [({"node": node, "host": host}, 1.0) for host in running_hosts],
+    )
+    out += family(
+        "jfs_milvus_mishards_up",
+        "1 when the Mishards container the agent runs is running.",
+        "gauge",
+        [({"node": node}, 1.0 if mishards.get("state") == "running" else 0.0)],
+    )
+    out += family(
+        "jfs_milvus_mishards_error",
+        "1 when the agent cannot start or find its Mishards container, or refuses its settings.",
+        "gauge",
+        [({"node": node}, 1.0 if mishards.get("error") else 0.0)],
+    )
+    out += family(
+        "jfs_milvus_mishards_hosts_left_out",
+        "Listed hosts left out of Mishards because they did not answer Milvus gRPC.",
+        "gauge",
+        [({"node": node}, float(len(mishards.get("left_out") or [])))],
+    )
+    return out
+
+
+def _role_families(node: str, status: dict[str, Any]) -> list[Metric]:
+    out: list[Metric] = []
     assignment = status.get("assignment") or {}
     out += family(
         "jfs_milvus_role",
@@ -150,7 +170,11 @@ def render_metrics(status: dict[str, Any], process: bool = False) -> str:
         "gauge",
         [({"node": node}, status.get("highest_epoch_seen", 0))],
     )
-    mounts = status.get("mounts") or []
+    return out
+
+
+def _mount_families(node: str, mounts: list[dict[str, Any]]) -> list[Metric]:
+    out: list[Metric] = []
     out += family(
         "jfs_milvus_mount_healthy",
         "1 when the JuiceFS mount is healthy or degraded (usable).",
@@ -185,6 +209,11 @@ def render_metrics(status: dict[str, Any], process: bool = False) -> str:
             if m.get("write_probe_ms") is not None
         ],
     )
+    return out
+
+
+def _lease_families(node: str, status: dict[str, Any]) -> list[Metric]:
+    out: list[Metric] = []
     out += family(
         "jfs_milvus_lease_left_seconds",
         "Seconds left on this node's writer lease; 0 when it holds none.",
@@ -205,6 +234,11 @@ def render_metrics(status: dict[str, Any], process: bool = False) -> str:
         "counter",
         [({"node": node}, float(status.get("lease_renewal_failures") or 0))],
     )
+    return out
+
+
+def _container_families(node: str, status: dict[str, Any]) -> list[Metric]:
+    out: list[Metric] = []
     container = status.get("container") or {}
     out += family(
         "jfs_milvus_container_running",
@@ -230,4 +264,4 @@ def render_metrics(status: dict[str, Any], process: bool = False) -> str:
         "counter",
         [({"node": node}, float(status.get("loops", 0)))],
     )
-    return exposition(out, process)
+    return out

@@ -43,71 +43,91 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
     clock = status.get("clock")
     if clock:
         obs.clock_offset_s, obs.clock_rtt_s = clock["offset_s"], clock["rtt_s"]
-    mishards = status.get("mishards")
-    if mishards:
-        container = mishards.get("container") or {}
-        obs.mishards.CopyFrom(
-            node_pb2.MishardsStatus(
-                state=mishards.get("state", ""),
-                error=mishards.get("error", ""),
-                container=mishards.get("name", ""),
-                hosts=container.get("hosts", []) if container.get("state") == "running" else [],
-                left_out=mishards.get("left_out", []),
-                foreign_overrides=[
-                    f"{f['name']}: {','.join(f['overriding_keys'])}" for f in mishards.get("foreign", [])
-                ],
-                reason=mishards.get("reason", ""),
-            )
-        )
-    stop = status.get("last_writer_stop")
-    if stop:
-        obs.last_writer_stop.CopyFrom(
-            node_pb2.WriterStop(
-                epoch=stop["epoch"],
-                drain_id=stop["drain_id"],
-                exit_code=stop["exit_code"],
-                seconds=stop["seconds"],
-                at_unix=stop["at_unix"],
-            )
-        )
+    _mishards_pb(obs, status.get("mishards"))
+    _writer_stop_pb(obs, status.get("last_writer_stop"))
     toolkit = status.get("nvidia_toolkit")
     if toolkit is not None:
         obs.nvidia_toolkit.checked = True
         obs.nvidia_toolkit.found.update(toolkit)
     _milvus_meta_pb(obs.milvus_meta, status.get("milvus_meta"))
     _milvus_wal_pb(obs.milvus_wal, status.get("milvus_wal"))
-    gpu = status.get("gpu")
-    if gpu:
-        obs.gpus.available = bool(gpu["available"])
-        obs.gpus.reason = gpu.get("reason") or ""
-        obs.gpus.driver_version = gpu.get("driver_version") or ""
-        for g in gpu["gpus"]:
-            gpu_pb = obs.gpus.gpus.add(
-                index=g["index"],
-                uuid=g.get("uuid") or "",
-                name=g.get("name") or "",
-                memory_total_bytes=g.get("memory_total_bytes") or 0,
-                memory_used_bytes=g.get("memory_used_bytes") or 0,
-                utilization_pct=g.get("utilization_pct") or 0,
-                temperature_c=g.get("temperature_c") or 0,
-                power_w=g.get("power_w") or 0,
-                health=HEALTH_TO_PB.get(g["health"], node_pb2.HEALTH_FAILED),
-                reasons=g["reasons"],
-                xids=[
-                    node_pb2.XidRecord(
-                        xid=x["xid"],
-                        count=x["count"],
-                        first_seen_unix=x["first_seen"],
-                        last_seen_unix=x["last_seen"],
-                        fatal=x["fatal"],
-                    )
-                    for x in g.get("xids", [])
-                ],
-            )
-            if g.get("compute_capability"):
-                major, minor = g["compute_capability"]
-                gpu_pb.compute_capability.major, gpu_pb.compute_capability.minor = major, minor
-    for m in status["mounts"]:
+    _gpus_pb(obs, status.get("gpu"))
+    _mounts_pb(obs, status["mounts"])
+    _container_pb(obs, status)
+    return obs
+
+
+def _mishards_pb(obs: node_pb2.NodeObservation, mishards: dict[str, Any] | None) -> None:
+    """The Mishards container this node runs, as its keeper last saw it."""
+    if not mishards:
+        return
+    container = mishards.get("container") or {}
+    obs.mishards.CopyFrom(
+        node_pb2.MishardsStatus(
+            state=mishards.get("state", ""),
+            error=mishards.get("error", ""),
+            container=mishards.get("name", ""),
+            hosts=container.get("hosts", []) if container.get("state") == "running" else [],
+            left_out=mishards.get("left_out", []),
+            foreign_overrides=[f"{f['name']}: {','.join(f['overriding_keys'])}" for f in mishards.get("foreign", [])],
+            reason=mishards.get("reason", ""),
+        )
+    )
+
+
+def _writer_stop_pb(obs: node_pb2.NodeObservation, stop: dict[str, Any] | None) -> None:
+    """How the last rw container stop ended (a drain succeeded when it exited 0)."""
+    if not stop:
+        return
+    obs.last_writer_stop.CopyFrom(
+        node_pb2.WriterStop(
+            epoch=stop["epoch"],
+            drain_id=stop["drain_id"],
+            exit_code=stop["exit_code"],
+            seconds=stop["seconds"],
+            at_unix=stop["at_unix"],
+        )
+    )
+
+
+def _gpus_pb(obs: node_pb2.NodeObservation, gpu: dict[str, Any] | None) -> None:
+    """The GPU report: each GPU with its health and XIDs."""
+    if not gpu:
+        return
+    obs.gpus.available = bool(gpu["available"])
+    obs.gpus.reason = gpu.get("reason") or ""
+    obs.gpus.driver_version = gpu.get("driver_version") or ""
+    for g in gpu["gpus"]:
+        gpu_pb = obs.gpus.gpus.add(
+            index=g["index"],
+            uuid=g.get("uuid") or "",
+            name=g.get("name") or "",
+            memory_total_bytes=g.get("memory_total_bytes") or 0,
+            memory_used_bytes=g.get("memory_used_bytes") or 0,
+            utilization_pct=g.get("utilization_pct") or 0,
+            temperature_c=g.get("temperature_c") or 0,
+            power_w=g.get("power_w") or 0,
+            health=HEALTH_TO_PB.get(g["health"], node_pb2.HEALTH_FAILED),
+            reasons=g["reasons"],
+            xids=[
+                node_pb2.XidRecord(
+                    xid=x["xid"],
+                    count=x["count"],
+                    first_seen_unix=x["first_seen"],
+                    last_seen_unix=x["last_seen"],
+                    fatal=x["fatal"],
+                )
+                for x in g.get("xids", [])
+            ],
+        )
+        if g.get("compute_capability"):
+            major, minor = g["compute_capability"]
+            gpu_pb.compute_capability.major, gpu_pb.compute_capability.minor = major, minor
+
+
+def _mounts_pb(obs: node_pb2.NodeObservation, mounts: list[dict[str, Any]]) -> None:
+    """Each JuiceFS mount with its metadata engine."""
+    for m in mounts:
         meta = m.get("meta_engine") or {}
         obs.mounts.add(
             volume=m["volume"],
@@ -130,6 +150,10 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
                 warnings=meta.get("warnings") or [],
             ),
         )
+
+
+def _container_pb(obs: node_pb2.NodeObservation, status: dict[str, Any]) -> None:
+    """The Milvus container (or its absence), with why the agent waits."""
     container = status.get("container")
     if container:
         obs.container.CopyFrom(
@@ -151,7 +175,6 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         obs.container.CopyFrom(
             node_pb2.ContainerStatus(state="absent", restarts=status.get("restarts", 0), error=_waiting_for(status))
         )
-    return obs
 
 
 def _milvus_meta_pb(out: node_pb2.MilvusMetaStatus, meta: dict[str, Any] | None) -> None:

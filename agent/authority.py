@@ -44,6 +44,7 @@ from agent.milvus.container import ContainerState
 from agent.milvus.leasewatch import LEASE_FILE_NAME, LeaseFile, read_lease_file, write_lease_file
 from agent.milvus.situation import LEASE_LAPSED, Action, Step
 from agent.milvus.spec import conf_dir
+from agent.observation import WriterLease
 from agent.state import LocalState, load_state, save_state
 from agent.wire import assignment_from_wire
 
@@ -394,14 +395,16 @@ class Authority:
             return replace(step, reason=f"{lapse}; {step.reason}")
         return step
 
-    def lease_left_s(self) -> float:
+    def writer_lease(self) -> WriterLease:
+        """The writer lease as the reports and the metrics tell it."""
         lease = self.lease  # read once: the reporter thread may replace it meanwhile
-        return lease.left(lease_now()) if lease is not None else 0.0
+        return WriterLease(
+            left_s=lease.left(lease_now()) if lease is not None else 0.0,
+            row_lease_ms=lease.row_renewal_ms if lease is not None else 0,
+            renewals=dict(self.lease_renewals),
+            renewal_failures=self.lease_renewal_failures,
+        )
 
-    def row_lease_ms(self) -> int:
-        lease = self.lease
-        return lease.row_renewal_ms if lease is not None else 0
-
-    def clock_dict(self) -> dict[str, float | str] | None:
-        clock = best_estimate(self.clock)
-        return None if clock is None else clock.to_dict()
+    def clock_estimate(self) -> ClockSample | None:
+        """This node's clock against the leader's, from the report answers (None before any)."""
+        return best_estimate(self.clock)

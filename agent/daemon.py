@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from jfsmilvus.common.atomicfile import file_sha256, write_atomic
 from jfsmilvus.common.logsetup import LogContext
@@ -51,6 +50,7 @@ from agent.mishards.probe import milvus_answers
 from agent.mishards.sync import MishardsSync
 from agent.mount import MountError, MountManager, MountStatus
 from agent.narrator import Narrator
+from agent.observation import AgentObservation, WriterStop
 from agent.snapshot import NodeSnapshot
 from agent.wire import observation_pb
 from agent.witness import WriterWitness
@@ -105,7 +105,7 @@ class Agent:
         self._lock = threading.Lock()
         self.narrator = Narrator(config.node_name, config.state_dir)
         self._mounts = self._build_mounts(config)
-        self.last_writer_stop: dict[str, Any] | None = None  # how the last rw container stop ended (reported)
+        self.last_writer_stop: WriterStop | None = None  # how the last rw container stop ended (reported)
         self._stopping_since: float | None = None  # a graceful container stop in progress (monotonic)
         self._gpu_read: tuple[float, GpuReport, int] | None = None
         # Set when a new assignment arrives, so the loop acts on it at once rather than at its next tick.
@@ -408,13 +408,13 @@ class Agent:
 
     def _writer_stopped(self, container: ContainerState, want: Want, exit_code: int | None, seconds: float) -> None:
         """Remember how a rw container's stop ended, for the coordinator: a drain succeeded when it exited 0."""
-        self.last_writer_stop = {
-            "epoch": container.epoch or 0,
-            "drain_id": want.drain_id,
-            "exit_code": -1 if exit_code is None else int(exit_code),
-            "seconds": round(seconds, 3),
-            "at_unix": time.time(),
-        }
+        self.last_writer_stop = WriterStop(
+            epoch=container.epoch or 0,
+            drain_id=want.drain_id,
+            exit_code=-1 if exit_code is None else int(exit_code),
+            seconds=round(seconds, 3),
+            at_unix=time.time(),
+        )
         self.report_soon()
 
     def _gpu_report(self) -> GpuReport | None:
@@ -429,67 +429,32 @@ class Agent:
         return self._gpu_read[1]
 
     # -- for the API -----------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        snap = self.snapshot
+    def status(self) -> AgentObservation:
+        """What this agent says about its node now: the last published cycle, and what the other threads hold."""
         stopping = self._stopping_since
-        authority, facts = self.authority, self.facts
-        return {
-            "node": self.config.node_name,
-            "address": self.config.address,
-            "agent_version": __version__,
-            "assignment": {
-                "role": snap.assignment.role,
-                "epoch": snap.assignment.epoch,
-                "source": snap.assignment.source,
-                "reason": snap.assignment.reason,
-            },
-            "role_running": snap.role_running,
-            "highest_epoch_seen": snap.highest_epoch,
-            "gpu": snap.gpus.to_dict() if snap.gpus else None,
-            "mounts": [m.to_dict() for m in snap.mounts],
-            "container": _container_dict(snap),
-            "restarts": self.backoff.restarts,
-            "last_step": None
-            if snap.last_step is None
-            else {"action": snap.last_step.action.value, "reason": snap.last_step.reason},
-            "last_errors": list(self._errors),
-            "doing": None if (doing := self.narrator.doing) is None else doing.to_dict(time.time()),
-            "clock": authority.clock_dict(),
-            "observed_at": snap.observed_at,
-            "loop_seconds": snap.loop_seconds,
-            "loops": snap.loops,
-            "milvus_port": self.config.milvus.port,
-            "milvus_http_port": self.config.milvus.http_port,
-            "agent_port": self.config.agent_port,
-            "docker_runtimes": facts.docker_runtimes(),
-            "nvidia_toolkit": facts.nvidia_toolkit_found(),
-            "milvus_image": self.config.milvus.image,
-            "milvus_flavor": self.config.milvus.flavor,
-            "milvus_meta": facts.milvus_meta_status(),
-            "milvus_wal": facts.milvus_wal_status(),
-            "writer_seen_healthy_age_s": self.witness.healthy_age_s(),
-            "mishards_writer": self.mishards.writer,
-            "mishards": self.mishards.status(),
-            "lease_left_s": authority.lease_left_s(),
-            "lease_renewals": dict(authority.lease_renewals),
-            "lease_renewal_failures": authority.lease_renewal_failures,
-            "row_lease_ms": authority.row_lease_ms(),
-            "last_writer_stop": self.last_writer_stop,
-            "stopping_for_s": 0.0 if stopping is None else time.monotonic() - stopping,
-        }
-
-
-def _container_dict(snap: NodeSnapshot) -> dict[str, Any] | None:
-    c = snap.container
-    if c is None:
-        return None
-    return {
-        "name": c.name,
-        "id": c.id,
-        "image": c.image,
-        "state": c.status,
-        "role": c.role,
-        "epoch": c.epoch,
-        "healthy": snap.container_healthy,
-        "gpus": None if c.gpus is None else list(c.gpus),
-    }
+        authority, facts, config = self.authority, self.facts, self.config
+        return AgentObservation(
+            node=config.node_name,
+            address=config.address,
+            seen=self.snapshot,
+            agent_version=__version__,
+            restarts=self.backoff.restarts,
+            last_errors=tuple(self._errors),
+            doing=self.narrator.doing,
+            clock=authority.clock_estimate(),
+            milvus_port=config.milvus.port,
+            milvus_http_port=config.milvus.http_port,
+            agent_port=config.agent_port,
+            docker_runtimes=facts.docker_runtimes(),
+            nvidia_toolkit=facts.nvidia_toolkit_found(),
+            milvus_image=config.milvus.image,
+            milvus_flavor=config.milvus.flavor,
+            milvus_meta=facts.milvus_meta(),
+            milvus_wal=facts.milvus_wal(),
+            writer_seen_healthy_age_s=self.witness.healthy_age_s(),
+            mishards_writer=self.mishards.writer,
+            mishards=self.mishards.status(),
+            lease=authority.writer_lease(),
+            last_writer_stop=self.last_writer_stop,
+            stopping_for_s=0.0 if stopping is None else time.monotonic() - stopping,
+        )

@@ -5,7 +5,6 @@ toolkit's binaries, the meta database and its CREATE right, and the WAL recovery
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from jfsmilvus.common.atomicfile import read_text
 from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
@@ -18,6 +17,7 @@ from agent.milvus.metauri import MetaUri, MetaUriError, parse_meta_uri
 from agent.milvus.milvusfacts import WalRecovery, meta_target, wal_recovery
 from agent.milvus.nvidiatoolkit import probe_nvidia_toolkit
 from agent.milvus.server_config import BaseConfigError, RoleSettings, parse_base_config, render_server_config
+from agent.observation import MilvusMeta, MilvusWal
 
 REFRESH_S = 300.0  # the runtimes and the toolkit are looked for again this often
 
@@ -94,22 +94,22 @@ class NodeFacts:
         except (BaseConfigError, MetaUriError) as exc:
             self._wal_recovery = (key, None, str(exc))
 
-    def docker_runtimes(self) -> list[str]:
-        return self.runtimes[1] if self.runtimes else []
+    def docker_runtimes(self) -> tuple[str, ...]:
+        return tuple(self.runtimes[1]) if self.runtimes else ()
 
     def nvidia_toolkit_found(self) -> dict[str, str] | None:
         return dict(self.nvidia_toolkit[1]) if self.nvidia_toolkit else None
 
-    def milvus_meta_status(self) -> dict[str, Any] | None:
+    def milvus_meta(self) -> MilvusMeta | None:
+        """The meta database milvus.meta_uri names, and its CREATE right as last probed; None when unusable."""
         login = self._meta_login
         if login is None:
             return None
-        right = self.meta_right.latest(*login)
-        return {**meta_target(login[0]).to_dict(), "create_right": right.to_dict() if right else None}
+        return MilvusMeta(meta_target(login[0]), self.meta_right.latest(*login))
 
-    def milvus_wal_status(self) -> dict[str, Any] | None:
+    def milvus_wal(self) -> MilvusWal | None:
         found = self._wal_recovery
         if found is None:
             return None
-        _, facts, error = found
-        return {"render_error": error, **(facts.to_dict() if facts else {})}
+        _, recovery, error = found
+        return MilvusWal(render_error=error, recovery=recovery)

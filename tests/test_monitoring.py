@@ -152,8 +152,8 @@ def test_the_agent_exports_mounts_xids_mishards_hosts_and_leases() -> None:
     assert value_of(text, "jfs_milvus_lease_renewal_failures_total") == 1
     assert value_of(text, "jfs_milvus_agent_info", address="10.0.0.11", version="0.1.0") == 1
     status = agent_status(mishards=False)
-    status["mounts"][0]["state"] = "hung"
-    text = render_metrics(status)
+    hung = replace(status.seen.mounts[0], state="hung")
+    text = render_metrics(replace(status, seen=replace(status.seen, mounts=(hung,))))
     assert value_of(text, "jfs_milvus_mount_health") == 4 and value_of(text, "jfs_milvus_mount_healthy") == 0
     assert "jfs_milvus_mishards" not in text
 

@@ -16,6 +16,7 @@ from agent.config import MishardsSettings
 from agent.mishards.envfile import MishardsDiscovery, MishardsEnvError, owned_values, render_env_file
 from agent.mishards.keeper import MishardsKeeper, MishardsWant
 from agent.mishards.plan import refuse_dollar
+from agent.observation import MishardsView
 
 log = logging.getLogger("jfs_milvus.agent")
 
@@ -89,7 +90,23 @@ class MishardsSync:
         container = self.keeper.status.get("container") or {}
         return str(container.get("writer", "")) if container.get("state") == "running" else ""
 
-    def status(self) -> dict[str, Any] | None:
+    def status(self) -> MishardsView | None:
+        """What the keeper last saw, typed; None on a node that hosts no Mishards."""
         if not self.settings.enabled:
             return None
-        return {**self.keeper.status, "name": self.settings.container_name, "image": self.settings.image}
+        status: dict[str, Any] = self.keeper.status
+        container = status.get("container") or {}
+        return MishardsView(
+            name=self.settings.container_name,
+            image=self.settings.image or "",
+            state=str(status.get("state", "")),
+            error=str(status.get("error", "")),
+            reason=str(status.get("reason", "")),
+            listed_hosts=tuple(status.get("listed_hosts") or ()),
+            left_out=tuple(status.get("left_out") or ()),
+            container_state=str(container.get("state") or ""),
+            container_hosts=tuple(container.get("hosts") or ()),
+            foreign_overrides=tuple(
+                f"{f['name']}: {','.join(f['overriding_keys'])}" for f in status.get("foreign") or ()
+            ),
+        )

@@ -148,7 +148,7 @@ def node(tmp_path: Path, docker: HeldDocker, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(agent.daemon, "install_wrapper", lambda path: None)
     made = Agent(config, docker_url=f"unix://{tmp_path}/no-docker.sock")
     made.start()
-    made.docker = docker  # type: ignore[assignment]
+    made.docker = made.watch.docker = made.facts.docker = docker  # type: ignore[assignment]
     made._mounts = {"vol": RwMount(volume)}  # type: ignore[dict-item]
     made._meta_db_error = lambda role: None  # type: ignore[method-assign]
     made.facts.refresh_milvus = lambda milvus: None  # type: ignore[method-assign]
@@ -229,7 +229,7 @@ def test_before_its_first_cycle_an_agent_claims_no_epoch(node: Agent, docker: He
     node.authority.take_coordinator_answer(answer(ro(2, writer="node-b")))
     restarted = Agent(node.config, docker_url="unix:///nonexistent/docker.sock")
     assert restarted.authority.state.highest_epoch == 2
-    restarted.docker = docker  # type: ignore[assignment]
+    restarted.docker = restarted.watch.docker = restarted.facts.docker = docker  # type: ignore[assignment]
     docker.containers = [ContainerState("c9", "milvus", "img", "running", "rw", 1, "x", None, None, None)]
     assert not acknowledges(reported(restarted), 1)
     restarted._mounts = node._mounts

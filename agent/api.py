@@ -51,8 +51,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.AssignResponse(
             accepted=refusal is None,
             reason=refusal or f"will converge to {assignment.role} at epoch {assignment.epoch}",
-            role_running=ROLE_TO_PB.get(status["role_running"], node_pb2.ROLE_STOPPED),
-            highest_epoch_seen=status["highest_epoch_seen"],
+            role_running=ROLE_TO_PB.get(status.role_running, node_pb2.ROLE_STOPPED),
+            highest_epoch_seen=status.highest_epoch_seen,
         )
 
 

@@ -97,7 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     # What the probes would warn about is in the output itself; only errors go to stderr.
     logging.getLogger("jfs_milvus").setLevel(logging.ERROR)
     status = collect_status(config)
-    print(json.dumps(status, indent=2, sort_keys=False) if args.json else render_status_table(status))
+    print(json.dumps(status.to_dict(), indent=2, sort_keys=False) if args.json else render_status_table(status))
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ from jfsmilvus.common.configschema import ConfigError
 
 from agent.config import AgentConfig
 from agent.milvus.container import ContainerState
+from agent.observation import ClusterConfigView
 
 log = logging.getLogger("jfs_milvus.agent.config")
 
@@ -251,13 +252,8 @@ class ClusterConfigKeeper:
         self._running = built_version(container, want_version, current)
         self._pending = container is not None and container.running and self._running != want_version
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "config_version": self._running,
-            "config_wanted": self.taken.version,
-            "config_pending": self._pending,
-            "config_conflicts": list(self.conflicts),
-        }
+    def view(self) -> ClusterConfigView:
+        return ClusterConfigView(self._running, self.taken.version, self._pending, self.conflicts)
 
 
 def cluster_config_summary(local: AgentConfig) -> tuple[AgentConfig, dict[str, Any]]:

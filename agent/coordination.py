@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,8 +47,8 @@ class LeaderAnswer:
     cluster_config: coordinator_pb2.ClusterConfig | None = None  # the version to run; None: the leader did not say
 
 
-class ReportingAgent(Protocol):
-    def report_request(self) -> coordinator_pb2.ReportRequest: ...
+class LeaseHolder(Protocol):
+    """What holds this node's assignment and lease (agent.authority.Authority), as the reporter feeds it."""
 
     def take_coordinator_answer(self, answer: LeaderAnswer) -> str | None: ...
 
@@ -154,14 +155,17 @@ class CoordinatorLink:
 class Reporter:
     """The reporting thread."""
 
-    def __init__(self, agent: ReportingAgent, config: AgentConfig):
+    def __init__(
+        self, report_request: Callable[[], coordinator_pb2.ReportRequest], holder: LeaseHolder, config: AgentConfig
+    ):
         settings = config.coordination
-        self.agent = agent
+        self.report_request = report_request
+        self.holder = holder
         self.interval_s = settings.report_interval_s
         self.mysql: MysqlReadSettings | None = settings.mysql
         self.link = CoordinatorLink(config.coordinators, config.tls, settings.report_timeout_s)
         self.last_answer_at = lease_now()
-        if agent.renewable_lease_s() is not None:
+        if holder.renewable_lease_s() is not None:
             # A lease left by the previous agent process: nobody has renewed it since, so try MySQL at once.
             self.last_answer_at -= self.interval_s
         self.rounds = 0
@@ -198,7 +202,7 @@ class Reporter:
                 self.report_once()
             except Exception:  # the reporter must survive anything one round throws
                 log.exception("report round failed; continuing")
-            next_at += report_period_s(self.interval_s, self.agent.granted_lease_ms())
+            next_at += report_period_s(self.interval_s, self.holder.granted_lease_ms())
             now = time.monotonic()
             if next_at < now:  # a slow round: start the next one now, do not try to catch up
                 next_at = now
@@ -208,9 +212,9 @@ class Reporter:
 
     def report_once(self) -> None:
         self.rounds += 1
-        answer = self.link.report(self.agent.report_request())
+        answer = self.link.report(self.report_request())
         if answer is not None:
-            self.agent.take_coordinator_answer(answer)
+            self.holder.take_coordinator_answer(answer)
             a = answer.assignment
             if a.role != node_pb2.ROLE_RW or a.lease_ms > 0:
                 self.last_answer_at = answer.sent_at
@@ -221,7 +225,7 @@ class Reporter:
     def _renew_run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            row_lease_s = self.agent.renewable_lease_s()
+            row_lease_s = self.holder.renewable_lease_s()
             try:
                 if row_lease_s is not None:
                     self._renew_once()
@@ -238,7 +242,7 @@ class Reporter:
         if silence < self.interval_s:
             return
         if self.mysql is None:
-            self.agent.note_no_renewal(
+            self.holder.note_no_renewal(
                 f"no coordinator answered for {silence:.1f}s and no MySQL is configured to renew the lease"
             )
             return
@@ -246,6 +250,6 @@ class Reporter:
         try:
             writer, epoch = read_writer_row(self.mysql)
         except WriterRowError as exc:
-            self.agent.note_no_renewal(f"no coordinator answered for {silence:.1f}s and the MySQL read failed: {exc}")
+            self.holder.note_no_renewal(f"no coordinator answered for {silence:.1f}s and the MySQL read failed: {exc}")
             return
-        self.agent.renew_lease_from_row(writer, epoch, sent_at, silence)
+        self.holder.renew_lease_from_row(writer, epoch, sent_at, silence)

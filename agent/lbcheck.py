@@ -1,5 +1,6 @@
-"""What the agent answers a load balancer's health check (HAProxy's `option httpchk`), pure: the agent's status
-in, an HTTP status code and a small JSON body out.
+"""What the agent answers a load balancer's health check (HAProxy's `option httpchk`), pure: the loop's last
+published observation (`agent.snapshot.NodeSnapshot`: no Docker call, no status built per probe) in, an HTTP
+status code and a small JSON body out.
 
 | path      | 200 when                                                           | otherwise |
 |-----------|--------------------------------------------------------------------|-----------|
@@ -14,21 +15,18 @@ nothing to do (`role_running`). A writer whose lease has lapsed is never named (
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
+
+from agent.snapshot import NodeSnapshot
 
 PATHS = ("/writer", "/reader", "/health")
 
 
-def lb_answer(path: str, status: Mapping[str, Any], holds_writer_lease: bool) -> tuple[int, bytes]:
-    """(HTTP status, JSON body) for one of PATHS; `status` is the agent's status, `holds_writer_lease` whether
-    a rw container may run now under its current assignment."""
-    role = status.get("role_running") or "none"
-    body: dict[str, Any] = {
-        "node": status.get("node", ""),
-        "role": role,
-        "epoch": (status.get("assignment") or {}).get("epoch", 0),
-    }
+def lb_answer(path: str, node: str, seen: NodeSnapshot, holds_writer_lease: bool) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) for one of PATHS; `seen` is the loop's last published observation,
+    `holds_writer_lease` whether a rw container may run now under its assignment."""
+    role = seen.role_running or "none"
+    body: dict[str, Any] = {"node": node, "role": role, "epoch": seen.assignment.epoch}
     if path == "/writer":
         ok = role == "rw" and holds_writer_lease
         body["lease_valid"] = holds_writer_lease

@@ -114,3 +114,42 @@ def writer_may_run(role: str, epoch: int, lease: Lease | None, now: float) -> bo
         held = lease_for(role, epoch, lease)
         return held is not None and held.valid(now)
     return lease is not None and lease.valid(now)
+
+
+def manual_writer_may_run(role: str, deadline: float | None, last_rw: tuple[float | None] | None, now: float) -> bool:
+    """A rw container may run now without coordinators (the operator holds the one-writer rule): assigned rw,
+    until its assignment's deadline (None: a lease-free, manual source); once demoted, until the deadline of the
+    last rw assignment (`last_rw`, None when none was seen since the agent started: then only a lease-free
+    source lets it run, so it is stopped gracefully)."""
+    if role == "rw":
+        return deadline is None or now < deadline
+    if last_rw is None:
+        return deadline is None
+    return last_rw[0] is None or now < last_rw[0]
+
+
+def holds_writer_lease(
+    coordinated: bool, role: str, epoch: int, lease: Lease | None, deadline: float | None, now: float
+) -> bool:
+    """A rw container may run now under a rw assignment (what a load balancer's /writer check asks)."""
+    if role != "rw":
+        return False
+    if coordinated:
+        return writer_may_run(role, epoch, lease, now)
+    return deadline is None or now < deadline
+
+
+def lapse_text(lease: Lease | None, renewal_note: str, now: float) -> str:
+    """Why a writer's lease is gone, for the step that fences it: since when, and why it was not renewed."""
+    if lease is None:
+        return "holding no writer lease"
+    why = renewal_note or f"last renewed by {lease.renewed_by}"
+    return f"lease expired {max(0.0, now - lease.deadline):.1f}s ago ({why})"
+
+
+def stop_timeout_s(configured_s: float, lease: Lease | None, writer_under_lease: bool, now: float) -> float:
+    """How long a graceful stop may take: a writer's must end within its lease (the wrapper kills it at the
+    deadline anyway), and lasts a second at least."""
+    if writer_under_lease and lease is not None:
+        return min(configured_s, max(1.0, lease.left(now)))
+    return configured_s

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from jfsmilvus.common.atomicfile import read_text
@@ -13,9 +14,9 @@ from jfsmilvus.common.milvus1 import RUNTIME_HOOK
 from agent import __version__
 from agent.clusterconf import cluster_config_summary, render_cluster_config_lines
 from agent.config import AgentConfig
-from agent.gpu import probe_gpus
+from agent.gpu import GpuReport, probe_gpus
 from agent.milvus.nvidiatoolkit import probe_nvidia_toolkit
-from agent.mount import MountManager
+from agent.mount import MountManager, MountStatus
 from agent.saywhy import NOW_FILE, daemon_status, parse_now_file, render_daemon_line
 
 NO_MOUNT_CONFIGURED = "no JuiceFS volume is configured (juicefs.volumes is empty)"
@@ -44,38 +45,65 @@ def daemon_now(state_dir: str) -> dict[str, Any]:
     return daemon_status(path, text, error, alive, time.time())
 
 
-def collect_status(config: AgentConfig) -> dict[str, Any]:
+GPU_DISABLED = "GPU monitoring is disabled in the config (gpu.enabled: false)"
+
+
+@dataclass(frozen=True)
+class LocalStatus:
+    """What `jfs-milvus-agent status` found on this node; `to_dict()` is its --json output."""
+
+    node: str
+    address: str
+    config: str | None
+    observed_at: float
+    gpu: GpuReport | None  # None: GPU monitoring is disabled in the config
+    milvus_image: str
+    milvus_flavor: str
+    nvidia_toolkit: dict[str, str]
+    mounts: tuple[MountStatus, ...]
+    daemon: dict[str, Any]  # agent.saywhy.daemon_status
+    cluster_config: dict[str, Any] | None = None  # agent.clusterconf.cluster_config_summary: version, conflicts
+
+    def to_dict(self) -> dict[str, Any]:
+        gpu = self.gpu.to_dict() if self.gpu is not None else _disabled_gpu()
+        return {
+            "node": self.node,
+            "address": self.address,
+            "agent_version": __version__,
+            "config": self.config,
+            "observed_at": self.observed_at,
+            "gpu": gpu,
+            "milvus_image": self.milvus_image,
+            "milvus_flavor": self.milvus_flavor,
+            "nvidia_toolkit": self.nvidia_toolkit,
+            "mounts": [m.to_dict() for m in self.mounts],
+            "mounts_note": None if self.mounts else NO_MOUNT_CONFIGURED,
+            "daemon": self.daemon,
+            "cluster_config": self.cluster_config,
+        }
+
+
+def _disabled_gpu() -> dict[str, Any]:
+    return {"available": False, "reason": GPU_DISABLED, "driver_version": None, "gpus": []}
+
+
+def collect_status(config: AgentConfig) -> LocalStatus:
     """Observe GPUs and every configured mount once, and read what the agent daemon says it is doing; changes
     nothing on the node."""
     config, cluster_config = cluster_config_summary(config)  # what the daemon runs: agent.yaml and the cluster's
-    gpus = (
-        probe_gpus(config.gpu).to_dict()
-        if config.gpu.enabled
-        else {
-            "available": False,
-            "reason": "GPU monitoring is disabled in the config (gpu.enabled: false)",
-            "driver_version": None,
-            "gpus": [],
-        }
+    return LocalStatus(
+        node=config.node_name,
+        address=config.address,
+        config=config.path,
+        observed_at=time.time(),
+        gpu=probe_gpus(config.gpu) if config.gpu.enabled else None,
+        milvus_image=config.milvus.image,
+        milvus_flavor=config.milvus.flavor,
+        nvidia_toolkit=probe_nvidia_toolkit(),
+        mounts=tuple(MountManager(v, config.juicefs, config.node_name).observe() for v in config.juicefs.volumes),
+        daemon=daemon_now(config.state_dir),
+        cluster_config=cluster_config,
     )
-    mounts = [
-        MountManager(volume, config.juicefs, config.node_name).observe().to_dict() for volume in config.juicefs.volumes
-    ]
-    return {
-        "node": config.node_name,
-        "address": config.address,
-        "agent_version": __version__,
-        "config": config.path,
-        "observed_at": time.time(),
-        "gpu": gpus,
-        "milvus_image": config.milvus.image,
-        "milvus_flavor": config.milvus.flavor,
-        "nvidia_toolkit": probe_nvidia_toolkit(),
-        "mounts": mounts,
-        "mounts_note": None if mounts else NO_MOUNT_CONFIGURED,
-        "daemon": daemon_now(config.state_dir),
-        "cluster_config": cluster_config,
-    }
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -90,7 +118,7 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
-def _fmt_capability(value: list[int] | None) -> str:
+def _fmt_capability(value: tuple[int, int] | None) -> str:
     return "?" if not value else f"{value[0]}.{value[1]}"
 
 
@@ -106,57 +134,62 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), *(line(r) for r in rows)]
 
 
-def render_status_table(status: dict[str, Any]) -> str:
-    config = status["config"] or "(none: defaults)"
-    out = [f"node {status['node']} ({status['address']})  agent {status['agent_version']}  config {config}"]
-    out.append(f"Milvus image {status['milvus_image']} (flavor {status['milvus_flavor']})")
-    out.append(_toolkit_line(status["nvidia_toolkit"]))
-    out.append(render_daemon_line(status["daemon"]))
-    out += render_cluster_config_lines(status.get("cluster_config"))
-    gpu = status["gpu"]
+def render_status_table(status: LocalStatus) -> str:
+    config = status.config or "(none: defaults)"
+    out = [f"node {status.node} ({status.address})  agent {__version__}  config {config}"]
+    out.append(f"Milvus image {status.milvus_image} (flavor {status.milvus_flavor})")
+    out.append(_toolkit_line(status.nvidia_toolkit))
+    out.append(render_daemon_line(status.daemon))
+    out += render_cluster_config_lines(status.cluster_config)
     out.append("")
-    if not gpu["available"]:
-        out.append(f"GPUs: {gpu['reason']}")
-    else:
-        out.append(f"GPUs: {len(gpu['gpus'])}, driver {gpu['driver_version']}")
-        rows = [
-            [
-                str(g["index"]),
-                g["name"] or "-",
-                _fmt_capability(g.get("compute_capability")),
-                g["uuid"] or "-",
-                f"{_fmt_bytes(g['memory_used_bytes'])}/{_fmt_bytes(g['memory_total_bytes'])}",
-                _fmt(g["utilization_pct"], "%"),
-                _fmt(g["temperature_c"], "C"),
-                _fmt(g["power_w"], "W"),
-                g["health"],
-                "; ".join(g["reasons"]) or "-",
-            ]
-            for g in gpu["gpus"]
-        ]
-        out += _table(["GPU", "NAME", "CC", "UUID", "MEMORY", "UTIL", "TEMP", "POWER", "HEALTH", "REASONS"], rows)
+    out += _gpu_lines(status.gpu)
     out.append("")
-    if not status["mounts"]:
-        out.append(f"Mounts: {status['mounts_note']}")
-    else:
-        rows = []
-        for m in status["mounts"]:
-            meta = m.get("meta_engine") or {}
-            meta_text = "-"
-            if meta.get("reachable") is not None:
-                meta_text = f"ok {meta['latency_ms']:.1f}ms" if meta.get("reachable") else f"DOWN: {meta.get('error')}"
-            probe = m.get("write_probe_ms")
-            rows.append(
-                [
-                    m["volume"],
-                    m["mountpoint"],
-                    "yes" if m["configured_in_fstab"] else "no",
-                    m["mode"] or "-",
-                    m["state"],
-                    "-" if probe is None else f"{probe:.1f}ms",
-                    meta_text,
-                    "; ".join(m["reasons"]) or "-",
-                ]
-            )
-        out += _table(["VOLUME", "MOUNTPOINT", "FSTAB", "MODE", "STATE", "WRITE PROBE", "META ENGINE", "REASONS"], rows)
+    out += _mount_lines(status.mounts)
     return "\n".join(out)
+
+
+def _gpu_lines(gpu: GpuReport | None) -> list[str]:
+    if gpu is None or not gpu.available:
+        return [f"GPUs: {gpu.reason if gpu is not None else GPU_DISABLED}"]
+    rows = [
+        [
+            str(g.index),
+            g.name or "-",
+            _fmt_capability(g.compute_capability),
+            g.uuid or "-",
+            f"{_fmt_bytes(g.memory_used_bytes)}/{_fmt_bytes(g.memory_total_bytes)}",
+            _fmt(g.utilization_pct, "%"),
+            _fmt(g.temperature_c, "C"),
+            _fmt(g.power_w, "W"),
+            g.health,
+            "; ".join(g.reasons) or "-",
+        ]
+        for g in gpu.gpus
+    ]
+    header = ["GPU", "NAME", "CC", "UUID", "MEMORY", "UTIL", "TEMP", "POWER", "HEALTH", "REASONS"]
+    return [f"GPUs: {len(gpu.gpus)}, driver {gpu.driver_version}", *_table(header, rows)]
+
+
+def _mount_lines(mounts: tuple[MountStatus, ...]) -> list[str]:
+    if not mounts:
+        return [f"Mounts: {NO_MOUNT_CONFIGURED}"]
+    rows = []
+    for m in mounts:
+        meta = m.meta_engine
+        meta_text = "-"
+        if meta.reachable is not None:
+            meta_text = f"ok {meta.latency_ms:.1f}ms" if meta.reachable else f"DOWN: {meta.error}"
+        probe = m.write_probe_ms
+        rows.append(
+            [
+                m.volume,
+                m.mountpoint,
+                "yes" if m.configured_in_fstab else "no",
+                m.mode or "-",
+                m.state,
+                "-" if probe is None else f"{round(probe, 3):.1f}ms",
+                meta_text,
+                "; ".join(m.reasons) or "-",
+            ]
+        )
+    return _table(["VOLUME", "MOUNTPOINT", "FSTAB", "MODE", "STATE", "WRITE PROBE", "META ENGINE", "REASONS"], rows)

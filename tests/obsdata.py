@@ -1,6 +1,6 @@
 """What the daemons export, for the observability tests and the exposition benchmark.
 
-`agent_status` is an agent's status dict (as `Agent.status()` returns it) with every metric family filled in:
+`agent_status` is an agent's observation (as `Agent.status()` returns it) with every metric family filled in:
 GPUs (one with XIDs), a read-write mount with its write probe, a writer lease renewed both ways, the Milvus
 container, and Mishards. `leading_coordinator` is a real `Coordinator` that leads (its MySQL in memory) and has
 decided on the reports of a writer, a reader in the Mishards hosts and a reader not yet there.
@@ -13,15 +13,19 @@ import re
 import time
 from typing import Any
 
+from agent.assignment import Assignment
 from agent.gpu.health import XidRecord
 from agent.gpu.report import GpuReport, GpuStatus
+from agent.milvus.container import ContainerState
 from agent.mount import MountStatus
+from agent.observation import AgentObservation, MishardsView, WriterLease
+from agent.snapshot import NodeSnapshot
 
 NODE = "gpu-node-1"
 XID_AT = 1_790_000_000.0
 
 
-def agent_status(gpus: int = 2, xids: bool = True, mishards: bool = True) -> dict[str, Any]:
+def agent_status(gpus: int = 2, xids: bool = True, mishards: bool = True) -> AgentObservation:
     report = GpuReport(
         available=True,
         reason=None,
@@ -57,33 +61,69 @@ def agent_status(gpus: int = 2, xids: bool = True, mishards: bool = True) -> dic
         state="healthy",
         write_probe_ms=25.4,
     )
-    status: dict[str, Any] = {
-        "node": NODE,
-        "address": "10.0.0.11",
-        "agent_version": "0.1.0",
-        "assignment": {"role": "rw", "epoch": 3, "source": "coordinator", "reason": "test"},
-        "role_running": "rw",
-        "highest_epoch_seen": 3,
-        "gpu": report.to_dict(),
-        "mounts": [mount.to_dict()],
-        "container": {"name": "milvus", "state": "running", "role": "rw", "epoch": 3, "healthy": True},
-        "restarts": 1,
-        "loop_seconds": 0.012,
-        "loops": 1234,
-        "lease_left_s": 2.4,
-        "lease_renewals": {"coordinator": 120, "mysql": 4},
-        "lease_renewal_failures": 1,
-        "mishards": None,
-    }
-    if mishards:
-        status["mishards"] = {
-            "state": "running",
-            "error": "",
-            "listed_hosts": ["10.0.0.12", "10.0.0.13"],
-            "left_out": ["10.0.0.13"],
-            "container": {"name": "jfs-milvus-mishards", "hosts": ["10.0.0.12"], "writer": "tcp://10.0.0.11:19530"},
-        }
-    return status
+    mishards_view = MishardsView(
+        name="jfs-milvus-mishards",
+        image="mishards",
+        state="running",
+        listed_hosts=("10.0.0.12", "10.0.0.13"),
+        left_out=("10.0.0.13",),
+        container_hosts=("10.0.0.12",),
+    )
+    container = ContainerState(
+        id="c1", name="milvus", image="milvus", status="running", role="rw", epoch=3, config_sha256="x",
+        exit_code=None, started_at=None, error=None,
+    )  # fmt: skip
+    return AgentObservation(
+        node=NODE,
+        address="10.0.0.11",
+        agent_version="0.1.0",
+        seen=NodeSnapshot(
+            gpus=report,
+            mounts=(mount,),
+            container=container,
+            container_healthy=True,
+            role_running="rw",
+            assignment=Assignment(role="rw", epoch=3, source="coordinator", reason="test"),
+            highest_epoch=3,
+            loop_seconds=0.012,
+            loops=1234,
+        ),
+        restarts=1,
+        lease=WriterLease(left_s=2.4, renewals={"coordinator": 120, "mysql": 4}, renewal_failures=1),
+        mishards=mishards_view if mishards else None,
+    )
+
+
+def gpu_report_from_dict(found: dict[str, Any]) -> GpuReport:
+    """A GPU report as `GpuReport.to_dict()` writes it (what the fake NVML's probe prints), read back."""
+    return GpuReport(
+        available=found["available"],
+        reason=found.get("reason"),
+        driver_version=found.get("driver_version"),
+        gpus=[
+            GpuStatus(
+                **{k: g.get(k) for k in GPU_FIELDS},
+                health=g["health"],
+                reasons=list(g.get("reasons") or []),
+                xids=[XidRecord(**x) for x in g.get("xids") or []],
+                compute_capability=tuple(g["compute_capability"]) if g.get("compute_capability") else None,  # type: ignore[arg-type]
+            )
+            for g in found.get("gpus") or []
+        ],
+        collected_at=found.get("collected_at") or 0.0,
+    )
+
+
+GPU_FIELDS = (
+    "index",
+    "uuid",
+    "name",
+    "memory_total_bytes",
+    "memory_used_bytes",
+    "utilization_pct",
+    "temperature_c",
+    "power_w",
+)
 
 
 def exported_names(text: str) -> set[str]:

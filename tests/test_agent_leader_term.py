@@ -15,18 +15,20 @@ def push(role: str, epoch: int) -> Assignment:
 
 
 def test_a_push_from_an_older_term_than_a_push_is_refused(node: Agent) -> None:  # noqa: F811
-    assert node.push_assignment(push("ro", 3), leader_term=7) is None
-    refusal = node.push_assignment(push("ro", 4), leader_term=6)
+    held = node.authority
+    assert held.push_assignment(push("ro", 3), leader_term=7) is None
+    refusal = held.push_assignment(push("ro", 4), leader_term=6)
     assert refusal == "it comes from leader term 6, older than term 7 already heard"
-    assert node.pushed is not None and node.pushed.epoch == 3 and node.state.highest_epoch == 3
-    assert node.leader_term_seen == 7
-    assert node.push_assignment(push("none", 4), leader_term=7) is None  # the same term still may
-    assert node.push_assignment(push("ro", 5), leader_term=8) is None and node.leader_term_seen == 8
+    assert held.pushed is not None and held.pushed.epoch == 3 and held.state.highest_epoch == 3
+    assert held.leader_term_seen == 7
+    assert held.push_assignment(push("none", 4), leader_term=7) is None  # the same term still may
+    assert held.push_assignment(push("ro", 5), leader_term=8) is None and held.leader_term_seen == 8
 
 
 def test_a_push_from_an_older_term_than_a_report_answer_is_refused(node: Agent) -> None:  # noqa: F811
     taken = answer(ro(2, writer="node-b"))
-    assert node.take_coordinator_answer(taken) is None and node.leader_term_seen == taken.leader_term == 1
-    refusal = node.push_assignment(push("ro", 9), leader_term=0)
+    held = node.authority
+    assert held.take_coordinator_answer(taken) is None and held.leader_term_seen == taken.leader_term == 1
+    refusal = held.push_assignment(push("ro", 9), leader_term=0)
     assert refusal is not None and "older than term 1" in refusal
-    assert node.pushed is not None and node.pushed.epoch == 2 and node.state.highest_epoch == 2
+    assert held.pushed is not None and held.pushed.epoch == 2 and held.state.highest_epoch == 2

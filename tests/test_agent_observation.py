@@ -148,10 +148,10 @@ def node(tmp_path: Path, docker: HeldDocker, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(agent.daemon, "install_wrapper", lambda path: None)
     made = Agent(config, docker_url=f"unix://{tmp_path}/no-docker.sock")
     made.start()
-    made.docker = docker  # type: ignore[assignment]
+    made.docker = made.watch.docker = made.facts.docker = docker  # type: ignore[assignment]
     made._mounts = {"vol": RwMount(volume)}  # type: ignore[dict-item]
     made._meta_db_error = lambda role: None  # type: ignore[method-assign]
-    made._refresh_milvus_facts = lambda: None  # type: ignore[method-assign]
+    made.facts.refresh_milvus = lambda milvus: None  # type: ignore[method-assign]
     yield made
 
 
@@ -178,7 +178,7 @@ def old_writer_alive(docker: HeldDocker, epoch: int) -> bool:
 def test_a_newer_epoch_taken_while_an_older_writer_starts_is_not_reported_as_no_container(
     node: Agent, docker: HeldDocker
 ) -> None:
-    assert node.take_coordinator_answer(answer(rw(1, 30_000, NODE))) is None
+    assert node.authority.take_coordinator_answer(answer(rw(1, 30_000, NODE))) is None
     for _ in range(6):  # mount rw, write the config: everything but the start
         step = node.loop_once()
         assert step.action is not Action.START, step
@@ -190,7 +190,7 @@ def test_a_newer_epoch_taken_while_an_older_writer_starts_is_not_reported_as_no_
     assert docker.starting.wait(5), "the loop never started the writer"
 
     # While Docker starts the rw container at epoch 1, the leader moves the writer on: epoch 2, this node ro.
-    assert node.take_coordinator_answer(answer(ro(2, writer="node-b"))) is None
+    assert node.authority.take_coordinator_answer(answer(ro(2, writer="node-b"))) is None
     during = reported(node)
     docker.release.set()
     cycle.join(10)
@@ -226,15 +226,15 @@ def test_the_snapshot_is_replaced_whole_never_changed_in_place(node: Agent) -> N
 def test_before_its_first_cycle_an_agent_claims_no_epoch(node: Agent, docker: HeldDocker) -> None:
     """Restarted beside a running writer of epoch 1, with epoch 2 on disk: it has observed nothing yet, so its
     report acknowledges no epoch rather than saying "no container at epoch 2"."""
-    node.take_coordinator_answer(answer(ro(2, writer="node-b")))
+    node.authority.take_coordinator_answer(answer(ro(2, writer="node-b")))
     restarted = Agent(node.config, docker_url="unix:///nonexistent/docker.sock")
-    assert restarted.state.highest_epoch == 2
-    restarted.docker = docker  # type: ignore[assignment]
+    assert restarted.authority.state.highest_epoch == 2
+    restarted.docker = restarted.watch.docker = restarted.facts.docker = docker  # type: ignore[assignment]
     docker.containers = [ContainerState("c9", "milvus", "img", "running", "rw", 1, "x", None, None, None)]
     assert not acknowledges(reported(restarted), 1)
     restarted._mounts = node._mounts
     restarted._meta_db_error = node._meta_db_error  # type: ignore[method-assign]
-    restarted._refresh_milvus_facts = node._refresh_milvus_facts  # type: ignore[method-assign]
+    restarted.facts.refresh_milvus = node.facts.refresh_milvus  # type: ignore[method-assign]
     restarted.loop_once()
     first = reported(restarted)
     assert first.highest_epoch == 2 and first.container_role == "rw" and not acknowledges(first, 2)

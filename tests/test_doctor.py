@@ -7,6 +7,7 @@ reads it through pynvml, the agent's status becomes the NodeObservation on the w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,8 +19,11 @@ from jfsmilvus.common.milvus1 import (
 )
 from jfsmilvus.v1 import node_pb2
 
+from agent.observation import AgentObservation
+from agent.snapshot import NodeSnapshot
 from agent.wire import observation_pb
 from coordinator.doctor import Check, node_checks
+from tests.obsdata import gpu_report_from_dict
 from tests.plugin_gpu import FakeNvml, two_gpus
 
 GPU_IMAGE = "milvusdb/milvus:1.0.0-gpu-d030521-1ea92e"
@@ -35,25 +39,26 @@ def agent_status(
     image: str = GPU_IMAGE,
     toolkit: dict[str, str] | None = None,
     runtimes: list[str] | None = None,
-) -> dict[str, Any]:
-    """An agent's status dict (agent/daemon.py Agent.status) with what the doctor's GPU checks read."""
-    return {
-        "node": "node-a",
-        "address": "10.0.0.11",
-        "role_running": "ro",
-        "highest_epoch_seen": 3,
-        "observed_at": 1000.0,
-        "last_errors": [],
-        "mounts": [],
-        "gpu": gpu_report,
-        "milvus_image": image,
-        "milvus_flavor": flavor,
-        "nvidia_toolkit": HOOK if toolkit is None else toolkit,
-        "docker_runtimes": ["runc"] if runtimes is None else runtimes,
-    }
+) -> AgentObservation:
+    """An agent's observation (agent/daemon.py Agent.status) with what the doctor's GPU checks read; the GPU
+    report as `GpuReport.to_dict()` writes it."""
+    return AgentObservation(
+        node="node-a",
+        address="10.0.0.11",
+        seen=NodeSnapshot(
+            gpus=None if gpu_report is None else gpu_report_from_dict(gpu_report),
+            role_running="ro",
+            highest_epoch=3,
+            observed_at=1000.0,
+        ),
+        milvus_image=image,
+        milvus_flavor=flavor,
+        nvidia_toolkit=HOOK if toolkit is None else toolkit,
+        docker_runtimes=("runc",) if runtimes is None else tuple(runtimes),
+    )
 
 
-def doctor_finding(status: dict[str, Any], name: str) -> Check:
+def doctor_finding(status: AgentObservation, name: str) -> Check:
     """The doctor's one finding called `name` about the node, judged from the status as it comes over the wire."""
     observation = node_pb2.NodeObservation.FromString(observation_pb(status).SerializeToString())
     found = [c for c in node_checks(observation, received_unix=1000.0, max_skew=1.0) if c.name == name]
@@ -185,8 +190,8 @@ def test_only_the_cdi_hook_is_a_warning() -> None:
 
 @pytest.mark.parametrize(("runtimes", "result"), [(["nvidia", "runc"], "PASS"), (["runc"], "FAIL"), ([], "WARN")])
 def test_an_agent_that_does_not_look_for_the_hook_is_judged_by_runtimes(runtimes: list[str], result: str) -> None:
-    status = agent_status(None, runtimes=runtimes)
-    del status["nvidia_toolkit"]  # what an older agent sends: nvidia_toolkit.checked stays false
+    status = replace(agent_status(None, runtimes=runtimes), nvidia_toolkit=None)  # what an older agent sends:
+    # nvidia_toolkit.checked stays false
     finding = doctor_finding(status, "Docker GPU hook")
     assert finding.result == result
     assert "does not report the NVIDIA container toolkit" in finding.detail

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from agent.milvus.metaright import (
     probe_create_right,
 )
 from agent.milvus.metauri import MetaUri, parse_meta_uri
-from agent.milvus.milvusfacts import meta_target, wal_recovery
+from agent.milvus.milvusfacts import MetaTarget, WalRecovery, meta_target, wal_recovery
 from agent.milvus.server_config import RoleSettings, parse_base_config, render_server_config
+from agent.observation import AgentObservation, MilvusMeta, MilvusWal
 from agent.wire import observation_pb
 from coordinator.checks import Check
 from coordinator.doctor import node_checks
@@ -43,29 +45,40 @@ WRITER_USER = "milvus_writer"
 WRITER_PASSWORD = "Wr!#@/% all"
 
 
-def node_status(node: str = "node-a", **fields: Any) -> dict[str, Any]:
-    status = agent_status(None, image=CPU_11, flavor="cpu")
-    status["node"] = node
-    status.update(fields)
-    return status
+def node_status(
+    node: str = "node-a",
+    milvus_meta: MilvusMeta | None = None,
+    milvus_wal: dict[str, Any] | None = None,
+    milvus_image: str = CPU_11,
+) -> AgentObservation:
+    """A CPU node's observation; `milvus_wal` as the agent's WAL facts name their fields (absent: not known)."""
+    status = agent_status(None, image=milvus_image, flavor="cpu")
+    return replace(
+        status, node=node, milvus_meta=milvus_meta, milvus_wal=None if milvus_wal is None else wal_facts(milvus_wal)
+    )
 
 
-def wire(status: dict[str, Any]) -> node_pb2.NodeObservation:
+def wal_facts(found: dict[str, Any]) -> MilvusWal:
+    keys = ("rw_enable", "rw_recovery_error_ignore", "base_recovery_error_ignore")
+    recovery = WalRecovery(*(found.get(k) for k in keys)) if any(k in found for k in keys) else None
+    return MilvusWal(render_error=found.get("render_error") or "", recovery=recovery)
+
+
+def wire(status: AgentObservation) -> node_pb2.NodeObservation:
     """The status as the coordinator stores it: over the wire, then bounded as it enters."""
     observation = node_pb2.NodeObservation.FromString(observation_pb(status).SerializeToString())
     bound_milvus_facts(observation)
     return observation
 
 
-def finding(status: dict[str, Any], name: str) -> Check:
+def finding(status: AgentObservation, name: str) -> Check:
     found = [c for c in node_checks(wire(status), received_unix=1000.0, max_skew=1.0) if c.name == name]
     assert len(found) == 1, found
     return found[0]
 
 
-def meta(host: str = "10.0.0.5", database: str = "milvus", right: MetaRight | None = None, **kw: Any) -> dict:
-    target = {"host": host, "port": 3306, "database": database, "user": kw.get("user", "milvus")}
-    return {**target, "create_right": right.to_dict() if right else None}
+def meta(host: str = "10.0.0.5", database: str = "milvus", right: MetaRight | None = None, **kw: Any) -> MilvusMeta:
+    return MilvusMeta(MetaTarget(host=host, port=3306, database=database, user=kw.get("user", "milvus")), right)
 
 
 # -- the CREATE right, judged --------------------------------------------------------------------------------
@@ -118,8 +131,10 @@ def test_an_agent_that_reports_no_meta_database_is_a_warning() -> None:
 
 
 def test_what_enters_the_coordinator_is_bounded() -> None:
-    status = node_status(milvus_meta=meta(host="h" * 5000, right=MetaRight("weird", "x\n" * 500, "a" * 900, 1.0)))
-    status["milvus_wal"] = {"render_error": "e" * 5000, "rw_recovery_error_ignore": "t" * 100}
+    status = node_status(
+        milvus_meta=meta(host="h" * 5000, right=MetaRight("weird", "x\n" * 500, "a" * 900, 1.0)),
+        milvus_wal={"render_error": "e" * 5000, "rw_recovery_error_ignore": "t" * 100},
+    )
     observation = wire(status)
     assert len(observation.milvus_meta.host) == 255 and len(observation.milvus_meta.account) == 336
     assert (
@@ -232,7 +247,7 @@ def test_the_agent_probes_in_the_background_and_the_doctor_fails_a_select_only_r
     config = dataclasses.replace(defaults, state_dir=str(tmp_path), gpu=GpuSettings(enabled=False), milvus=milvus)
     agent = Agent(config, docker_url=f"unix://{tmp_path}/no-docker.sock")
     agent.loop_once()  # Docker unreachable: the agent still looks at the node, and starts the probe
-    agent._meta_right.wait(10)
+    agent.facts.meta_right.wait(10)
     check = finding(agent.status(), CREATE)
     assert check.result == "FAIL" and f"MySQL user '{READER_USER}'" in check.detail
     assert check.fix == f"GRANT CREATE ON `{milvus_database}`.* TO '{READER_USER}'@'%'"
@@ -275,13 +290,13 @@ def test_the_watch_never_blocks_nor_runs_two_probes_and_probes_again_when_due() 
 
 
 # -- one meta database --------------------------------------------------------------------------------------
-def databases(*metas: tuple[str, dict[str, Any] | None]) -> Check | None:
+def databases(*metas: tuple[str, MilvusMeta | None]) -> Check | None:
     return judge_meta_databases([(node, wire(node_status(node, milvus_meta=m)).milvus_meta) for node, m in metas])
 
 
 def test_nodes_naming_one_database_pass() -> None:
-    one = meta_target(parse_meta_uri("mysql://milvus@DB.example:3306/milvus")).to_dict()
-    check = databases(("a", {**one, "create_right": None}), ("b", meta(host="db.example")))
+    one = MilvusMeta(meta_target(parse_meta_uri("mysql://milvus@DB.example:3306/milvus")), create_right=None)
+    check = databases(("a", one), ("b", meta(host="db.example")))
     assert check is not None and (check.result, check.where) == ("PASS", "cluster")
     assert check.detail == "all 2 nodes name db.example:3306/milvus"
 

@@ -19,6 +19,8 @@ from jfsmilvus.common.tls import TlsSettings, server_credentials
 from jfsmilvus.v1 import agent_pb2, agent_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from agent.api import AgentServicer
+from agent.observation import AgentObservation
+from agent.snapshot import NodeSnapshot
 from coordinator.certs import CertError, _openssl, make_certs, parse_spec
 from tests.plugin_agent import wait_until
 from tests.plugin_coordinator import CoordinatorProcess
@@ -210,16 +212,8 @@ class FakeAgent:
     def __init__(self) -> None:
         self.pushed: list[Any] = []
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "node": "node-a",
-            "address": "127.0.0.1",
-            "role_running": "none",
-            "highest_epoch_seen": 1,
-            "observed_at": 0.0,
-            "last_errors": [],
-            "mounts": [],
-        }
+    def status(self) -> AgentObservation:
+        return AgentObservation(node="node-a", address="127.0.0.1", seen=NodeSnapshot(highest_epoch=1))
 
     def push_assignment(self, assignment: Any, leader_term: int = 0) -> str | None:
         self.pushed.append(assignment)

@@ -16,14 +16,16 @@ from collections.abc import Callable
 
 import pytest
 
+from agent.assignment import Assignment
 from agent.lbcheck import lb_answer
+from agent.snapshot import NodeSnapshot
 from tests.localcluster.cluster import ClusterNode, LocalCluster
 from tests.plugin_agent import wait_until
 from tests.test_cluster_failover import running_cluster
 
 
-def status(role: str, epoch: int = 3) -> dict[str, object]:
-    return {"node": "node-a", "role_running": role, "assignment": {"role": role, "epoch": epoch}}
+def seen(role: str, epoch: int = 3) -> NodeSnapshot:
+    return NodeSnapshot(role_running=role, assignment=Assignment(role=role, epoch=epoch, source="test"))
 
 
 @pytest.mark.parametrize(
@@ -42,7 +44,7 @@ def status(role: str, epoch: int = 3) -> dict[str, object]:
     ],
 )
 def test_each_check_on_each_role(path: str, role: str, lease: bool, code: int, why: str | None) -> None:
-    got, body = lb_answer(path, status(role), lease)
+    got, body = lb_answer(path, "node-a", seen(role), lease)
     answer = json.loads(body)
     assert got == code and answer.get("why") == why
     assert answer["ok"] is (code == 200) and answer["node"] == "node-a" and answer["role"] == role
@@ -51,7 +53,7 @@ def test_each_check_on_each_role(path: str, role: str, lease: bool, code: int, w
 
 def test_an_unknown_path_is_not_a_check() -> None:
     with pytest.raises(ValueError, match="not a load balancer path"):
-        lb_answer("/primary", status("rw"), True)
+        lb_answer("/primary", "node-a", seen("rw"), True)
 
 
 def check(node: ClusterNode, path: str) -> tuple[int, dict[str, object]]:

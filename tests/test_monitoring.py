@@ -152,8 +152,8 @@ def test_the_agent_exports_mounts_xids_mishards_hosts_and_leases() -> None:
     assert value_of(text, "jfs_milvus_lease_renewal_failures_total") == 1
     assert value_of(text, "jfs_milvus_agent_info", address="10.0.0.11", version="0.1.0") == 1
     status = agent_status(mishards=False)
-    status["mounts"][0]["state"] = "hung"
-    text = render_metrics(status)
+    hung = replace(status.seen.mounts[0], state="hung")
+    text = render_metrics(replace(status, seen=replace(status.seen, mounts=(hung,))))
     assert value_of(text, "jfs_milvus_mount_health") == 4 and value_of(text, "jfs_milvus_mount_healthy") == 0
     assert "jfs_milvus_mishards" not in text
 
@@ -179,10 +179,10 @@ def test_the_agent_counts_lease_renewals_by_source_and_the_failures(tmp_path: Pa
     )
     agent = Agent(load_agent_config(str(path)))
     grant = node_pb2.Assignment(role=node_pb2.ROLE_RW, epoch=1, lease_ms=3000, writer="n1", row_lease_ms=1000)
-    assert agent.take_coordinator_answer(LeaderAnswer("127.0.0.1:1", grant, lease_now() - 2.5, 1)) is None
-    agent.renew_lease_from_row("n1", 1, lease_now(), 1.5)  # past the grant: renews
-    agent.renew_lease_from_row("n1", 1, lease_now() - 5, 1.5)  # shorter than what it holds: no renewal
-    agent.renew_lease_from_row("someone-else", 2, lease_now(), 2.5)  # the row names another writer
+    assert agent.authority.take_coordinator_answer(LeaderAnswer("127.0.0.1:1", grant, lease_now() - 2.5, 1)) is None
+    agent.authority.renew_lease_from_row("n1", 1, lease_now(), 1.5)  # past the grant: renews
+    agent.authority.renew_lease_from_row("n1", 1, lease_now() - 5, 1.5)  # shorter than what it holds: no renewal
+    agent.authority.renew_lease_from_row("someone-else", 2, lease_now(), 2.5)  # the row names another writer
     text = render_metrics(agent.status())
     assert value_of(text, "jfs_milvus_lease_renewals_total", node="n1", via="coordinator") == 1
     assert value_of(text, "jfs_milvus_lease_renewals_total", node="n1", via="mysql") == 1

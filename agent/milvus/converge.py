@@ -1,10 +1,14 @@
 """The convergence table: from what the node must be and what it is, the one next step and why.
 
 Pure: no Docker, no mount, no clock reads. The agent loop observes, calls `next_step`, carries out the one
-step it returns, and logs the step's sentence. Rules are checked in order; the first that applies wins.
+step it returns, and logs the step's sentence. Rules are checked in order; the first that applies wins: each
+row is one function below, and `RULES` lists them in the table's order.
 
 | # | when                                                        | step                      |
 |---|-------------------------------------------------------------|---------------------------|
+| 0 | Milvus cannot be run in the wanted role (its config cannot  | what rules 1-19 would stop|
+|   | be rendered, no JuiceFS volume for it)                      | or kill (a writer is still|
+|   |                                                             | fenced); otherwise wait   |
 | 1 | Docker cannot be reached                                    | wait (report the reason)  |
 | 2 | a container not ours holds the Milvus container name        | wait (never touch it)     |
 | 3 | a writer runs but no valid lease covers it any more         | kill it now (self-fence)  |
@@ -74,97 +78,18 @@ coordinator keeps the writer where it is meanwhile (its `recover_in_place_s`), a
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 
 from agent.milvus.container import ContainerState
 from agent.milvus.leasewatch import LEASE_EXPIRED_EXIT
+from agent.milvus.situation import LEASE_LAPSED, Action, Seen, Step, Want
 
-LEASE_LAPSED = "lease-lapsed"  # Step.cause of removing a writer its lease wrapper killed
+# The table's words, re-exported: the loop and the tests read them from here.
+__all__ = ["LEASE_LAPSED", "RULES", "Action", "Seen", "Step", "Want", "config_current", "next_step", "wanted_role"]
+
 STARTING_RECHECK_S = 0.2  # how often a container that just started is checked until it first answers
 STARTING_WINDOW_S = 30.0  # for this long after its start; then at the loop interval again
-
-
-class Action(enum.Enum):
-    NOTHING = "nothing"
-    WAIT = "wait"
-    KILL = "kill"
-    KILL_JUICEFS = "kill-juicefs"
-    STOP = "stop"
-    REMOVE = "remove"
-    MOUNT = "mount"
-    WRITE_CONFIG = "write-config"
-    START = "start"
-
-
-@dataclass(frozen=True)
-class Step:
-    action: Action
-    reason: str
-    container_id: str | None = None
-    mount_mode: str | None = None
-    counts_as_crash: bool = False
-    drain: bool = False  # a graceful stop for a planned change of writer, bounded by the drain timeout
-    recheck_s: float | None = None  # look again this soon rather than a whole loop interval later
-    cause: str = ""  # what the step answers, for the loop to tell the operator why: "lease-lapsed"; "" otherwise
-
-    @property
-    def acted(self) -> bool:
-        """It changed something on the node (a wait or nothing changes nothing)."""
-        return self.action not in (Action.NOTHING, Action.WAIT)
-
-
-@dataclass(frozen=True)
-class Want:
-    """What the node must run: role rw | ro | none (run no Milvus), the epoch, and whether a writer may run.
-
-    `lease_valid`: a rw container may run now. For a rw assignment, its lease is valid; after a demotion,
-    the last rw lease has not yet run out (a demoted writer is stopped gracefully within its lease and
-    killed once the lease is gone).
-    """
-
-    role: str
-    epoch: int
-    lease_valid: bool
-    config_sha256: str  # of the server_config.yaml rendered for this role
-    # The cluster config version the settings come from (agent/clusterconf.py; 0: agent.yaml alone), and the
-    # image they name: a container built from another version is restarted only when its build differs (7a).
-    config_version: int = 0
-    image: str = ""
-    drain_id: int = 0  # nonzero: a writer told to drain stops its rw container gracefully and starts none
-    drain_timeout_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Seen:
-    """What the agent observed this loop."""
-
-    docker_error: str | None
-    containers: tuple[ContainerState, ...]  # ours, plus any container holding our name
-    container_name: str
-    health_error: str | None  # of the running container's GET /state; None when healthy
-    running_for_s: float  # since the running container started (agent's clock)
-    mount_mode: str | None  # ro | rw | None (not mounted)
-    mount_state: str  # healthy | degraded | failed | unmounted | hung
-    mount_reasons: tuple[str, ...]
-    config_on_disk_sha256: str | None
-    backoff_left_s: float
-    health_timeout_s: float  # after the container first answered
-    start_timeout_s: float  # to its first answer
-    db_dir_exists: bool = True
-    # Failing its health check this long since it last passed; None: it has not answered since it started.
-    unhealthy_for_s: float | None = None
-    gpu_start_blocker: str | None = None  # why a GPU image cannot be started now (agent.milvus.gpuchoice)
-    gpu_report_unavailable: bool = False  # the GPU report cannot say which GPUs a restart would get
-    mount_not_connected: bool = False  # its juicefs process is gone: ENOTCONN
-    mount_hung_for_s: float | None = None  # a probe of the mount has been stuck this long; None: not hung
-    meta_engine_reachable: bool | None = None  # None: not checked
-    hung_kill_after_s: float = 10.0
-    meta_db_error: str | None = None  # the writer's MySQL (meta_uri) does not answer: why; None: it does, or unknown
-    # The device (major:minor) of the mount at the mountpoint now, and of the one the running container's db
-    # bind mount shows (read from its own mountinfo); None: not known. They differ once the mount was replaced.
-    mount_device: str | None = None
-    container_mount_device: str | None = None
 
 
 def wanted_role(assigned: str, writer: str, node: str, coordinated: bool) -> tuple[str, bool]:
@@ -214,6 +139,157 @@ def _unanswered(current: ContainerState, seen: Seen) -> Step:
     return Step(Action.WAIT, waiting, current.id, recheck_s=soon)
 
 
+def _current(seen: Seen) -> ContainerState | None:
+    """Our one container (rule 4 has stopped any extra one before the rules after it are asked)."""
+    ours = _ours(seen)
+    return ours[0] if ours else None
+
+
+def _on_wal(current: ContainerState) -> str:
+    return ", on its own WAL" if current.role == "rw" else ""
+
+
+# -- one function per row of the table; each returns its step, or None when its row does not apply --------------
+
+
+def _docker_unreachable(want: Want, seen: Seen) -> Step | None:  # rule 1
+    if seen.docker_error:
+        return Step(Action.WAIT, f"Docker is unreachable, retrying: {seen.docker_error}")
+    return None
+
+
+def _stranger_holds_the_name(want: Want, seen: Seen) -> Step | None:  # rule 2
+    stranger = [c for c in seen.containers if c.role is None and c.name == seen.container_name]
+    if not stranger:
+        return None
+    return Step(
+        Action.WAIT,
+        f"container {seen.container_name} ({stranger[0].id}) was not started by jfs-milvus-agent; "
+        "remove or rename it so the agent can run Milvus",
+    )
+
+
+def _writer_without_lease(want: Want, seen: Seen) -> Step | None:  # rule 3
+    for c in _ours(seen):
+        if c.running and c.role == "rw" and not want.lease_valid:
+            why = (
+                "its lease is not valid" if want.role == "rw" else f"it is demoted to {want.role} and its lease ran out"
+            )
+            return Step(Action.KILL, f"killing writer container {c.name} at once because {why}", c.id)
+    return None
+
+
+def _hung_juicefs(want: Want, seen: Seen) -> Step | None:  # rule 3a
+    hung = seen.mount_hung_for_s
+    kill_after = seen.hung_kill_after_s
+    if hung is None or not 0 < kill_after <= hung or seen.meta_engine_reachable is False:
+        return None
+    return Step(
+        Action.KILL_JUICEFS,
+        f"killing the hung juicefs process: its mount has hung for {hung:.0f}s "
+        f"(juicefs.hung_kill_after_s {seen.hung_kill_after_s:g}) while its metadata engine "
+        f"{'answers' if seen.meta_engine_reachable else 'is not checked'}; the mount is recovered and Milvus "
+        "restarted on it",
+    )
+
+
+def _extra_container(want: Want, seen: Seen) -> Step | None:  # rule 4
+    ours = _ours(seen)
+    if len(ours) <= 1:
+        return None
+    keep = next((c for c in ours if c.running and c.role == want.role), None)
+    extra = next(c for c in ours if c is not keep)
+    return Step(Action.STOP, f"stopping extra container {extra.name} ({extra.id}): one Milvus per node", extra.id)
+
+
+def _exited(want: Want, seen: Seen) -> Step | None:  # rule 5
+    current = _current(seen)
+    if current is None or current.running:
+        return None
+    if current.role == "rw" and current.exit_code == LEASE_EXPIRED_EXIT:
+        return Step(
+            Action.REMOVE,
+            f"removing container {current.name}: its lease wrapper killed it when the lease lapsed "
+            f"(exit code {LEASE_EXPIRED_EXIT})",
+            current.id,
+            cause=LEASE_LAPSED,
+        )
+    crashed = current.status in ("exited", "dead") and current.exit_code not in (0, None)
+    detail = f"exit code {current.exit_code}" if current.exit_code is not None else current.status
+    return Step(
+        Action.REMOVE,
+        f"removing container {current.name} ({detail}){' after a crash' if crashed else ''}",
+        current.id,
+        counts_as_crash=crashed or current.status == "dead",
+    )
+
+
+def _mount_died_under_it(want: Want, seen: Seen) -> Step | None:  # rule 5a
+    current = _current(seen)
+    if current is None or not seen.mount_not_connected:
+        return None
+    return Step(
+        Action.STOP,
+        f"stopping {current.role} container: its JuiceFS mount died under it (ENOTCONN) and a container never "
+        f"sees a new mount; it restarts on a new mount at epoch {want.epoch}{_on_wal(current)}",
+        current.id,
+    )
+
+
+def _mount_replaced_under_it(want: Want, seen: Seen) -> Step | None:  # rule 5d
+    current = _current(seen)
+    if current is None or None in (seen.mount_device, seen.container_mount_device):
+        return None
+    if seen.mount_device == seen.container_mount_device:
+        return None
+    return Step(
+        Action.STOP,
+        f"stopping {current.role} container: the JuiceFS mount it started on (device "
+        f"{seen.container_mount_device}) was replaced by another (device {seen.mount_device}), and a container "
+        f"never sees a new mount; it restarts on the mount there now at epoch {want.epoch}{_on_wal(current)}",
+        current.id,
+    )
+
+
+def _writer_without_mysql(want: Want, seen: Seen) -> Step | None:  # rule 5c
+    current = _current(seen)
+    if current is None or current.role != "rw" or not seen.meta_db_error:
+        return None
+    return Step(
+        Action.STOP,
+        f"stopping the rw container: its MySQL does not answer ({seen.meta_db_error}), so a flush now drops "
+        "what it serializes from memory (MemManagerImpl.cpp:143-190); its WAL keeps it, and it replays it when "
+        f"it starts again at epoch {want.epoch} once MySQL answers",
+        current.id,
+    )
+
+
+def _drain_writer(want: Want, seen: Seen) -> Step | None:  # rule 5b
+    current = _current(seen)
+    if current is None or not want.drain_id or current.role != "rw":
+        return None
+    return Step(
+        Action.STOP,
+        f"draining: stopping the rw container gracefully (SIGINT, Milvus flushes its WAL) for a planned change "
+        f"of writer at epoch {want.epoch}",
+        current.id,
+        drain=True,
+    )
+
+
+def _wrong_role(want: Want, seen: Seen) -> Step | None:  # rule 6
+    current = _current(seen)
+    if current is None:
+        return None
+    if want.role not in ("rw", "ro"):
+        return Step(Action.STOP, f"stopping {current.role} container: this node is assigned {want.role}", current.id)
+    if current.role != want.role:
+        return Step(
+            Action.STOP, f"stopping {current.role} container to switch to {want.role} (epoch {want.epoch})", current.id
+        )
+    return None
+
+
 def config_current(current: ContainerState, want: Want) -> bool:
     """Whether a container runs the wanted cluster config version: built from it, or from another one whose
     difference needs no restart (its rendered server_config and its image are the wanted ones)."""
@@ -222,8 +298,10 @@ def config_current(current: ContainerState, want: Want) -> bool:
     return current.config_sha256 == want.config_sha256 and (not want.image or current.image == want.image)
 
 
-def _cluster_config_change(current: ContainerState, want: Want, seen: Seen) -> Step:
-    """Rule 7a: a container built from another cluster config version, which needs a restart to run this one."""
+def _cluster_config_change(want: Want, seen: Seen) -> Step | None:  # rule 7a
+    current = _current(seen)
+    if current is None or config_current(current, want):
+        return None
     built = f"version {current.config_version}" if current.config_version else "agent.yaml alone"
     built = f"it was built from {built}"
     if current.role == "rw":
@@ -250,154 +328,154 @@ def _cluster_config_change(current: ContainerState, want: Want, seen: Seen) -> S
     )
 
 
+def _outdated_config(want: Want, seen: Seen) -> Step | None:  # rule 7
+    current = _current(seen)
+    if current is None or current.config_sha256 == want.config_sha256 or seen.gpu_report_unavailable:
+        return None
+    return Step(Action.STOP, f"restarting {current.role} container: its server_config.yaml changed", current.id)
+
+
+def _not_answering(want: Want, seen: Seen) -> Step | None:  # rules 8-10
+    current = _current(seen)
+    if current is None or not seen.health_error:
+        return None
+    return _unanswered(current, seen)
+
+
+def _running_healthy(want: Want, seen: Seen) -> Step | None:  # rule 11
+    current = _current(seen)
+    if current is None:
+        return None
+    if current.config_sha256 != want.config_sha256:
+        return Step(
+            Action.NOTHING,
+            f"running {current.role} at epoch {want.epoch}, healthy; its server_config.yaml changed, but it keeps "
+            f"running while the GPU report cannot say which GPUs a restart gets ({seen.gpu_start_blocker})",
+        )
+    return Step(Action.NOTHING, f"running {current.role} at epoch {want.epoch}, healthy")
+
+
+# From here on no container of ours exists (rules 5 to 11 answer every case where one does).
+
+
+def _none_wanted(want: Want, seen: Seen) -> Step | None:  # no role: nothing to run
+    if want.role in ("rw", "ro"):
+        return None
+    return Step(Action.NOTHING, f"no Milvus container: this node is assigned {want.role}")
+
+
+def _drained(want: Want, seen: Seen) -> Step | None:  # rule 11a
+    if not want.drain_id or want.role != "rw":
+        return None
+    return Step(Action.NOTHING, "drained: no Milvus runs; the coordinator moves the writer next")
+
+
+def _mount_in_mode(want: Want, seen: Seen) -> Step | None:  # rule 12
+    if seen.mount_state not in ("failed", "unmounted") and seen.mount_mode == want.role:
+        return None
+    if seen.mount_state == "hung":
+        return Step(Action.WAIT, f"JuiceFS mount is hung; not starting {want.role}: {'; '.join(seen.mount_reasons)}")
+    current_mode = seen.mount_mode or "unmounted"
+    return Step(
+        Action.MOUNT,
+        f"mounting JuiceFS {want.role} for the {want.role} role (now {current_mode}, {seen.mount_state})",
+        mount_mode=want.role,
+    )
+
+
+def _mount_unhealthy(want: Want, seen: Seen) -> Step | None:  # rule 13
+    if seen.mount_state in ("healthy", "degraded"):
+        return None
+    return Step(
+        Action.WAIT, f"JuiceFS mount is {seen.mount_state}; not starting {want.role}: {'; '.join(seen.mount_reasons)}"
+    )
+
+
+def _no_gpu(want: Want, seen: Seen) -> Step | None:  # rule 14
+    return Step(Action.WAIT, seen.gpu_start_blocker) if seen.gpu_start_blocker else None
+
+
+def _reader_without_db(want: Want, seen: Seen) -> Step | None:  # rule 15
+    if want.role != "ro" or seen.db_dir_exists:
+        return None
+    return Step(Action.WAIT, "no Milvus db directory on the volume yet: a reader waits for the writer to create it")
+
+
+def _config_to_write(want: Want, seen: Seen) -> Step | None:  # rule 16
+    if seen.config_on_disk_sha256 == want.config_sha256:
+        return None
+    return Step(Action.WRITE_CONFIG, f"writing server_config.yaml for role {want.role}")
+
+
+def _mysql_down_before_start(want: Want, seen: Seen) -> Step | None:  # rule 17a
+    if want.role != "rw" or not seen.meta_db_error:
+        return None
+    return Step(Action.WAIT, f"not starting rw: its MySQL does not answer ({seen.meta_db_error})")
+
+
+def _ready_without_lease(want: Want, seen: Seen) -> Step | None:  # rule 17
+    if want.role != "rw" or want.lease_valid:
+        return None
+    # The mount and the config are ready (a writer-designate prepares while the old writer is fenced), but no
+    # Milvus writes without a lease.
+    return Step(Action.WAIT, "ready to write (mount rw, config written) but holding no valid lease: not starting")
+
+
+def _backoff(want: Want, seen: Seen) -> Step | None:  # rule 18
+    if seen.backoff_left_s <= 0:
+        return None
+    return Step(Action.WAIT, f"waiting {seen.backoff_left_s:.0f}s before restarting Milvus (crash backoff)")
+
+
+Rule = Callable[[Want, Seen], "Step | None"]
+
+# The table above, in its order (17a is asked before 17, as it always was): the first row that applies wins.
+RULES: tuple[Rule, ...] = (
+    _docker_unreachable,
+    _stranger_holds_the_name,
+    _writer_without_lease,
+    _hung_juicefs,
+    _extra_container,
+    _exited,
+    _mount_died_under_it,
+    _mount_replaced_under_it,
+    _writer_without_mysql,
+    _drain_writer,
+    _wrong_role,
+    _cluster_config_change,
+    _outdated_config,
+    _not_answering,
+    _running_healthy,
+    _none_wanted,
+    _drained,
+    _mount_in_mode,
+    _mount_unhealthy,
+    _no_gpu,
+    _reader_without_db,
+    _config_to_write,
+    _mysql_down_before_start,
+    _ready_without_lease,
+    _backoff,
+)
+
+UNRENDERED = "-"  # the config hash of a Want whose config cannot be rendered: no container nor file has it
+
+
+def _first_rule(want: Want, seen: Seen) -> Step:
+    for rule in RULES:
+        step = rule(want, seen)
+        if step is not None:
+            return step
+    return Step(Action.START, f"starting Milvus as {want.role} at epoch {want.epoch}")  # rule 19
+
+
 def next_step(want: Want, seen: Seen) -> Step:
-    if seen.docker_error:
-        return Step(Action.WAIT, f"Docker is unreachable, retrying: {seen.docker_error}")
-    stranger = [c for c in seen.containers if c.role is None and c.name == seen.container_name]
-    if stranger:
-        return Step(
-            Action.WAIT,
-            f"container {seen.container_name} ({stranger[0].id}) was not started by jfs-milvus-agent; "
-            "remove or rename it so the agent can run Milvus",
-        )
-    ours = _ours(seen)
-    running = [c for c in ours if c.running]
-
-    for c in running:
-        if c.role == "rw" and not want.lease_valid:
-            why = (
-                "its lease is not valid" if want.role == "rw" else f"it is demoted to {want.role} and its lease ran out"
-            )
-            return Step(Action.KILL, f"killing writer container {c.name} at once because {why}", c.id)
-
-    hung = seen.mount_hung_for_s
-    kill_after = seen.hung_kill_after_s
-    if hung is not None and 0 < kill_after <= hung and seen.meta_engine_reachable is not False:
-        return Step(
-            Action.KILL_JUICEFS,
-            f"killing the hung juicefs process: its mount has hung for {hung:.0f}s "
-            f"(juicefs.hung_kill_after_s {seen.hung_kill_after_s:g}) while its metadata engine "
-            f"{'answers' if seen.meta_engine_reachable else 'is not checked'}; the mount is recovered and Milvus "
-            "restarted on it",
-        )
-
-    if len(ours) > 1:
-        keep = next((c for c in running if c.role == want.role), None)
-        extra = next(c for c in ours if c is not keep)
-        return Step(Action.STOP, f"stopping extra container {extra.name} ({extra.id}): one Milvus per node", extra.id)
-
-    current = ours[0] if ours else None
-    if current is not None and not current.running:
-        if current.role == "rw" and current.exit_code == LEASE_EXPIRED_EXIT:
-            return Step(
-                Action.REMOVE,
-                f"removing container {current.name}: its lease wrapper killed it when the lease lapsed "
-                f"(exit code {LEASE_EXPIRED_EXIT})",
-                current.id,
-                cause=LEASE_LAPSED,
-            )
-        crashed = current.status in ("exited", "dead") and current.exit_code not in (0, None)
-        detail = f"exit code {current.exit_code}" if current.exit_code is not None else current.status
-        return Step(
-            Action.REMOVE,
-            f"removing container {current.name} ({detail}){' after a crash' if crashed else ''}",
-            current.id,
-            counts_as_crash=crashed or current.status == "dead",
-        )
-
-    if current is not None and seen.mount_not_connected:
-        return Step(
-            Action.STOP,
-            f"stopping {current.role} container: its JuiceFS mount died under it (ENOTCONN) and a container never "
-            f"sees a new mount; it restarts on a new mount at epoch {want.epoch}"
-            + (", on its own WAL" if current.role == "rw" else ""),
-            current.id,
-        )
-    replaced = current is not None and None not in (seen.mount_device, seen.container_mount_device)
-    if current is not None and replaced and seen.mount_device != seen.container_mount_device:
-        return Step(
-            Action.STOP,
-            f"stopping {current.role} container: the JuiceFS mount it started on (device "
-            f"{seen.container_mount_device}) was replaced by another (device {seen.mount_device}), and a container "
-            f"never sees a new mount; it restarts on the mount there now at epoch {want.epoch}"
-            + (", on its own WAL" if current.role == "rw" else ""),
-            current.id,
-        )
-    if current is not None and current.role == "rw" and seen.meta_db_error:
-        return Step(
-            Action.STOP,
-            f"stopping the rw container: its MySQL does not answer ({seen.meta_db_error}), so a flush now drops "
-            "what it serializes from memory (MemManagerImpl.cpp:143-190); its WAL keeps it, and it replays it when "
-            f"it starts again at epoch {want.epoch} once MySQL answers",
-            current.id,
-        )
-    if current is not None and want.drain_id and current.role == "rw":
-        return Step(
-            Action.STOP,
-            f"draining: stopping the rw container gracefully (SIGINT, Milvus flushes its WAL) for a planned change "
-            f"of writer at epoch {want.epoch}",
-            current.id,
-            drain=True,
-        )
-
-    if current is not None:
-        if want.role not in ("rw", "ro"):
-            return Step(
-                Action.STOP, f"stopping {current.role} container: this node is assigned {want.role}", current.id
-            )
-        if current.role != want.role:
-            return Step(
-                Action.STOP,
-                f"stopping {current.role} container to switch to {want.role} (epoch {want.epoch})",
-                current.id,
-            )
-        if not config_current(current, want):
-            return _cluster_config_change(current, want, seen)
-        outdated = current.config_sha256 != want.config_sha256
-        if outdated and not seen.gpu_report_unavailable:
-            return Step(Action.STOP, f"restarting {current.role} container: its server_config.yaml changed", current.id)
-        if seen.health_error:
-            return _unanswered(current, seen)
-        if outdated:
-            return Step(
-                Action.NOTHING,
-                f"running {current.role} at epoch {want.epoch}, healthy; its server_config.yaml changed, but it keeps "
-                f"running while the GPU report cannot say which GPUs a restart gets ({seen.gpu_start_blocker})",
-            )
-        return Step(Action.NOTHING, f"running {current.role} at epoch {want.epoch}, healthy")
-
-    if want.role not in ("rw", "ro"):
-        return Step(Action.NOTHING, f"no Milvus container: this node is assigned {want.role}")
-    if want.drain_id and want.role == "rw":
-        return Step(Action.NOTHING, "drained: no Milvus runs; the coordinator moves the writer next")
-    if seen.mount_state in ("failed", "unmounted") or seen.mount_mode != want.role:
-        current_mode = seen.mount_mode or "unmounted"
-        if seen.mount_state == "hung":
-            return Step(
-                Action.WAIT, f"JuiceFS mount is hung; not starting {want.role}: {'; '.join(seen.mount_reasons)}"
-            )
-        return Step(
-            Action.MOUNT,
-            f"mounting JuiceFS {want.role} for the {want.role} role (now {current_mode}, {seen.mount_state})",
-            mount_mode=want.role,
-        )
-    if seen.mount_state not in ("healthy", "degraded"):
-        return Step(
-            Action.WAIT,
-            f"JuiceFS mount is {seen.mount_state}; not starting {want.role}: {'; '.join(seen.mount_reasons)}",
-        )
-    if seen.gpu_start_blocker:
-        return Step(Action.WAIT, seen.gpu_start_blocker)
-    if want.role == "ro" and not seen.db_dir_exists:
-        return Step(Action.WAIT, "no Milvus db directory on the volume yet: a reader waits for the writer to create it")
-    if seen.config_on_disk_sha256 != want.config_sha256:
-        return Step(Action.WRITE_CONFIG, f"writing server_config.yaml for role {want.role}")
-    if want.role == "rw" and seen.meta_db_error:
-        return Step(Action.WAIT, f"not starting rw: its MySQL does not answer ({seen.meta_db_error})")
-    if want.role == "rw" and not want.lease_valid:
-        # The mount and the config are ready (a writer-designate prepares while the old writer is fenced),
-        # but no Milvus writes without a lease.
-        return Step(Action.WAIT, "ready to write (mount rw, config written) but holding no valid lease: not starting")
-    if seen.backoff_left_s > 0:
-        return Step(Action.WAIT, f"waiting {seen.backoff_left_s:.0f}s before restarting Milvus (crash backoff)")
-    return Step(Action.START, f"starting Milvus as {want.role} at epoch {want.epoch}")
+    """The one next step: the first row of the table that applies (rule 0 first, when Milvus cannot run)."""
+    if want.role in ("rw", "ro") and want.cannot_run:
+        # Rule 0: nothing is started on a config that cannot be rendered, but whatever the table would stop or
+        # kill still is: a writer is fenced all the same.
+        fence = _first_rule(replace(want, config_sha256=UNRENDERED), seen)
+        if fence.action in (Action.KILL, Action.STOP) and fence.container_id:
+            return fence
+        return Step(Action.WAIT, f"cannot run Milvus: {want.cannot_run}")
+    return _first_rule(want, seen)

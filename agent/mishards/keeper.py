@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.milvus.container import DockerUnavailable
 from agent.mishards.container import MishardsContainer, MishardsDocker, MishardsStartError
-from agent.mishards.plan import container_environment, environment_hash, overriding_keys, plan
+from agent.mishards.plan import Plan, container_environment, environment_hash, overriding_keys, plan
 from agent.saywhy import gist
 
 log = logging.getLogger("jfs_milvus.agent")
@@ -135,6 +135,10 @@ class MishardsKeeper:
                 error = f"no Mishards container {want.name} runs yet; {decision.reason}"
             self._set(container=_describe(found), state="held" if decision.action == "hold" else "refused", error=error)
             return
+        self._replace(want, decision)
+
+    def _replace(self, want: MishardsWant, decision: Plan) -> None:
+        """Start the Mishards container the decision asks for, in place of the one there (if any)."""
         environment = container_environment(want.values, decision.hosts)
         began = time.monotonic()
         try:

@@ -16,7 +16,6 @@ or upgrading the agent never touches it; elsewhere (containers, tests) it runs `
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import re
@@ -24,21 +23,20 @@ import shutil
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from jfsmilvus.common.atomicfile import line_not_utf8, read_text, write_atomic
 from jfsmilvus.common.secrets import SecretError
 
 from agent import mounthelper
 from agent.config import JuicefsSettings, VolumeSettings
-from agent.mount import envfile, fstab, fusedaemon, health, mountinfo, probes, redischeck, runner
-from agent.mount.health import MetaObservation, Observations, State, WriteProbeResult, write_probe_due
+from agent.mount import envfile, fstab, fusedaemon, health, mountinfo, probes, redischeck, runner, systemdunit
+from agent.mount.health import MetaObservation, Observations, WriteProbeResult, write_probe_due
+from agent.mount.status import Mode, MountStatus, cache_dir_writable
 from agent.mount.unitname import mount_unit_name
 
 log = logging.getLogger("jfs_milvus.agent.mount")
 
-Mode = Literal["ro", "rw"]
 # The drop-in agents before the mount helper wrote into juicefs.systemd_dir (EnvironmentFile=); removed.
 DROPIN_NAME = "jfs-milvus.conf"
 # Where systemd reads runtime units and drop-ins; the read-write mode of a writer's mount lives there.
@@ -55,62 +53,6 @@ __all__ = ["MountError", "MountManager", "MountStatus"]
 
 class MountError(Exception):
     """The mount could not be brought to the wanted state; the message says why (never a secret)."""
-
-
-@dataclass(frozen=True)
-class MountStatus:
-    volume: str
-    mountpoint: str
-    configured_in_fstab: bool
-    mounted: bool
-    mode: Mode | None
-    state: State
-    reasons: tuple[str, ...] = ()
-    write_probe_ms: float | None = None
-    session_id: int | None = None
-    hung_since: str | None = None
-    hung_for_s: float | None = None
-    not_connected: bool = False
-    meta_engine: MetaObservation = field(default_factory=MetaObservation)
-    cache_dir_writable: bool | None = None  # JuiceFS' local cache directory (on local disk, never hangs)
-    # The mount's device (mountinfo's major:minor, one per FUSE connection): a container started on this mount
-    # sees the same one at its bind mount; one that differs was started on a mount since replaced.
-    device: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "volume": self.volume,
-            "mountpoint": self.mountpoint,
-            "configured_in_fstab": self.configured_in_fstab,
-            "mounted": self.mounted,
-            "mode": self.mode,
-            "state": self.state,
-            "reasons": list(self.reasons),
-            "write_probe_ms": None if self.write_probe_ms is None else round(self.write_probe_ms, 3),
-            "session_id": self.session_id,
-            "hung_since": self.hung_since,
-            "hung_for_s": None if self.hung_for_s is None else round(self.hung_for_s, 1),
-            "cache_dir_writable": self.cache_dir_writable,
-            "device": self.device,
-            "meta_engine": {
-                "reachable": self.meta_engine.reachable,
-                "latency_ms": self.meta_engine.latency_ms,
-                "error": self.meta_engine.error,
-                "maxmemory_policy": self.meta_engine.maxmemory_policy,
-                "warnings": list(self.meta_engine.warnings),
-            },
-        }
-
-
-def cache_dir_writable(path: str) -> bool:
-    """The cache directory is writable, or can be created (JuiceFS makes it at mount)."""
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return False
-        probe = parent
-    return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
 
 
 def _safe_name(value: str) -> str:
@@ -332,42 +274,8 @@ class MountManager:
         meta_pending = self._start_meta_probe()
         configured = self._configured_in_fstab()
         current = self._current_mount()
-        fields: dict[str, Any] = {}
-        outcome: probes.ProbeOutcome | None = None
-        values: dict[str, object] = {}
-        if current is not None:
-            fields.update(mounted=True, fstype=current.fstype, source=current.source)
-            if mountinfo.is_juicefs(current, self.volume.name):
-                settings = self.settings
-                write = write_probe_due(
-                    self._last_write,
-                    current.mount_id,
-                    time.monotonic(),
-                    settings.write_probe_interval_s,
-                    settings.write_probe_limit_ms,
-                )
-                outcome = self._probe_fs(write=write, deadline=deadline)
-                values = self._with_last_write(outcome, current.mount_id, write)
-        meta = MetaObservation()
-        if meta_pending is not None:
-            meta_outcome = meta_pending.wait(deadline)
-            if meta_outcome.hung_since is not None:
-                meta = MetaObservation(
-                    reachable=False,
-                    error=f"the check did not answer within {self.settings.probe_timeout_s:g} s "
-                    f"(stuck since {meta_outcome.hung_since})",
-                )
-            elif meta_outcome.progress.error is not None:
-                meta = MetaObservation(reachable=False, error=meta_outcome.progress.error)
-            else:
-                found = meta_outcome.progress.values.get("meta")
-                if isinstance(found, MetaObservation):
-                    meta = found
-        if outcome is not None:
-            if outcome.hung_since is not None:
-                fields.update(hung_since=outcome.hung_since, hung_during=outcome.progress.step)
-            elif outcome.progress.error is not None:
-                fields["probe_error"] = outcome.progress.error
+        outcome, values, fields = self._probe_current(current, deadline)
+        meta = self._meta_result(meta_pending, deadline)
         obs = Observations(
             mountpoint=self.mountpoint,
             volume_name=self.volume.name,
@@ -402,6 +310,49 @@ class MountManager:
             cache_dir_writable=cache_dir_writable(self.volume.cache_dir),
             device=current.device if current is not None and mountinfo.is_juicefs(current, self.volume.name) else None,
         )
+
+    def _probe_current(
+        self, current: mountinfo.MountInfo | None, deadline: float
+    ) -> tuple[probes.ProbeOutcome | None, dict[str, object], dict[str, Any]]:
+        """Probe the mount at the mountpoint when it is this volume's (writing when a write probe is due): the
+        probe's outcome, its values, and the Observations fields it settles."""
+        fields: dict[str, Any] = {}
+        if current is None:
+            return None, {}, fields
+        fields.update(mounted=True, fstype=current.fstype, source=current.source)
+        if not mountinfo.is_juicefs(current, self.volume.name):
+            return None, {}, fields
+        settings = self.settings
+        write = write_probe_due(
+            self._last_write,
+            current.mount_id,
+            time.monotonic(),
+            settings.write_probe_interval_s,
+            settings.write_probe_limit_ms,
+        )
+        outcome = self._probe_fs(write=write, deadline=deadline)
+        values = self._with_last_write(outcome, current.mount_id, write)
+        if outcome.hung_since is not None:
+            fields.update(hung_since=outcome.hung_since, hung_during=outcome.progress.step)
+        elif outcome.progress.error is not None:
+            fields["probe_error"] = outcome.progress.error
+        return outcome, values, fields
+
+    def _meta_result(self, pending: probes.Pending | None, deadline: float) -> MetaObservation:
+        """What the metadata engine's check found by `deadline` (not checked: an empty observation)."""
+        if pending is None:
+            return MetaObservation()
+        outcome = pending.wait(deadline)
+        if outcome.hung_since is not None:
+            return MetaObservation(
+                reachable=False,
+                error=f"the check did not answer within {self.settings.probe_timeout_s:g} s "
+                f"(stuck since {outcome.hung_since})",
+            )
+        if outcome.progress.error is not None:
+            return MetaObservation(reachable=False, error=outcome.progress.error)
+        found = outcome.progress.values.get("meta")
+        return found if isinstance(found, MetaObservation) else MetaObservation()
 
     def _with_last_write(self, outcome: probes.ProbeOutcome, mount_id: int, wrote: bool) -> dict[str, object]:
         """The probe's values; a probe that did not write carries the last write's result on the same rw mount."""
@@ -520,43 +471,8 @@ class MountManager:
         )
 
     def _start_unit(self, mode: Mode) -> runner.CommandResult:
-        """Mount through systemd's unit for the fstab line, so juicefs runs in that unit (not the agent's).
-
-        The line says ro; rw comes from a runtime drop-in with the line's options, ro in place of rw, which is
-        gone at the next boot: a rebooted node mounts read-only, whatever it was."""
-        dropin = self.mode_dropin_file
-        if mode == "rw":
-            options = tuple("rw" if o == "ro" else o for o in self.wanted_entry().options)
-            changed = write_atomic(dropin, envfile.render_mode_dropin(options, self.volume.name), 0o644)
-        else:
-            changed = os.path.exists(dropin)
-            if changed:
-                os.unlink(dropin)
-        if changed:
-            res = runner.run(["systemctl", "daemon-reload"], timeout_s=30)
-            if not res.ok:
-                return res
-        # A unit that failed to start a few times in a row is refused by systemd's start limit until reset.
-        runner.run(["systemctl", "reset-failed", self.unit_name], timeout_s=30)
-        self._wait_unit_inactive()
-        res = runner.run(["systemctl", "start", self.unit_name], timeout_s=self.mount_timeout_s)
-        if not res.ok and not res.timed_out:
-            journal = runner.run(
-                ["journalctl", "-u", self.unit_name, "-n", "1", "-o", "cat", "--no-pager"], timeout_s=10
-            )
-            said = (res.stderr.strip() or res.stdout.strip()).splitlines()
-            if journal.ok and journal.stdout.strip():
-                # summary() shows one line: systemctl's own says only where to look.
-                line = f"{said[0] if said else 'failed'}; {self.unit_name}: {journal.stdout.strip().splitlines()[-1]}"
-                return dataclasses.replace(res, stderr=line)
-        return res
-
-    def _wait_unit_inactive(self, timeout_s: float = 3.0) -> None:
-        """A mount just unmounted may still be active in systemd's eyes for a moment (it reads mountinfo on its
-        own time); starting it then would do nothing."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            res = runner.run(["systemctl", "show", "-p", "ActiveState", "--value", self.unit_name], timeout_s=10)
-            if not res.ok or res.stdout.strip() not in ("active", "deactivating"):
-                return
-            time.sleep(0.1)
+        """Mount through systemd's unit for the fstab line (agent.mount.systemdunit); rw lasts until the boot."""
+        rw_options = tuple("rw" if o == "ro" else o for o in self.wanted_entry().options) if mode == "rw" else None
+        return systemdunit.start_mount_unit(
+            self.unit_name, self.mode_dropin_file, rw_options, self.volume.name, self.mount_timeout_s
+        )

@@ -31,6 +31,7 @@ from jfsmilvus.common.logsetup import LogContext
 from jfsmilvus.common.milvus1 import MILVUS_PORT
 
 from coordinator.config import CoordinatorConfig
+from coordinator.configanswer import ConfigAnswers
 from coordinator.core import (
     Decision,
     Memory,
@@ -156,6 +157,7 @@ class Coordinator:
         self._resigned_until = 0.0  # after stepping down for want of decisions: do not take the lead before
         self._unregistered: dict[str, str] = {}  # node -> why its registration failed (logged once per reason)
         self.last_stale = ""  # why this coordinator last stepped down for want of decisions ("" since it decided)
+        self.cluster_config = ConfigAnswers()  # the cluster config each Report's answer carries (configanswer.py)
 
     # -- leadership ---------------------------------------------------------------------------------------
     def _lead(self, now: float) -> bool:
@@ -259,6 +261,7 @@ class Coordinator:
         if not self._lead(now):
             return "following"
         assert self.leadership is not None and self.memory is not None
+        self.cluster_config.refresh(self.store, now)
         # One snapshot of the reports serves registration and the decision, so that every node the decision
         # can name (e.g. as the new writer) is in the nodes table the commit checks against.
         with self._state_lock:

@@ -63,4 +63,41 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 
+
+def _add_column(table: str, column: str, definition: str) -> tuple[str, ...]:
+    """ALTER TABLE ... ADD COLUMN, skipped when the column exists (MySQL has no ADD COLUMN IF NOT EXISTS)."""
+    return (
+        "SET @jfs_milvus_ddl = IF((SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+        f" AND TABLE_NAME = '{table}' AND COLUMN_NAME = '{column}') = 0,"
+        f" 'ALTER TABLE {table} ADD COLUMN {column} {definition}', 'DO 0')",
+        "PREPARE jfs_milvus_ddl FROM @jfs_milvus_ddl",
+        "EXECUTE jfs_milvus_ddl",
+        "DEALLOCATE PREPARE jfs_milvus_ddl",
+    )
+
+
+# 2: the cluster config (coordinator/configstore.py): its versions, the cluster's current one, each node's pin
+# (NULL: follow the current version).
+MIGRATIONS += (
+    (
+        2,
+        (
+            """
+            CREATE TABLE IF NOT EXISTS cluster_config_versions (
+                cluster VARCHAR(64) NOT NULL,
+                version BIGINT UNSIGNED NOT NULL,
+                body MEDIUMTEXT NOT NULL,
+                author VARCHAR(255) NOT NULL DEFAULT '',
+                reason VARCHAR(255) NOT NULL DEFAULT '',
+                restart_needed BOOL NOT NULL DEFAULT 1,
+                created_at DATETIME(6) NOT NULL,
+                PRIMARY KEY (cluster, version)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+            """,
+            *_add_column("cluster", "config_version", "BIGINT UNSIGNED NULL"),
+            *_add_column("nodes", "config_version", "BIGINT UNSIGNED NULL"),
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -31,6 +31,7 @@ from jfsmilvus.common.wirecheck import operator_problem, report_problem
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator.config import CoordinatorConfig
+from coordinator.configrpc import ConfigRpcs, answer_cluster_config
 from coordinator.core import Request, epochs_ahead_sentence, node_endpoint
 from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
@@ -133,7 +134,7 @@ def event_pb(e: Event) -> coordinator_pb2.Event:
     )
 
 
-class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+class CoordinatorServicer(ConfigRpcs, coordinator_pb2_grpc.CoordinatorServiceServicer):
     def __init__(self, coordinator: Coordinator, long_calls: int = LONG_CALLS):
         self.c = coordinator
         self._long_calls = threading.BoundedSemaphore(long_calls)
@@ -180,6 +181,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             if assignment.discovery is not None and not report.hosts_mishards:
                 assignment = replace(assignment, discovery=None)
             answer.assignment.CopyFrom(assignment_pb(assignment))
+        answer_cluster_config(answer, self.c.cluster_config, report.node)
         return answer
 
     def GetClusterStatus(

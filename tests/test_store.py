@@ -88,7 +88,13 @@ def test_migrate_creates_the_schema_from_nothing_and_is_idempotent(
     try:
         with admin.cursor() as cur:
             cur.execute("SHOW TABLES")
-            assert {row[0] for row in cur.fetchall()} == {"schema_version", "cluster", "nodes", "events"}
+            assert {row[0] for row in cur.fetchall()} == {
+                "schema_version",
+                "cluster",
+                "nodes",
+                "events",
+                "cluster_config_versions",
+            }
             cur.execute("SELECT version FROM schema_version")
             assert cur.fetchall() == ((LATEST_VERSION,),)
     finally:

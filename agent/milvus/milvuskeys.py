@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from jfsmilvus.common.configschema import did_you_mean
+from jfsmilvus.common.milvus1 import MILVUS_CONFIG_VERSION
 
-CONFIG_VERSION = "0.5"  # v1.0.0 Config.cpp milvus_config_version_map["1.0.0"]; 1.1 SERVER_CONFIG_VERSION
+CONFIG_VERSION = MILVUS_CONFIG_VERSION  # jfsmilvus.common.milvus1, shared with the cluster config's check
 
 MILVUS_1X_KEYS: dict[str, tuple[str, ...]] = {
     "cluster": ("enable", "role"),

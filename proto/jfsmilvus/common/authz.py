@@ -37,6 +37,9 @@ ALLOWED: Mapping[str, tuple[str, ...]] = {
     "CoordinatorService.ListEvents": READERS,
     "CoordinatorService.Why": READERS,
     "CoordinatorService.GetNodeObservations": READERS,
+    "CoordinatorService.GetClusterConfig": ("operator",),
+    "CoordinatorService.ListClusterConfigs": ("operator",),
+    "CoordinatorService.CommitClusterConfig": ("operator",),
 }
 HOW_TO_ISSUE = (
     "issue one with `jfs-milvus-coordinator make-certs DIR KIND:NAME` (KIND: coordinator, agent, operator or "

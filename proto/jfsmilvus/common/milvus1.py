@@ -9,6 +9,9 @@ from __future__ import annotations
 MILVUS_PORT = 19530
 MILVUS_HTTP_PORT = 19121
 MISHARDS_SERVER_PORT = 19531  # Mishards' own port when it shares a host with a Milvus on 19530
+# The server_config.yaml `version` Milvus 1.x reads: v1.0.0 Config.cpp milvus_config_version_map["1.0.0"], 1.1's
+# SERVER_CONFIG_VERSION.
+MILVUS_CONFIG_VERSION = "0.5"
 
 # What Milvus takes as a boolean (ValidationUtil::ValidateStringIsBool, StringHelpFunctions::ConvertToBoolean).
 MILVUS_TRUE = ("true", "on", "yes", "1")

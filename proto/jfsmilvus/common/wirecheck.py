@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from jfsmilvus.common.configschema import NAME_ALLOWED, NAME_PATTERN, check_ipv4
+from jfsmilvus.common.clusterconfig import MAX_BODY_BYTES, parse_cluster_config
+from jfsmilvus.common.configschema import NAME_ALLOWED, NAME_PATTERN, ConfigError, check_ipv4
 
 MAX_TEXT = 4096  # characters in any one text field (a reason, an error, an image name)
 MAX_ITEMS = 256  # entries in any repeated field or map (GPUs, mounts, reasons, errors, XIDs)
@@ -155,6 +156,7 @@ def observation_problem(obs: Message) -> str | None:
             yield f"observation.clock_offset_s = {obs.clock_offset_s}: at most {MAX_CLOCK_OFFSET_S:g} either way"
         if obs.row_lease_ms > MAX_LEASE_MS:
             yield f"observation.row_lease_ms = {obs.row_lease_ms}: at most {MAX_LEASE_MS}"
+        yield config_version_problem("observation.config_version", obs.config_version)
 
     return first(named())
 
@@ -223,3 +225,64 @@ def operator_problem(request: Message) -> str | None:
         yield from _walk(request, "")
 
     return first(named())
+
+
+# -- the cluster config (jfsmilvus.common.clusterconfig) ---------------------------------------------------------
+MAX_CONFIG_VERSION = MAX_EPOCH
+MAX_CONFIG_HISTORY = 10_000
+
+
+def config_version_problem(field: str, version: int) -> str | None:
+    if version > MAX_CONFIG_VERSION:
+        return f"{field} = {version}: at most {MAX_CONFIG_VERSION}"
+    return None
+
+
+def config_body_problem(field: str, body: str, source: str) -> str | None:
+    """A cluster config text that is too long or does not parse: its first problem, as check-config says it."""
+    size = len(body.encode("utf-8", errors="replace"))
+    if size > MAX_BODY_BYTES:
+        return f"{field}: {size} bytes, at most {MAX_BODY_BYTES} allowed"
+    try:
+        parse_cluster_config(body, source)
+    except ConfigError as exc:
+        return f"{field}: {exc.problems[0]}" + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
+    return None
+
+
+def cluster_config_problem(cc: Message, path: str = "cluster_config") -> str | None:
+    """What is wrong with the ClusterConfig a report's answer brings: a bounded version, a body that parses."""
+
+    def named() -> Iterator[str | None]:
+        yield config_version_problem(f"{path}.version", cc.version)
+        if cc.version == 0 and cc.body:
+            yield f"{path}: a body without a version"
+        if cc.version:
+            yield config_body_problem(f"{path}.body", cc.body, f"cluster config version {cc.version}")
+
+    return first(named())
+
+
+def config_commit_problem(request: Message) -> str | None:
+    """What is wrong with a CommitClusterConfigRequest before its body is parsed (the server parses it and
+    answers with every problem): bounded sizes, a bounded reason."""
+
+    def named() -> Iterator[str | None]:
+        size = len(request.body.encode("utf-8", errors="replace"))
+        if size > MAX_BODY_BYTES:
+            yield f"body: {size} bytes, at most {MAX_BODY_BYTES} allowed"
+        yield text_problem("reason", request.reason, MAX_REASON)
+        yield config_version_problem("expected_current", request.expected_current)
+        yield config_version_problem("rollback_of", request.rollback_of)
+
+    return first(named())
+
+
+def config_request_problem(request: Message) -> str | None:
+    """GetClusterConfig and ListClusterConfigs: a bounded version or limit."""
+    fields = request.DESCRIPTOR.fields_by_name
+    if "version" in fields:
+        return config_version_problem("version", request.version)
+    if request.limit > MAX_CONFIG_HISTORY:
+        return f"limit = {request.limit}: at most {MAX_CONFIG_HISTORY}"
+    return None

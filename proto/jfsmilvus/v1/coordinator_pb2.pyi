@@ -7,6 +7,78 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClusterConfig(_message.Message):
+    __slots__ = ("version", "body")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    body: str
+    def __init__(self, version: _Optional[int] = ..., body: _Optional[str] = ...) -> None: ...
+
+class GetClusterConfigRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class ClusterConfigVersion(_message.Message):
+    __slots__ = ("version", "body", "author", "reason", "created_unix", "restart_needed", "current")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    RESTART_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    body: str
+    author: str
+    reason: str
+    created_unix: float
+    restart_needed: bool
+    current: int
+    def __init__(self, version: _Optional[int] = ..., body: _Optional[str] = ..., author: _Optional[str] = ..., reason: _Optional[str] = ..., created_unix: _Optional[float] = ..., restart_needed: _Optional[bool] = ..., current: _Optional[int] = ...) -> None: ...
+
+class ListClusterConfigsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ClusterConfigHistory(_message.Message):
+    __slots__ = ("versions", "current")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[ClusterConfigVersion]
+    current: int
+    def __init__(self, versions: _Optional[_Iterable[_Union[ClusterConfigVersion, _Mapping]]] = ..., current: _Optional[int] = ...) -> None: ...
+
+class CommitClusterConfigRequest(_message.Message):
+    __slots__ = ("body", "reason", "expected_current", "rollback_of")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_CURRENT_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_OF_FIELD_NUMBER: _ClassVar[int]
+    body: str
+    reason: str
+    expected_current: int
+    rollback_of: int
+    def __init__(self, body: _Optional[str] = ..., reason: _Optional[str] = ..., expected_current: _Optional[int] = ..., rollback_of: _Optional[int] = ...) -> None: ...
+
+class CommitClusterConfigResponse(_message.Message):
+    __slots__ = ("committed", "version", "restart_needed", "message", "nodes_pinned")
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESTART_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NODES_PINNED_FIELD_NUMBER: _ClassVar[int]
+    committed: bool
+    version: int
+    restart_needed: bool
+    message: str
+    nodes_pinned: int
+    def __init__(self, committed: _Optional[bool] = ..., version: _Optional[int] = ..., restart_needed: _Optional[bool] = ..., message: _Optional[str] = ..., nodes_pinned: _Optional[int] = ...) -> None: ...
+
 class NodeObservationsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -28,25 +100,27 @@ class ReportRequest(_message.Message):
     def __init__(self, observation: _Optional[_Union[_node_pb2.NodeObservation, _Mapping]] = ..., hosts_mishards: _Optional[bool] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
-    __slots__ = ("leader", "leader_address", "assignment", "leader_term", "now_unix")
+    __slots__ = ("leader", "leader_address", "assignment", "leader_term", "now_unix", "cluster_config")
     LEADER_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     LEADER_TERM_FIELD_NUMBER: _ClassVar[int]
     NOW_UNIX_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_CONFIG_FIELD_NUMBER: _ClassVar[int]
     leader: bool
     leader_address: str
     assignment: _node_pb2.Assignment
     leader_term: int
     now_unix: float
-    def __init__(self, leader: _Optional[bool] = ..., leader_address: _Optional[str] = ..., assignment: _Optional[_Union[_node_pb2.Assignment, _Mapping]] = ..., leader_term: _Optional[int] = ..., now_unix: _Optional[float] = ...) -> None: ...
+    cluster_config: ClusterConfig
+    def __init__(self, leader: _Optional[bool] = ..., leader_address: _Optional[str] = ..., assignment: _Optional[_Union[_node_pb2.Assignment, _Mapping]] = ..., leader_term: _Optional[int] = ..., now_unix: _Optional[float] = ..., cluster_config: _Optional[_Union[ClusterConfig, _Mapping]] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class NodeRow(_message.Message):
-    __slots__ = ("name", "address", "role_assigned", "role_running", "epoch", "gpu_health", "mount_health", "container_state", "seconds_since_report", "priority", "maintenance", "maintenance_reason", "waiting_for", "waiting_since_unix")
+    __slots__ = ("name", "address", "role_assigned", "role_running", "epoch", "gpu_health", "mount_health", "container_state", "seconds_since_report", "priority", "maintenance", "maintenance_reason", "waiting_for", "waiting_since_unix", "config_version", "config_wanted", "config_conflicts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ROLE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +135,9 @@ class NodeRow(_message.Message):
     MAINTENANCE_REASON_FIELD_NUMBER: _ClassVar[int]
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     WAITING_SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_WANTED_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     role_assigned: _node_pb2.Role
@@ -75,10 +152,13 @@ class NodeRow(_message.Message):
     maintenance_reason: str
     waiting_for: str
     waiting_since_unix: float
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., role_assigned: _Optional[_Union[_node_pb2.Role, str]] = ..., role_running: _Optional[_Union[_node_pb2.Role, str]] = ..., epoch: _Optional[int] = ..., gpu_health: _Optional[_Union[_node_pb2.Health, str]] = ..., mount_health: _Optional[_Union[_node_pb2.Health, str]] = ..., container_state: _Optional[str] = ..., seconds_since_report: _Optional[float] = ..., priority: _Optional[int] = ..., maintenance: _Optional[bool] = ..., maintenance_reason: _Optional[str] = ..., waiting_for: _Optional[str] = ..., waiting_since_unix: _Optional[float] = ...) -> None: ...
+    config_version: int
+    config_wanted: int
+    config_conflicts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., role_assigned: _Optional[_Union[_node_pb2.Role, str]] = ..., role_running: _Optional[_Union[_node_pb2.Role, str]] = ..., epoch: _Optional[int] = ..., gpu_health: _Optional[_Union[_node_pb2.Health, str]] = ..., mount_health: _Optional[_Union[_node_pb2.Health, str]] = ..., container_state: _Optional[str] = ..., seconds_since_report: _Optional[float] = ..., priority: _Optional[int] = ..., maintenance: _Optional[bool] = ..., maintenance_reason: _Optional[str] = ..., waiting_for: _Optional[str] = ..., waiting_since_unix: _Optional[float] = ..., config_version: _Optional[int] = ..., config_wanted: _Optional[int] = ..., config_conflicts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("cluster", "writer", "epoch", "leader", "leader_term", "paused", "paused_reason", "discovery", "nodes", "why", "leader_address")
+    __slots__ = ("cluster", "writer", "epoch", "leader", "leader_term", "paused", "paused_reason", "discovery", "nodes", "why", "leader_address", "config_version")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     WRITER_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +170,7 @@ class ClusterStatus(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     WHY_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     writer: str
     epoch: int
@@ -101,7 +182,8 @@ class ClusterStatus(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeRow]
     why: str
     leader_address: str
-    def __init__(self, cluster: _Optional[str] = ..., writer: _Optional[str] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., leader_term: _Optional[int] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ..., discovery: _Optional[_Union[_node_pb2.DiscoveryConfig, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRow, _Mapping]]] = ..., why: _Optional[str] = ..., leader_address: _Optional[str] = ...) -> None: ...
+    config_version: int
+    def __init__(self, cluster: _Optional[str] = ..., writer: _Optional[str] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., leader_term: _Optional[int] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ..., discovery: _Optional[_Union[_node_pb2.DiscoveryConfig, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRow, _Mapping]]] = ..., why: _Optional[str] = ..., leader_address: _Optional[str] = ..., config_version: _Optional[int] = ...) -> None: ...
 
 class SwitchoverRequest(_message.Message):
     __slots__ = ("to", "reason", "on_drain_timeout")

@@ -89,6 +89,21 @@ class CoordinatorServiceStub:
                 request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.SerializeToString,
                 response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.FromString,
                 _registered_method=True)
+        self.GetClusterConfig = channel.unary_unary(
+                '/jfsmilvus.v1.CoordinatorService/GetClusterConfig',
+                request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.GetClusterConfigRequest.SerializeToString,
+                response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterConfigVersion.FromString,
+                _registered_method=True)
+        self.ListClusterConfigs = channel.unary_unary(
+                '/jfsmilvus.v1.CoordinatorService/ListClusterConfigs',
+                request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ListClusterConfigsRequest.SerializeToString,
+                response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterConfigHistory.FromString,
+                _registered_method=True)
+        self.CommitClusterConfig = channel.unary_unary(
+                '/jfsmilvus.v1.CoordinatorService/CommitClusterConfig',
+                request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.CommitClusterConfigRequest.SerializeToString,
+                response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.CommitClusterConfigResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -163,6 +178,25 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetClusterConfig(self, request, context):
+        """The cluster config (coordinatorctl config ...): one version, the history, a new version (edit, rollback).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClusterConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitClusterConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +254,21 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.GetNodeObservations,
                     request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.FromString,
                     response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.SerializeToString,
+            ),
+            'GetClusterConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterConfig,
+                    request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.GetClusterConfigRequest.FromString,
+                    response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterConfigVersion.SerializeToString,
+            ),
+            'ListClusterConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClusterConfigs,
+                    request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ListClusterConfigsRequest.FromString,
+                    response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterConfigHistory.SerializeToString,
+            ),
+            'CommitClusterConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitClusterConfig,
+                    request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.CommitClusterConfigRequest.FromString,
+                    response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.CommitClusterConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -519,6 +568,87 @@ class CoordinatorService:
             '/jfsmilvus.v1.CoordinatorService/GetNodeObservations',
             jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.SerializeToString,
             jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jfsmilvus.v1.CoordinatorService/GetClusterConfig',
+            jfsmilvus_dot_v1_dot_coordinator__pb2.GetClusterConfigRequest.SerializeToString,
+            jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterConfigVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClusterConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jfsmilvus.v1.CoordinatorService/ListClusterConfigs',
+            jfsmilvus_dot_v1_dot_coordinator__pb2.ListClusterConfigsRequest.SerializeToString,
+            jfsmilvus_dot_v1_dot_coordinator__pb2.ClusterConfigHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitClusterConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jfsmilvus.v1.CoordinatorService/CommitClusterConfig',
+            jfsmilvus_dot_v1_dot_coordinator__pb2.CommitClusterConfigRequest.SerializeToString,
+            jfsmilvus_dot_v1_dot_coordinator__pb2.CommitClusterConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -235,7 +235,7 @@ class MilvusWalStatus(_message.Message):
     def __init__(self, checked: _Optional[bool] = ..., render_error: _Optional[str] = ..., rw_enable_set: _Optional[bool] = ..., rw_enable: _Optional[str] = ..., rw_recovery_error_ignore_set: _Optional[bool] = ..., rw_recovery_error_ignore: _Optional[str] = ..., base_recovery_error_ignore_set: _Optional[bool] = ..., base_recovery_error_ignore: _Optional[str] = ...) -> None: ...
 
 class NodeObservation(_message.Message):
-    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit", "milvus_meta", "milvus_wal", "last_writer_stop", "stopping_for_s", "waiting_for", "waiting_since_unix", "clock_offset_s", "clock_rtt_s", "mishards")
+    __slots__ = ("node", "address", "agent_version", "gpus", "mounts", "container", "role_running", "highest_epoch_seen", "observed_at_unix", "last_errors", "milvus_port", "milvus_http_port", "writer_seen_healthy_age_s", "mishards_writer", "lease_left_s", "agent_port", "docker_runtimes", "row_lease_ms", "milvus_image", "milvus_flavor", "nvidia_toolkit", "milvus_meta", "milvus_wal", "last_writer_stop", "stopping_for_s", "waiting_for", "waiting_since_unix", "clock_offset_s", "clock_rtt_s", "mishards", "config_version", "config_conflicts")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +266,8 @@ class NodeObservation(_message.Message):
     CLOCK_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     CLOCK_RTT_S_FIELD_NUMBER: _ClassVar[int]
     MISHARDS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     agent_version: str
@@ -296,7 +298,9 @@ class NodeObservation(_message.Message):
     clock_offset_s: float
     clock_rtt_s: float
     mishards: MishardsStatus
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ..., milvus_meta: _Optional[_Union[MilvusMetaStatus, _Mapping]] = ..., milvus_wal: _Optional[_Union[MilvusWalStatus, _Mapping]] = ..., last_writer_stop: _Optional[_Union[WriterStop, _Mapping]] = ..., stopping_for_s: _Optional[float] = ..., waiting_for: _Optional[str] = ..., waiting_since_unix: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., clock_rtt_s: _Optional[float] = ..., mishards: _Optional[_Union[MishardsStatus, _Mapping]] = ...) -> None: ...
+    config_version: int
+    config_conflicts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., gpus: _Optional[_Union[GpuReport, _Mapping]] = ..., mounts: _Optional[_Iterable[_Union[MountStatus, _Mapping]]] = ..., container: _Optional[_Union[ContainerStatus, _Mapping]] = ..., role_running: _Optional[_Union[Role, str]] = ..., highest_epoch_seen: _Optional[int] = ..., observed_at_unix: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ..., milvus_port: _Optional[int] = ..., milvus_http_port: _Optional[int] = ..., writer_seen_healthy_age_s: _Optional[float] = ..., mishards_writer: _Optional[str] = ..., lease_left_s: _Optional[float] = ..., agent_port: _Optional[int] = ..., docker_runtimes: _Optional[_Iterable[str]] = ..., row_lease_ms: _Optional[int] = ..., milvus_image: _Optional[str] = ..., milvus_flavor: _Optional[str] = ..., nvidia_toolkit: _Optional[_Union[NvidiaToolkitStatus, _Mapping]] = ..., milvus_meta: _Optional[_Union[MilvusMetaStatus, _Mapping]] = ..., milvus_wal: _Optional[_Union[MilvusWalStatus, _Mapping]] = ..., last_writer_stop: _Optional[_Union[WriterStop, _Mapping]] = ..., stopping_for_s: _Optional[float] = ..., waiting_for: _Optional[str] = ..., waiting_since_unix: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., clock_rtt_s: _Optional[float] = ..., mishards: _Optional[_Union[MishardsStatus, _Mapping]] = ..., config_version: _Optional[int] = ..., config_conflicts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MishardsStatus(_message.Message):
     __slots__ = ("state", "error", "container", "hosts", "left_out", "foreign_overrides", "reason")

@@ -48,6 +48,7 @@ from coordinator.core import (
     without_node,
 )
 from coordinator.model import ROLE_CHANGES, Assignment, Discovery, Durable, Event, Report
+from coordinator.rolloutrun import RolloutRunner
 from coordinator.store import ClusterStore, Leadership, MysqlSettings, NotLeader, StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator")
@@ -158,6 +159,7 @@ class Coordinator:
         self._unregistered: dict[str, str] = {}  # node -> why its registration failed (logged once per reason)
         self.last_stale = ""  # why this coordinator last stepped down for want of decisions ("" since it decided)
         self.cluster_config = ConfigAnswers()  # the cluster config each Report's answer carries (configanswer.py)
+        self.rollouts = RolloutRunner(self)  # the rolling upgrade, one step per tick (coordinator/rolloutrun.py)
 
     # -- leadership ---------------------------------------------------------------------------------------
     def _lead(self, now: float) -> bool:
@@ -304,6 +306,7 @@ class Coordinator:
         self.last_stale = ""
         self._push_changes(previous, decision.assignments, reports)
         self._record(decision)
+        self.rollouts.tick(durable, decision)
         if self.log_context is not None:
             self.log_context.epoch = durable.cluster.epoch
             self.log_context.role = "leader"

@@ -62,6 +62,7 @@ class RolloutStore:
                 ),
             )  # fmt: skip
             if cur.rowcount == 0:
+                self.store._not_leader_or_ok(cur, leadership)
                 cur.execute(f"{_SELECT} WHERE status IN (%s, %s) ORDER BY id DESC LIMIT 1", ACTIVE)
                 row = cur.fetchone()
                 if row is not None:
@@ -70,7 +71,6 @@ class RolloutStore:
                         f"rollout {active.id} to version {active.to_version} is {active.status}: resume it or roll "
                         "it back first"
                     )
-                self.store._not_leader_or_ok(cur, leadership)
                 raise StoreError("creating the rollout matched nothing")
             stored = Rollout(**{**asdict(rollout), "id": int(cur.lastrowid), "done": rollout.done})
             cur.execute("UPDATE rollouts SET state = %s WHERE id = %s", (rollout_json(stored), stored.id))

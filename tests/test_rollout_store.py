@@ -19,10 +19,9 @@ CLUSTER = "test-cluster"
 
 @pytest.fixture
 def store(mysql_db: MysqlDatabase) -> Iterator[ClusterStore]:
-    s = ClusterStore(mysql_db.coordinator, CLUSTER)
-    s.migrate()
-    yield s
-    s.close()
+    with ClusterStore(mysql_db.coordinator, CLUSTER) as migrated:
+        migrated.migrate()
+        yield migrated
 
 
 def lead(store: ClusterStore, name: str = "coord-a", lease_s: float = 10.0) -> Leadership:

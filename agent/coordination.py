@@ -43,6 +43,7 @@ class LeaderAnswer:
     sent_unix: float = 0.0  # this node's wall clock as the RPC was sent
     rtt_s: float = 0.0  # from the send to the answer (monotonic)
     leader_unix: float = 0.0  # the leader's wall clock as it answered (0 from an older coordinator)
+    cluster_config: coordinator_pb2.ClusterConfig | None = None  # the version to run; None: the leader did not say
 
 
 class ReportingAgent(Protocol):
@@ -134,6 +135,7 @@ class CoordinatorLink:
                     sent_unix=sent_unix,
                     rtt_s=rtt_s,
                     leader_unix=response.now_unix,
+                    cluster_config=response.cluster_config if response.HasField("cluster_config") else None,
                 )
             if response.leader_address and response.leader_address not in tried:
                 log.info("coordinator %s does not lead; going to the leader %s", address, response.leader_address)

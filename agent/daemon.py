@@ -32,12 +32,13 @@ from jfsmilvus.common.atomicfile import file_sha256, line_not_utf8, read_text, w
 from jfsmilvus.common.logsetup import LogContext
 from jfsmilvus.common.milvus1 import MILVUS_HTTP_PORT, MILVUS_PORT
 from jfsmilvus.common.secrets import Secret, SecretError, SecretRef
-from jfsmilvus.common.wirecheck import assignment_problem
+from jfsmilvus.common.wirecheck import assignment_problem, cluster_config_problem
 from jfsmilvus.v1 import coordinator_pb2
 
 from agent import __version__
 from agent.assignment import UNASSIGNED, Assignment, AssignmentError, LocalAssignmentFile, judge_assignment
 from agent.clock import ClockSample, best_estimate, clock_sample, with_sample
+from agent.clusterconf import ClusterConfigKeeper
 from agent.config import AgentConfig, VolumeSettings
 from agent.coordination import LeaderAnswer
 from agent.gpu import GpuMonitor, GpuReport
@@ -50,7 +51,7 @@ from agent.milvus.container import (
     MilvusDocker,
     check_milvus_health,
 )
-from agent.milvus.converge import LEASE_LAPSED, Action, Seen, Step, Want, next_step, wanted_role
+from agent.milvus.converge import LEASE_LAPSED, Action, Seen, Step, Want, config_current, next_step, wanted_role
 from agent.milvus.gpuchoice import GpuChoice, choose_gpus
 from agent.milvus.leasewatch import (
     LEASE_FILE_NAME,
@@ -159,7 +160,8 @@ def _started_seconds_ago(started_at: str | None) -> float:
 
 class Agent:
     def __init__(self, config: AgentConfig, log_context: LogContext | None = None, docker_url: str | None = None):
-        self.config = config
+        self.cluster_conf = ClusterConfigKeeper(config)  # the cluster config taken last, merged over agent.yaml
+        self.config = config = self.cluster_conf.merged()
         self.log_context = log_context or LogContext(node=config.node_name)
         self.gpu = GpuMonitor(config.gpu) if config.gpu.enabled else None
         self.docker = MilvusDocker(config.node_name, base_url=docker_url)
@@ -304,6 +306,8 @@ class Agent:
 
     def reload(self, config: AgentConfig) -> None:
         """Take a new, already validated config (SIGHUP); the Milvus container is left to the loop."""
+        self.cluster_conf.set_local(config)
+        config = self.cluster_conf.merged()
         with self._lock:
             old = self.config
             self.config = config
@@ -421,6 +425,10 @@ class Agent:
                 self._last_answer_refusal = refusal
             return refusal
         self._last_answer_refusal = None
+        if answer.cluster_config is not None and self.cluster_conf.take(
+            answer.cluster_config.version, answer.cluster_config.body, cluster_config_problem(answer.cluster_config)
+        ):
+            self.wake.set()  # the loop applies it (follow_cluster_config)
         key = (assignment.role, assignment.epoch, assignment.writer, assignment.lease_ms)
         if key != self._last_answer:
             self._last_answer = key
@@ -698,6 +706,7 @@ class Agent:
             },
             # Under a coordinator a writer runs under the lease wrapper; readers need none.
             leasewatch=self.leasewatch_path if want.role == "rw" and self.coordinated else None,
+            config_version=want.config_version,
         )
 
     # -- the loop --------------------------------------------------------------------------------------
@@ -705,6 +714,8 @@ class Agent:
         """One cycle, then its observation published in one assignment (and a report asked for at once after
         the first cycle, and when the role running changed: the coordinator waits on it)."""
         started = time.monotonic()
+        if self.cluster_conf.merged() != self.config:
+            self.reload(self.cluster_conf.local)  # a cluster config version taken since the last cycle
         with self._lock:
             step, seen = self._cycle()
             previous = self.snapshot
@@ -754,6 +765,8 @@ class Agent:
             config_sha256=sha,
             drain_id=assignment.drain_id if draining else 0,
             drain_timeout_s=assignment.drain_timeout_ms / 1000 if draining else 0.0,
+            config_version=self.cluster_conf.version,
+            image=self.config.milvus.image,
         )
 
         running = [c for c in containers if c.running and c.role is not None]
@@ -815,6 +828,7 @@ class Agent:
         timing = (time.monotonic() - acting, acting - observing)
 
         current = next((c for c in containers if c.running and c.role is not None), None)
+        self.cluster_conf.observe(current, want.config_version, current is not None and config_current(current, want))
         healthy = bool(current) and health_error is None and step.action is Action.NOTHING
         seen_now = NodeSnapshot(
             gpus=gpu_report,
@@ -1193,6 +1207,7 @@ class Agent:
             "row_lease_ms": lease.row_renewal_ms if lease is not None else 0,
             "last_writer_stop": self.last_writer_stop,
             "stopping_for_s": 0.0 if stopping is None else time.monotonic() - stopping,
+            **self.cluster_conf.status(),
         }
 
 

@@ -11,6 +11,7 @@ from jfsmilvus.common.atomicfile import read_text
 from jfsmilvus.common.milvus1 import RUNTIME_HOOK
 
 from agent import __version__
+from agent.clusterconf import cluster_config_summary, render_cluster_config_lines
 from agent.config import AgentConfig
 from agent.gpu import probe_gpus
 from agent.milvus.nvidiatoolkit import probe_nvidia_toolkit
@@ -46,6 +47,7 @@ def daemon_now(state_dir: str) -> dict[str, Any]:
 def collect_status(config: AgentConfig) -> dict[str, Any]:
     """Observe GPUs and every configured mount once, and read what the agent daemon says it is doing; changes
     nothing on the node."""
+    config, cluster_config = cluster_config_summary(config)  # what the daemon runs: agent.yaml and the cluster's
     gpus = (
         probe_gpus(config.gpu).to_dict()
         if config.gpu.enabled
@@ -72,6 +74,7 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         "mounts": mounts,
         "mounts_note": None if mounts else NO_MOUNT_CONFIGURED,
         "daemon": daemon_now(config.state_dir),
+        "cluster_config": cluster_config,
     }
 
 
@@ -109,6 +112,7 @@ def render_status_table(status: dict[str, Any]) -> str:
     out.append(f"Milvus image {status['milvus_image']} (flavor {status['milvus_flavor']})")
     out.append(_toolkit_line(status["nvidia_toolkit"]))
     out.append(render_daemon_line(status["daemon"]))
+    out += render_cluster_config_lines(status.get("cluster_config"))
     gpu = status["gpu"]
     out.append("")
     if not gpu["available"]:

@@ -36,6 +36,8 @@ def observation_pb(status: dict[str, Any]) -> node_pb2.NodeObservation:
         milvus_image=status.get("milvus_image") or "",
         milvus_flavor=status.get("milvus_flavor") or "",
         stopping_for_s=status.get("stopping_for_s") or 0.0,
+        config_version=status.get("config_version") or 0,
+        config_conflicts=status.get("config_conflicts") or [],
     )
     doing = status.get("doing") or {}
     if doing.get("action") == "wait":

@@ -23,6 +23,7 @@ REFRESH_S = 1.0
 class _Copy:
     state: ConfigState = field(default_factory=lambda: ConfigState(current=0, pins={}))
     bodies: dict[int, str] = field(default_factory=dict)
+    loaded: bool = False  # read from MySQL at least once: until then the answers say nothing
 
 
 class ConfigAnswers:
@@ -41,9 +42,14 @@ class ConfigAnswers:
         return config_version_for(node, copy.state.pins, copy.state.current)
 
     def for_node(self, node: str) -> tuple[int, str] | None:
-        """(version, body) `node` is to run; None when the copy holds none (no version yet, or not read)."""
+        """(version, body) `node` is to run, (0, "") for none (its agent.yaml alone); None when the copy cannot
+        say (not read from MySQL yet, or the body not read): the agent then keeps what it took last."""
         copy = self._copy
+        if not copy.loaded:
+            return None
         version = config_version_for(node, copy.state.pins, copy.state.current)
+        if version == 0:
+            return 0, ""
         body = copy.bodies.get(version)
         return None if body is None else (version, body)
 
@@ -68,4 +74,4 @@ class ConfigAnswers:
                 return
             self._error = None
             bodies.update({v: c.body for v, c in found.items()})
-            self._copy = _Copy(state=state, bodies=bodies)
+            self._copy = _Copy(state=state, bodies=bodies, loaded=True)

@@ -19,12 +19,12 @@ from typing import Any
 
 import grpc
 import yaml
-from jfsmilvus.common.configschema import ConfigError
 from jfsmilvus.v1 import coordinator_pb2
 
 from coordinator import __version__
-from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+from coordinator.config import DEFAULT_CONFIG_PATH
 from coordinator.connection import ADDRESS_ENV, Connection, connect
+from coordinator.ctlconfig import cmd_config, config_args
 from coordinator.doctor import cmd_doctor
 from coordinator.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CtlError, emit
 from coordinator.rolloutctl import cmd_rollout, rollout_args
@@ -182,38 +182,6 @@ def cmd_why(conn: Connection, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- config --------------------------------------------------------------------------------------------------
-def cmd_config(conn: Connection | None, args: argparse.Namespace) -> int:
-    path = args.file or args.config or DEFAULT_CONFIG_PATH
-    try:
-        config = load_coordinator_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_USAGE
-    if args.action == "validate":
-        print(f"{path}: OK (cluster {config.cluster}, coordinator {config.coordinator_id})")
-        return EXIT_OK
-    data = _plain(config)
-    emit(data, "yaml" if args.output == "table" else args.output, lambda d: yaml.safe_dump(d, sort_keys=False))
-    return EXIT_OK
-
-
-def _plain(value: Any) -> Any:
-    """A config as plain data; secrets appear as where they are read from, never their value."""
-    from dataclasses import fields, is_dataclass
-
-    from jfsmilvus.common.secrets import SecretRef
-
-    if isinstance(value, SecretRef):
-        return {"file": value.file} if value.file else {"env": value.env}
-    if is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
 # -- completion ----------------------------------------------------------------------------------------------
 def cmd_completion(conn: Connection | None, args: argparse.Namespace) -> int:
     """A completion script whose words are the registered commands and every option and choice they take."""
@@ -317,11 +285,6 @@ def _doctor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-clock-skew", type=float, default=1.0, metavar="SECONDS")
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("show", "validate"))
-    p.add_argument("file", nargs="?")
-
-
 def _completion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("shell", choices=("bash", "zsh"))
 
@@ -369,9 +332,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("why", "one sentence on why the cluster is as it is", "coordinatorctl why", cmd_why),
     Command("doctor", "check the prerequisites and pitfalls of the seed guides",
             "coordinatorctl doctor --milvus-db milvus", cmd_doctor, _doctor_args),
-    Command("config", "show or validate the coordinator config",
-            "coordinatorctl config validate /etc/jfs-milvus/coordinator.yaml", cmd_config, _config_args,
-            connects=False),
+    Command("config", "the cluster config: show, edit, history, rollback (validate FILE, show --local: this "
+            "coordinator's own config)", "coordinatorctl config edit --file cluster.yaml --reason 'new image'",
+            cmd_config, config_args, connects=False),
     Command("completion", "print a shell completion script",
             "coordinatorctl completion bash > /etc/bash_completion.d/coordinatorctl", cmd_completion,
             _completion_args, connects=False),

@@ -22,6 +22,7 @@ from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
 from coordinator.checks import Check
 from coordinator.config import DEFAULT_CONFIG_PATH, load_coordinator_config
+from coordinator.configviews import judge_config_conflicts
 from coordinator.connection import Connection
 from coordinator.core import epochs_ahead_sentence
 from coordinator.milvuschecks import judge_meta_databases, milvus_node_checks
@@ -280,6 +281,7 @@ def node_checks(observation: Any, received_unix: float, max_skew: float) -> list
             Check("Docker", node, "WARN", f"no Milvus container running ({observation.container.state or 'absent'})")
         )
     out += mishards_checks(observation)
+    out.append(judge_config_conflicts(observation))
     obs = observation
     out.append(judge_clock(node, obs.clock_offset_s, obs.clock_rtt_s, received_unix, obs.observed_at_unix, max_skew))
     return out

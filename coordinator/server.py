@@ -32,6 +32,7 @@ from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from coordinator.config import CoordinatorConfig
 from coordinator.configrpc import ConfigRpcs, answer_cluster_config
+from coordinator.configviews import config_row_fields
 from coordinator.core import Request, epochs_ahead_sentence, node_endpoint
 from coordinator.daemon import Coordinator, ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
@@ -422,6 +423,7 @@ def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.Clust
         paused_reason=durable.cluster.paused_reason,
         why=why(c),
         leader_address=address or "",
+        config_version=c.cluster_config.current,
     )
     if published.discovery is not None:
         d = published.discovery
@@ -456,6 +458,7 @@ def cluster_status(c: Coordinator, fresh: bool = False) -> coordinator_pb2.Clust
             priority=record.priority if record else 1,
             maintenance=record.maintenance if record else False,
             maintenance_reason=record.maintenance_reason if record else "",
+            **config_row_fields(observation, c.cluster_config.version_for(name)),
         )
     return out
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from jfsmilvus.v1 import coordinator_pb2, node_pb2
 
+from coordinator.configviews import config_lines, config_node_data
 from coordinator.core import epochs_ahead_sentence
 from coordinator.output import table, when
 
@@ -37,6 +38,7 @@ def status_data(status: coordinator_pb2.ClusterStatus) -> dict[str, Any]:
         },
         "why": status.why,
         "epochs_ahead": epochs_ahead_sentence({n.name: n.epoch for n in status.nodes}, status.epoch),
+        "config_version": status.config_version,
         "nodes": [
             {
                 "name": n.name,
@@ -54,6 +56,7 @@ def status_data(status: coordinator_pb2.ClusterStatus) -> dict[str, Any]:
                 "maintenance_reason": n.maintenance_reason,
                 "waiting_for": n.waiting_for or None,
                 "waiting_since": n.waiting_since_unix or None,
+                **config_node_data(n),
             }
             for n in status.nodes
         ],
@@ -106,7 +109,7 @@ def render_status(data: dict[str, Any]) -> str:
         for n in data["nodes"]
         if n["waiting_for"]
     ]
-    return "\n".join([*head, "", body, "", *ahead, *waits, f"Why: {data['why']}"])
+    return "\n".join([*head, "", body, "", *ahead, *waits, *config_lines(data), f"Why: {data['why']}"])
 
 
 def event_data(e: coordinator_pb2.Event) -> dict[str, Any]:

@@ -38,6 +38,7 @@ LABEL_EPOCH = "io.jfs-milvus.epoch"
 LABEL_CONFIG = "io.jfs-milvus.config-sha256"
 LABEL_GPUS = "io.jfs-milvus.gpus"  # the GPU UUIDs of its device request, comma-separated; "" for none
 LABEL_LEASEWATCH = "io.jfs-milvus.leasewatch"
+LABEL_CLUSTER_CONFIG = "io.jfs-milvus.cluster-config-version"  # agent/clusterconf.py; absent: agent.yaml alone
 OWNER = "jfs-milvus-agent"
 STOP_SIGNAL = "SIGINT"
 
@@ -62,6 +63,7 @@ class ContainerSpec:
     # Host path of the lease wrapper script: when set, the container runs the image's command under it
     # (agent.milvus.leasewatch) and kills itself when its lease lapses.
     leasewatch: str | None = None
+    config_version: int = 0  # the cluster config version it is built from (0: agent.yaml alone)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -75,6 +77,8 @@ class ContainerSpec:
         }
         if self.leasewatch:
             labels[LABEL_LEASEWATCH] = "1"
+        if self.config_version:
+            labels[LABEL_CLUSTER_CONFIG] = str(self.config_version)
         return labels
 
 
@@ -93,6 +97,7 @@ class ContainerState:
     started_at: str | None
     error: str | None
     gpus: tuple[str, ...] | None = None  # the GPU UUIDs it was given; None: not labelled (an older container)
+    config_version: int | None = None  # the cluster config version it was built from; None: not labelled
 
     @property
     def running(self) -> bool:
@@ -121,6 +126,7 @@ def _state_of(container: Any) -> ContainerState:
         epoch=_epoch_label(labels),
         config_sha256=labels.get(LABEL_CONFIG),
         gpus=_gpus_label(labels),
+        config_version=_int_label(labels, LABEL_CLUSTER_CONFIG),
         exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
         started_at=state.get("StartedAt"),
         error=state.get("Error") or None,
@@ -130,6 +136,11 @@ def _state_of(container: Any) -> ContainerState:
 def _gpus_label(labels: dict[str, str]) -> tuple[str, ...] | None:
     value = labels.get(LABEL_GPUS)
     return None if value is None else tuple(u for u in value.split(",") if u)
+
+
+def _int_label(labels: dict[str, str], name: str) -> int | None:
+    value = labels.get(name)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _epoch_label(labels: dict[str, str]) -> int:
@@ -157,6 +168,7 @@ def state_from_summary(summary: dict[str, Any]) -> ContainerState:
         epoch=_epoch_label(labels),
         config_sha256=labels.get(LABEL_CONFIG),
         gpus=_gpus_label(labels),
+        config_version=_int_label(labels, LABEL_CLUSTER_CONFIG),
         exit_code=int(match.group(1)) if match else None,
         started_at=None,
         error=None,

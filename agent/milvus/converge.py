@@ -24,6 +24,11 @@ step it returns, and logs the step's sentence. Rules are checked in order; the f
 |   |                                                             | the drain timeout (SIGINT:|
 |   |                                                             | Milvus flushes), lease on |
 | 6 | a container runs in the wrong role, or none is wanted       | stop it (graceful)        |
+|7a | it was built from another cluster config version whose     | a reader: stop it         |
+|   | change needs a restart (its server_config or image differ)  | (restart); the writer:    |
+|   |                                                             | keep it, say the version  |
+|   |                                                             | is pending (a planned     |
+|   |                                                             | switchover moves it)      |
 | 7 | it runs with an outdated config, and the GPU report can say | stop it (restart)         |
 |   | which GPUs a restart gets (while it cannot, a healthy Milvus|                           |
 |   | keeps running: it would restart into a container without   |                           |
@@ -122,6 +127,10 @@ class Want:
     epoch: int
     lease_valid: bool
     config_sha256: str  # of the server_config.yaml rendered for this role
+    # The cluster config version the settings come from (agent/clusterconf.py; 0: agent.yaml alone), and the
+    # image they name: a container built from another version is restarted only when its build differs (7a).
+    config_version: int = 0
+    image: str = ""
     drain_id: int = 0  # nonzero: a writer told to drain stops its rw container gracefully and starts none
     drain_timeout_s: float = 0.0
 
@@ -203,6 +212,41 @@ def _unanswered(current: ContainerState, seen: Seen) -> Step:
     # A container that just started is checked again soon: a promotion ends when it first answers.
     soon = STARTING_RECHECK_S if seen.running_for_s < STARTING_WINDOW_S else None
     return Step(Action.WAIT, waiting, current.id, recheck_s=soon)
+
+
+def config_current(current: ContainerState, want: Want) -> bool:
+    """Whether a container runs the wanted cluster config version: built from it, or from another one whose
+    difference needs no restart (its rendered server_config and its image are the wanted ones)."""
+    if (current.config_version or 0) == want.config_version:
+        return True
+    return current.config_sha256 == want.config_sha256 and (not want.image or current.image == want.image)
+
+
+def _cluster_config_change(current: ContainerState, want: Want, seen: Seen) -> Step:
+    """Rule 7a: a container built from another cluster config version, which needs a restart to run this one."""
+    built = f"version {current.config_version}" if current.config_version else "agent.yaml alone"
+    if current.role == "rw":
+        if seen.health_error:
+            return _unanswered(current, seen)
+        return Step(
+            Action.NOTHING,
+            f"running rw at epoch {want.epoch}, healthy; cluster config version {want.config_version} is pending "
+            f"(it runs {built}): a writer is never restarted for a config change, a planned switchover moves it",
+        )
+    if seen.gpu_report_unavailable:
+        if seen.health_error:
+            return _unanswered(current, seen)
+        return Step(
+            Action.NOTHING,
+            f"running {current.role} at epoch {want.epoch}, healthy; cluster config version {want.config_version} "
+            f"needs a restart, but it keeps running while the GPU report cannot say which GPUs a restart gets "
+            f"({seen.gpu_start_blocker})",
+        )
+    return Step(
+        Action.STOP,
+        f"restarting {current.role} container for cluster config version {want.config_version} (it runs {built})",
+        current.id,
+    )
 
 
 def next_step(want: Want, seen: Seen) -> Step:
@@ -306,6 +350,8 @@ def next_step(want: Want, seen: Seen) -> Step:
                 f"stopping {current.role} container to switch to {want.role} (epoch {want.epoch})",
                 current.id,
             )
+        if not config_current(current, want):
+            return _cluster_config_change(current, want, seen)
         outdated = current.config_sha256 != want.config_sha256
         if outdated and not seen.gpu_report_unavailable:
             return Step(Action.STOP, f"restarting {current.role} container: its server_config.yaml changed", current.id)

@@ -322,15 +322,17 @@ def ensure_mishards_image(progress: Progress = _stderr) -> str:
 
 
 # -- version images, for the rolling upgrade's tests ------------------------------------------------------------
-# The stand-in tagged as two Milvus versions, as 1.0.0 -> 1.1.1 (../shared/MILVUS1.md: the same config layout
-# 0.5, the same ports and roles; `Cmd version` answers the version), and one that fails at start as a broken
-# image would: it exits 1 before it serves, every time it is started.
+# The stand-in tagged as Milvus versions: 1.0.0, a rebuild of 1.0.0 (another image of the same version, as a
+# patched build is: `Cmd version` still answers 1.0.0), 1.1.1 (../shared/MILVUS1.md: the same config layout 0.5,
+# ports and roles; `Cmd version` answers 1.1.1, which pymilvus 1.0.1 refuses at connect: its
+# `_is_version_match` accepts 1.0.x only), and one that fails at start as a broken image would: it exits 1
+# before it serves, every time it is started.
 VERSION_REPO = "jfs-milvus-standin-version"
 OLD_VERSION, NEW_VERSION = "1.0.0", "1.1.1"
 VERSION_DOCKERFILE = """\
 FROM {base}
 ENV JFS_MILVUS_STANDIN_VERSION={version}
-LABEL org.jfs-milvus.standin.version={version}
+LABEL org.jfs-milvus.standin.version={version} org.jfs-milvus.standin.build={build}
 """
 # Milvus's own words for a start that ends before it serves (server/Server.cpp: "Milvus server exit...").
 BROKEN_DOCKERFILE = """\
@@ -343,30 +345,28 @@ CMD ["python3", "-c", "print('Config check fail: broken image (stand-in)'); rais
 @dataclass(frozen=True)
 class VersionImages:
     old: str  # answers version 1.0.0
+    rebuilt: str  # another image of 1.0.0 (answers 1.0.0): an upgrade a pymilvus 1.0.1 client keeps writing through
     new: str  # answers version 1.1.1
     broken: str  # exits 1 at every start
 
 
 def ensure_version_images(flavor: str = "cpu") -> VersionImages:
-    """The three tags, built FROM the stand-in image of `flavor` when missing (seconds; cached by its tag)."""
+    """The tags, each built FROM the stand-in image of `flavor` when missing (seconds; cached by content: a tag
+    names its version and the hash of its Dockerfile, which names the stand-in image)."""
     base = ensure_standin_image(flavor)
-    suffix = f"{flavor}-{base.rsplit(':', 1)[1].rsplit('-', 1)[-1]}"
-    tags = VersionImages(
-        old=f"{VERSION_REPO}:{OLD_VERSION}-{suffix}",
-        new=f"{VERSION_REPO}:{NEW_VERSION}-{suffix}",
-        broken=f"{VERSION_REPO}:broken-{suffix}",
-    )
-    recipes = (
-        (tags.old, VERSION_DOCKERFILE.format(base=base, version=OLD_VERSION)),
-        (tags.new, VERSION_DOCKERFILE.format(base=base, version=NEW_VERSION)),
-        (tags.broken, BROKEN_DOCKERFILE.format(base=base)),
-    )
+    recipes = {
+        "old": (OLD_VERSION, VERSION_DOCKERFILE.format(base=base, version=OLD_VERSION, build=1)),
+        "rebuilt": (f"{OLD_VERSION}-build2", VERSION_DOCKERFILE.format(base=base, version=OLD_VERSION, build=2)),
+        "new": (NEW_VERSION, VERSION_DOCKERFILE.format(base=base, version=NEW_VERSION, build=1)),
+        "broken": ("broken", BROKEN_DOCKERFILE.format(base=base)),
+    }
+    tags = {name: f"{VERSION_REPO}:{label}-{flavor}-{_sha(df.encode())}" for name, (label, df) in recipes.items()}
     with build_lock():
-        for tag, dockerfile in recipes:
-            if not image_exists(tag):
-                _stderr(f"building {tag} FROM {base}")
-                _docker_build(tag, dockerfile, {}, None)
-    return tags
+        for name, (_, dockerfile) in recipes.items():
+            if not image_exists(tags[name]):
+                _stderr(f"building {tags[name]} FROM {base}")
+                _docker_build(tags[name], dockerfile, {}, None)
+    return VersionImages(**tags)
 
 
 def ensure_standin_image(flavor: str = "cpu") -> str:

@@ -226,7 +226,7 @@ def _watch_current(r: Rollout, view: ClusterView, now: float) -> Step:
                 healthy_since=None,
                 phases=(*r.phases, (name, now)),
             )
-            sentence = f"Rollout {r.id}: {name} runs version {r.to_version} and is healthy (upgraded in {took:.1f}s)."
+            sentence = f"Rollout {r.id}: {name} runs version {r.to_version} and is healthy (in {took:.1f}s)."
             return Step(done, actions, sentence, event=True, changed=True)
         settling = replace(r, healthy_since=since)
         left = r.settle_s - (now - since)
@@ -249,8 +249,9 @@ def _watch_current(r: Rollout, view: ClusterView, now: float) -> Step:
 
 def _node_state(node: NodeView, version: int) -> str:
     if node.config_version != version:
-        said = "none said" if node.config_version is None else f"version {node.config_version}"
-        return f"its container is from {said}"
+        if node.config_version is None:
+            return "no container of it runs"
+        return f"its container is from version {node.config_version}"
     if not node.serving:
         return "Milvus not healthy"
     return "not yet in the Mishards hosts"
@@ -279,7 +280,8 @@ def _next(r: Rollout, view: ClusterView, now: float) -> Step:
             done = replace(r, done=(*r.done, name), phases=(*r.phases, (name, now)))
             return Step(done, (), f"Rollout {r.id}: {name} runs version {r.to_version} already.", True, True)
         started = replace(r, current=name, current_since=now, healthy_since=None)
-        sentence = f"Rollout {r.id}: pinning {name} to version {r.to_version} (from {node.config_version})."
+        running = "no version" if node.config_version is None else node.config_version
+        sentence = f"Rollout {r.id}: pinning {name} to version {r.to_version} (it runs {running})."
         return Step(started, (Pin(name, r.to_version),), sentence, event=True, changed=True)
     writer = view.nodes.get(view.writer) if view.writer else None
     if writer is None:

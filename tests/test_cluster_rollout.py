@@ -101,7 +101,7 @@ def figures(status: dict[str, Any], client: WriteClient, began: float, ended: fl
         errors_now = client.ledger.errors
     gaps = [b - a for a, b in itertools.pairwise(acks)]
     return {
-        "rollout_s": round((status["finished"] or time.time()) - status["started"], 1),
+        "rollout_s": round((status["finished"] or before) - status["started"], 1),
         "steps_s": steps,
         "writes_acknowledged_during": len(acks),
         "write_errors_during": errors_now - errors,

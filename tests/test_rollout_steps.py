@@ -60,7 +60,7 @@ def test_a_reader_is_done_only_after_it_has_been_healthy_on_the_new_version_for_
     assert step(s.rollout, upgraded, 119.0).rollout.current == "b"
     done = step(s.rollout, upgraded, 120.0)
     assert done.rollout.current is None and done.rollout.done == ("b",) and done.event
-    assert "upgraded in 20.0s" in done.sentence
+    assert "is healthy (in 20.0s)" in done.sentence
 
 
 def test_settling_starts_again_when_the_node_is_unhealthy_meanwhile() -> None:

@@ -19,6 +19,9 @@ from coordinator.connection import Connection
 from coordinator.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CtlError, emit, when
 
 ACTIONS = ("status", "resume", "rollback")
+LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+FOLLOW_RETRIES = 30
+FOLLOW_RETRY_S = 2.0
 
 
 def rollout_args(p: argparse.ArgumentParser) -> None:
@@ -83,10 +86,23 @@ def cmd_rollout(conn: Connection, args: argparse.Namespace) -> int:
         settle_s=args.settle, node_timeout_s=args.node_timeout,
     )  # fmt: skip
     stub = conn.leader() if action != "status" else conn.read().stub
-    try:
-        return follow(stub.Rollout(request), args.output, status_only=action == "status")
-    except grpc.RpcError as exc:
-        raise CtlError(f"{exc.code().name.lower()}: {exc.details()}") from exc
+    for attempt in range(FOLLOW_RETRIES + 1):
+        try:
+            return follow(stub.Rollout(request), args.output, status_only=action == "status")
+        except grpc.RpcError as exc:
+            started = action != "status" and not args.dry_run
+            if not started or exc.code() not in LOST or attempt == FOLLOW_RETRIES:
+                raise CtlError(f"{exc.code().name.lower()}: {exc.details()}") from exc
+        # The coordinator went away mid-stream (a restart, a change of leader): the rollout goes on in MySQL,
+        # so follow it again from whichever coordinator answers.
+        print("coordinatorctl rollout: the coordinator stopped answering; following the rollout again", file=sys.stderr)
+        time.sleep(FOLLOW_RETRY_S)
+        request = coordinator_pb2.RolloutRequest(action="follow")
+        try:
+            stub = conn.read().stub
+        except CtlError:
+            continue
+    raise CtlError("lost the coordinator; check `coordinatorctl rollout status`")
 
 
 def _confirm(args: argparse.Namespace, question: str) -> None:

@@ -124,9 +124,9 @@ class RolloutRunner:
     # -- the tick hook ----------------------------------------------------------------------------------------
     def tick(self, durable: Durable, decision: Decision) -> str:
         """Run the active rollout one step (called by the leader's tick after it published); its sentence."""
-        leadership = self.c.leadership
-        if leadership is None:
-            return ""
+        leadership, memory = self.c.leadership, self.c.memory
+        if leadership is None or memory is None or not memory.settled:
+            return ""  # a new leader acts on nothing until it has listened to the reports (core.decide's wait)
         try:
             r = self.store.active()
             if r is None or r.status != RUNNING:

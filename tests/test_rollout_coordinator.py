@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from jfsmilvus.common.clusterconfig import ClusterConfig, parse_cluster_config, 
 from jfsmilvus.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 from tests.plugin_agent import wait_until
-from tests.plugin_coordinator import CoordinatorProcess, ctl
+from tests.plugin_coordinator import REPO, CoordinatorProcess, ctl
 
 OLD, NEW, BROKEN = "standin:1.0.0", "standin:1.1.1", "standin:broken"
 RESTART_REPORTS = 3  # a reader's restart takes this many reports without Milvus serving
@@ -217,3 +219,28 @@ def test_a_second_rollout_is_refused_while_one_is_halted(sim: SimCluster) -> Non
     assert rollout(sim.c, "--image", BROKEN, "--yes", "--node-timeout", "3")[0] == 1
     code, _, err = rollout(sim.c, "--image", NEW, "--yes")
     assert code == 1 and "is halted" in err and "resume" in err
+
+
+def test_a_coordinator_restart_mid_rollout_continues_it_from_mysql_and_the_command_follows_on(
+    sim: SimCluster,
+) -> None:
+    writer = sim.writer()
+    command = [sys.executable, "-m", "coordinator.ctl", "--coordinator", sim.c.address, "rollout"]
+    following = subprocess.Popen(
+        [*command, "--image", NEW, "--yes", "--settle", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=REPO, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def one_done() -> bool:
+        shown = ctl(sim.c.address, "-o", "json", "rollout", "status")
+        return shown.returncode == 0 and len(json.loads(shown.stdout)["done"]) >= 1
+
+    wait_until(one_done, 60, "the first reader upgraded")
+    sim.c.kill()
+    sim.c.start()
+    out, err = following.communicate(timeout=180)
+    assert following.returncode == 0, (out, err, sim.c.log()[-3000:])
+    assert "following the rollout again" in err and "done: every node runs version 2" in out
+    assert all(sim.image_of(n) == NEW for n in sim.agents) and sim.writer() != writer
+    switchovers = [e for e in sim.c.events() if e.kind == "switchover"]
+    assert len(switchovers) == 1

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from jfsmilvus.common.clusterconfig import DEFAULT_FATAL_XIDS
 from jfsmilvus.common.configschema import (
     NAME_ALLOWED,
     NAME_PATTERN,
@@ -34,8 +35,6 @@ from agent.milvus.metauri import MetaUriError, parse_meta_uri, password_problem
 DEFAULT_CONFIG_PATH = "/etc/jfs-milvus/agent.yaml"
 CONFIG_ENV = "JFS_MILVUS_AGENT_CONFIG"
 
-# XIDs NVIDIA documents as fatal for the GPU or its memory; 63, 92 and 94 are recoverable and are not.
-DEFAULT_FATAL_XIDS: tuple[int, ...] = (46, 48, 62, 64, 74, 79, 95, 109, 110, 119, 120)
 
 DEFAULT_MOUNT_HELPER = "/sbin/mount.juicefs-jfsmilvus"
 # Where mount(8) looks for mount.TYPE helpers (/usr/sbin is /sbin on Debian 12's merged /usr).

@@ -428,7 +428,7 @@ class Agent:
         if answer.cluster_config is not None and self.cluster_conf.take(
             answer.cluster_config.version, answer.cluster_config.body, cluster_config_problem(answer.cluster_config)
         ):
-            self.wake.set()  # the loop applies it (follow_cluster_config)
+            self.wake.set()  # the loop applies it at its next cycle (loop_once)
         key = (assignment.role, assignment.epoch, assignment.writer, assignment.lease_ms)
         if key != self._last_answer:
             self._last_answer = key

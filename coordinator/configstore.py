@@ -44,7 +44,7 @@ class ConfigVersion:
 
 @dataclass(frozen=True)
 class ConfigState:
-    """The cluster's current version (0: none) and every node's pin (None: it follows the current version)."""
+    """The cluster's current version (0: none) and the pinned nodes' pins (a node not in `pins` follows it)."""
 
     current: int
     pins: Mapping[str, int | None]
@@ -73,7 +73,8 @@ def config_state(store: ClusterStore) -> ConfigState:
         try:
             cur.execute("SELECT config_version FROM cluster WHERE id = 1")
             row = cur.fetchone()
-            cur.execute("SELECT name, config_version FROM nodes")
+            # Only the pinned nodes: the others follow the current version (a node not named has no pin).
+            cur.execute("SELECT name, config_version FROM nodes WHERE config_version IS NOT NULL")
             pins = {name: (None if v is None else int(v)) for name, v in cur.fetchall()}
         finally:
             cur.execute("COMMIT")

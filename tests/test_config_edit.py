@@ -140,3 +140,44 @@ def test_edit_diff_refusal_noop_history_rollback(
     wait_until(lambda: report(c, "node-c").cluster_config.version == 4, 10, "node-c follows the current version")
     answer = report(c, "node-c")
     assert parse_cluster_config(answer.cluster_config.body, "answer").timing.start_timeout_s == 1200
+
+
+def test_conflicts_show_in_status_and_doctor_and_a_bad_body_is_refused_at_the_door() -> None:
+    from jfsmilvus.common.wirecheck import cluster_config_problem
+    from jfsmilvus.v1 import coordinator_pb2, node_pb2
+
+    from coordinator.configviews import judge_config_conflicts
+    from coordinator.views import render_status, status_data
+
+    conflict = "/etc/jfs-milvus/agent.yaml: milvus.image = 'a:1' is overridden by cluster config version 3 ('b:2')"
+    status = coordinator_pb2.ClusterStatus(cluster="test", writer="node-a", epoch=2, config_version=3)
+    status.nodes.add(name="node-a", seconds_since_report=0.5, config_version=2, config_wanted=2)
+    status.nodes.add(
+        name="node-b", seconds_since_report=0.5, config_version=3, config_wanted=3, config_conflicts=[conflict]
+    )
+    text = render_status(status_data(status))
+    assert "Config: version 3" in text
+    assert "Config: node-a runs version 2" not in text  # pinned to 2 and running it: not behind
+    assert f"Config conflict: node-b: {conflict}" in text
+    status.nodes[0].config_wanted = 3
+    assert "Config: node-a runs version 2, is to run version 3" in render_status(status_data(status))
+
+    observation = node_pb2.NodeObservation(node="node-b", config_version=3, config_conflicts=[conflict])
+    check = judge_config_conflicts(observation)
+    assert check.result == "WARN" and conflict in check.detail and "remove these keys" in check.fix
+    assert judge_config_conflicts(node_pb2.NodeObservation(node="node-a")).result == "PASS"
+
+    bad = coordinator_pb2.ClusterConfig(version=4, body="milvus: {flavor: tpu}\n")
+    assert "cluster_config.body: cluster config version 4: milvus.flavor = 'tpu'" in (cluster_config_problem(bad) or "")
+    assert cluster_config_problem(coordinator_pb2.ClusterConfig(version=0)) is None
+    assert "a body without a version" in (cluster_config_problem(coordinator_pb2.ClusterConfig(body="x")) or "")
+
+
+def test_the_config_rpcs_are_for_operator_certificates_only() -> None:
+    from jfsmilvus.common.authz import Caller, refusal
+
+    for rpc in ("GetClusterConfig", "ListClusterConfigs", "CommitClusterConfig"):
+        name = f"CoordinatorService.{rpc}"
+        assert refusal(name, Caller(tls=True, kind="operator", name="alice")) is None
+        for kind in ("viewer", "agent", "coordinator"):
+            assert "it needs a operator certificate" in (refusal(name, Caller(tls=True, kind=kind, name="x")) or "")

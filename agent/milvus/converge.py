@@ -225,13 +225,14 @@ def config_current(current: ContainerState, want: Want) -> bool:
 def _cluster_config_change(current: ContainerState, want: Want, seen: Seen) -> Step:
     """Rule 7a: a container built from another cluster config version, which needs a restart to run this one."""
     built = f"version {current.config_version}" if current.config_version else "agent.yaml alone"
+    built = f"it was built from {built}"
     if current.role == "rw":
         if seen.health_error:
             return _unanswered(current, seen)
         return Step(
             Action.NOTHING,
             f"running rw at epoch {want.epoch}, healthy; cluster config version {want.config_version} is pending "
-            f"(it runs {built}): a writer is never restarted for a config change, a planned switchover moves it",
+            f"({built}): a writer is never restarted for a config change, a planned switchover moves it",
         )
     if seen.gpu_report_unavailable:
         if seen.health_error:
@@ -244,7 +245,7 @@ def _cluster_config_change(current: ContainerState, want: Want, seen: Seen) -> S
         )
     return Step(
         Action.STOP,
-        f"restarting {current.role} container for cluster config version {want.config_version} (it runs {built})",
+        f"restarting {current.role} container for cluster config version {want.config_version} ({built})",
         current.id,
     )
 

@@ -32,6 +32,7 @@ from jfsmilvus.common.milvus1 import MILVUS_CONFIG_VERSION
 
 FLAVORS = ("gpu", "cpu")
 DEFAULT_IMAGE = "milvusdb/milvus:1.0.0-gpu-d030521-1ea92e"
+# XIDs NVIDIA documents as fatal for the GPU or its memory; 63, 92 and 94 are recoverable and are not.
 DEFAULT_FATAL_XIDS: tuple[int, ...] = (46, 48, 62, 64, 74, 79, 95, 109, 110, 119, 120)
 MAX_BODY_BYTES = 64 * 1024  # a whole cluster config; a real one is a few KiB
 IMAGE_PATTERN = r"[^\s$]+"

@@ -53,6 +53,7 @@ class ClusterView:
     paused: bool = False
     role_change: str = ""  # the role change in progress, in words; "" when none
     refusal: str = ""  # why the coordinator last refused a switchover (for a switchover that did not happen)
+    refused_at: float = 0.0  # when (unix): only a refusal after the rollout asked is its answer
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,8 @@ def _after_switchover(r: Rollout, view: ClusterView, now: float) -> Step:
         return Step(done, (), sentence, event=True, changed=True)
     if now - (r.switchover_at if r.switchover_at is not None else now) < SWITCHOVER_GRACE_S:
         return Step(r, sentence=f"Rollout {r.id}: waiting for the switchover to {target} to begin.")
-    why = view.refusal or f"the writer is still {view.writer}"
+    asked = r.switchover_at if r.switchover_at is not None else now
+    why = view.refusal if view.refusal and view.refused_at >= asked else f"the writer is still {view.writer}"
     return halt(r, f"the switchover to {target} did not happen: {why}", now, pin_back=False)
 
 

@@ -71,7 +71,8 @@ def rollout_progress(
     runner = c.rollouts
     try:
         if request.action == "status":
-            yield _final(runner.latest(), "" if runner.latest() else "no rollout yet")
+            latest = runner.latest()
+            yield _final(latest, "" if latest else "no rollout yet")
             return
         after = _last_event_id(c)
         if request.action == "start":

@@ -118,8 +118,11 @@ class RolloutRunner:
             durable, c.snapshot_reports(), dict(c.observations), state.pins, hosts, time.monotonic(),
             c.config.timing.detect_after_s,
         )  # fmt: skip
-        refused = c.last_refused[0].reason if c.last_refused is not None else ""
-        return ClusterView(durable.cluster.writer, nodes, durable.cluster.paused, role_change, refused)
+        refused, refused_at = "", 0.0
+        if c.last_refused is not None:
+            event, at = c.last_refused
+            refused, refused_at = event.reason, time.time() - (time.monotonic() - at)
+        return ClusterView(durable.cluster.writer, nodes, durable.cluster.paused, role_change, refused, refused_at)
 
     # -- the tick hook ----------------------------------------------------------------------------------------
     def tick(self, durable: Durable, decision: Decision) -> str:

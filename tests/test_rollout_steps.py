@@ -134,11 +134,15 @@ def test_a_reader_with_priority_zero_is_never_the_switchover_target() -> None:
 
 def test_a_switchover_that_does_not_happen_halts_with_the_coordinators_refusal() -> None:
     r = rollout(done=("b", "c"), switchover_to="b", switchover_at=200.0)
-    view = replace(cluster(b=node("b", 2, 2), c=node("c", 2, 2)), refusal="the drain of a ran out of time")
+    view = replace(
+        cluster(b=node("b", 2, 2), c=node("c", 2, 2)), refusal="the drain of a ran out of time", refused_at=201.0
+    )
     assert step(r, view, 200.0 + SWITCHOVER_GRACE_S - 0.1).rollout.status == RUNNING
     s = step(r, view, 200.0 + SWITCHOVER_GRACE_S)
     assert s.rollout.status == HALTED and "the drain of a ran out of time" in s.rollout.halted_reason
     assert s.actions == ()
+    older = step(r, replace(view, refused_at=150.0), 200.0 + SWITCHOVER_GRACE_S)  # an earlier refusal is not it
+    assert "the writer is still a" in older.rollout.halted_reason
 
 
 def test_when_the_writer_runs_the_new_version_the_rollout_is_done_and_releases_every_pin() -> None:

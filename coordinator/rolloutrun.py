@@ -49,6 +49,7 @@ log = logging.getLogger("jfs_milvus.coordinator.rollout")
 
 STEP_EVENT = "rollout-step"  # one per step (coordinatorctl events, and what `rollout` streams)
 HISTORY_EVENT = "rollout"  # one per rollout, its phases the nodes as they were done (coordinatorctl history)
+IDLE_RECHECK_S = 1.0  # with no rollout running, MySQL is asked again this often (an operator's start resets it)
 
 
 class RolloutRefused(Exception):
@@ -101,6 +102,7 @@ class RolloutRunner:
         self.store = RolloutStore(coordinator.store)
         self._sentence = ""
         self._history_event: dict[int, int] = {}  # rollout id -> its history event's id
+        self._idle_until = 0.0  # monotonic: no rollout was running when last looked; look again after this
 
     # -- the view -------------------------------------------------------------------------------------------
     def view(self, durable: Durable, hosts: tuple[str, ...] | None = None) -> ClusterView:
@@ -130,9 +132,13 @@ class RolloutRunner:
         leadership, memory = self.c.leadership, self.c.memory
         if leadership is None or memory is None or not memory.settled:
             return ""  # a new leader acts on nothing until it has listened to the reports (core.decide's wait)
+        now = time.monotonic()
+        if self._idle_until > now:
+            return ""
         try:
             r = self.store.active()
             if r is None or r.status != RUNNING:
+                self._idle_until = now + IDLE_RECHECK_S  # none to run: look again in a moment, not every tick
                 return ""
             hosts = decision.discovery.hosts if decision.discovery is not None else ()
             s = step(r, self.view(durable, hosts), time.time())
@@ -266,6 +272,7 @@ class RolloutRunner:
                 reason=reason, settle_s=settle_s, node_timeout_s=node_timeout_s,
             )  # fmt: skip
             r = self.store.create(leadership, r)
+            self._idle_until = 0.0
             sentence = (
                 f"Rollout {r.id} started: {config.image} -> {image}, config version {r.from_version} -> {r.to_version}."
             )
@@ -280,6 +287,7 @@ class RolloutRunner:
                 raise RolloutRefused("no rollout is halted" if r is None else f"rollout {r.id} is {r.status}")
             again = resumed(r, time.time())
             self.store.save(leadership, again)
+            self._idle_until = 0.0
             self._record(leadership, Step(again, sentence=f"Rollout {r.id} resumed by {by}.", event=True))
             return again
 
@@ -296,6 +304,7 @@ class RolloutRunner:
             self.store.save(leadership, old)
             self._record(leadership, Step(old, sentence=f"Rollout {r.id} rolled back by {by}.", event=True))
             back = self.store.create(leadership, back)
+            self._idle_until = 0.0
             sentence = f"Rollout {back.id} started: back to config version {back.to_version} from {back.from_version}."
             self._record(leadership, Step(back, sentence=sentence, event=True))
             return back

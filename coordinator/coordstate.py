@@ -19,6 +19,7 @@ from coordinator.core import Memory, Request
 from coordinator.model import Assignment, Discovery, Durable, Event, Report
 from coordinator.mysqlsession import MysqlSettings
 from coordinator.phases import Transition
+from coordinator.rolloutrun import RolloutRunner
 from coordinator.store import ClusterStore
 from coordinator.storeapi import ClusterStoreApi, Leadership
 
@@ -110,6 +111,7 @@ class CoordinatorState:
         self._unregistered: dict[str, str] = {}  # node -> why its registration failed (logged once per reason)
         self.last_stale = ""  # why this coordinator last stepped down for want of decisions ("" since it decided)
         self.cluster_config = ConfigAnswers()  # the cluster config each Report's answer carries (configanswer.py)
+        self.rollouts = RolloutRunner(self)  # the rolling upgrade, one step per tick (coordinator/rolloutrun.py)
 
     def _error(self, message: str) -> None:
         if message != self.last_error:

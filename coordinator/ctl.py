@@ -27,6 +27,7 @@ from coordinator.connection import ADDRESS_ENV, Connection, connect
 from coordinator.ctlconfig import cmd_config, config_args
 from coordinator.doctor import cmd_doctor
 from coordinator.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CtlError, emit
+from coordinator.rolloutctl import cmd_rollout, rollout_args
 from coordinator.views import event_data, render_history, render_status, status_data
 
 
@@ -323,6 +324,8 @@ COMMANDS: tuple[Command, ...] = (
             "reports)", "coordinatorctl forget node-d --reason 'decommissioned' --yes", cmd_forget, _forget_args),
     Command("node", "node remove NODE: the same as forget NODE",
             "coordinatorctl node remove node-d --reason 'decommissioned' --yes", cmd_forget, _node_args),
+    Command("rollout", "rolling upgrade to a new milvus.image: readers one at a time, a switchover, the old writer",
+            "coordinatorctl rollout --image milvusdb/milvus:1.1.1-gpu --yes", cmd_rollout, rollout_args),
     Command("history", "past role changes with their phase durations", "coordinatorctl history --limit 10",
             cmd_history, _history_args),
     Command("events", "every decision, newest last", "coordinatorctl events --follow", cmd_events, _events_args),

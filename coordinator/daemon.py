@@ -187,6 +187,7 @@ class Coordinator(Publishing, NodeRegistration, NodeForgetting):
         self.last_stale = ""
         self._push_changes(previous, decision.assignments, reports)
         self._record(decision)
+        self.rollouts.tick(durable, decision)
         if self.log_context is not None:
             self.log_context.epoch = durable.cluster.epoch
             self.log_context.role = "leader"

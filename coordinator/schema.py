@@ -14,6 +14,23 @@ CREATE TABLE IF NOT EXISTS schema_version (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 """
 
+# One row per rolling upgrade (coordinator/rolloutstore.py).
+ROLLOUTS_TABLE = """
+CREATE TABLE IF NOT EXISTS rollouts (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    kind VARCHAR(16) NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    from_version BIGINT NOT NULL,
+    to_version BIGINT NOT NULL,
+    image VARCHAR(512) NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    started_at DATETIME(6) NOT NULL,
+    updated_at DATETIME(6) NOT NULL,
+    leader_term BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    KEY rollouts_status (status, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         1,
@@ -99,5 +116,8 @@ MIGRATIONS += (
         ),
     ),
 )
+
+# 3: the rolling upgrade (coordinator/rollout.py, rolloutstore.py): one row per rollout.
+MIGRATIONS += ((3, (ROLLOUTS_TABLE,)),)
 
 LATEST_VERSION = MIGRATIONS[-1][0]

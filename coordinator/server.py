@@ -40,6 +40,9 @@ from coordinator.faults import epochs_ahead_sentence
 from coordinator.forget import ForgetRefused, UnknownNode
 from coordinator.milvuschecks import bound_milvus_facts
 from coordinator.model import ROLE_CHANGES, Assignment, Event, Report, WriterStop
+from coordinator.rolloutapi import request_problem as rollout_request_problem
+from coordinator.rolloutapi import rollout_progress
+from coordinator.rolloutrun import HISTORY_EVENT
 from coordinator.storeapi import StoreError
 
 log = logging.getLogger("jfs_milvus.coordinator.api")
@@ -272,6 +275,16 @@ class CoordinatorServicer(ConfigRpcs, coordinator_pb2_grpc.CoordinatorServiceSer
         failover = Request("failover", request.to or None, request.reason, request.force, by=str(caller))
         yield from self._progress(failover, context)
 
+    def Rollout(
+        self, request: coordinator_pb2.RolloutRequest, context: grpc.ServicerContext
+    ) -> Iterator[coordinator_pb2.RolloutProgress]:
+        caller = enforce(context, "CoordinatorService.Rollout", log)
+        problem = rollout_request_problem(request)
+        if problem is not None:
+            _refuse_invalid(context, "Rollout", problem)
+        with self._long_call(context):
+            yield from rollout_progress(self.c, request, context, str(caller))
+
     def _act(self, context: grpc.ServicerContext, action) -> coordinator_pb2.ClusterStatus:
         try:
             action()
@@ -329,7 +342,7 @@ class CoordinatorServicer(ConfigRpcs, coordinator_pb2_grpc.CoordinatorServiceSer
     def _events(
         self, request: coordinator_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[coordinator_pb2.Event]:
-        kinds = ROLE_CHANGES if request.role_changes_only else None
+        kinds = (*ROLE_CHANGES, HISTORY_EVENT) if request.role_changes_only else None
         try:
             events = self.c.store.events(limit=request.limit or 50, kinds=kinds)
         except StoreError as exc:

@@ -16,8 +16,8 @@ connection broke): reload with `load()` before acting on it. Nothing here ever s
 
 `ClusterStore` is made of one part per job: the connection (`coordinator.mysqlsession`), the schema
 (`coordinator.storemigrate`), the lease (`coordinator.storelease`), the nodes and the state load
-(`coordinator.storenodes`), the events (`coordinator.storeevents`) and the cluster config
-(`coordinator.configstore`); the cluster row's writes are here.
+(`coordinator.storenodes`), the events (`coordinator.storeevents`), the cluster config
+(`coordinator.configstore`) and the rollouts (`coordinator.rolloutstore`); the cluster row's writes are here.
 It implements `coordinator.storeapi.ClusterStoreApi`.
 """
 
@@ -27,6 +27,7 @@ from typing import Any
 
 from coordinator.configstore import ConfigStatements
 from coordinator.mysqlsession import LEADS, LOG, NAME_MAX, check_length, clip
+from coordinator.rolloutstore import RolloutStatements
 from coordinator.storeapi import Leadership, NotLeader, StoreError
 from coordinator.storeevents import EventStatements
 from coordinator.storelease import LeaseStatements
@@ -34,7 +35,9 @@ from coordinator.storemigrate import SchemaMigration
 from coordinator.storenodes import NodeStatements
 
 
-class ClusterStore(SchemaMigration, LeaseStatements, NodeStatements, EventStatements, ConfigStatements):
+class ClusterStore(
+    SchemaMigration, LeaseStatements, NodeStatements, EventStatements, ConfigStatements, RolloutStatements
+):
     """The cluster's durable state over one MySQL connection (see `coordinator.mysqlsession.MysqlSession`)."""
 
     def change_writer(

@@ -37,6 +37,8 @@ from coordinator.configstore import (
 )
 from coordinator.model import ClusterRow, Durable, Event, NodeRecord
 from coordinator.mysqlsession import DEFAULT_LEASE_MARGIN_FRACTION, NAME_MAX, check_length, clip
+from coordinator.rollout import Rollout
+from coordinator.rolloutstore import ACTIVE, RolloutConflict
 from coordinator.schema import LATEST_VERSION
 from coordinator.storeapi import Leadership, NotLeader, StoreError
 
@@ -74,6 +76,7 @@ class MemoryClusterStore:
         self._events: list[tuple[Event, int]] = []  # (event, the leader term that recorded it)
         self._config_versions: dict[int, ConfigVersion] = {}
         self._config_current = 0
+        self._rollouts: dict[int, Rollout] = {}
         self._pins: dict[str, int | None] = {}  # node -> its pin; a node not here follows the current version
 
     # -- what the MySQL statements check ----------------------------------------------------------------
@@ -302,6 +305,43 @@ class MemoryClusterStore:
             if node not in self._nodes:
                 raise StoreError(f"set_config_pin: node {node!r} does not exist")
             self._pins[node] = version
+
+    # -- the rollouts ---------------------------------------------------------------------------------
+
+    def create_rollout(self, leadership: Leadership, rollout: Rollout) -> Rollout:
+        with self._lock:
+            self._leads(leadership)
+            active = self._active_rollout()
+            if active is not None:
+                raise RolloutConflict(
+                    f"rollout {active.id} to version {active.to_version} is {active.status}: resume it or roll it "
+                    "back first"
+                )
+            stored = replace(rollout, id=max(self._rollouts, default=0) + 1)
+            self._rollouts[stored.id] = stored
+            return stored
+
+    def save_rollout(self, leadership: Leadership, rollout: Rollout) -> None:
+        with self._lock:
+            self._leads(leadership)
+            if rollout.id not in self._rollouts:
+                raise StoreError(f"rollout {rollout.id} does not exist")
+            self._rollouts[rollout.id] = rollout
+
+    def _active_rollout(self) -> Rollout | None:
+        return next((r for _, r in sorted(self._rollouts.items(), reverse=True) if r.status in ACTIVE), None)
+
+    def active_rollout(self) -> Rollout | None:
+        with self._lock:
+            return self._active_rollout()
+
+    def latest_rollout(self) -> Rollout | None:
+        with self._lock:
+            return self._rollouts[max(self._rollouts)] if self._rollouts else None
+
+    def get_rollout(self, rollout_id: int) -> Rollout | None:
+        with self._lock:
+            return self._rollouts.get(rollout_id)
 
 
 def _phases(phases: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:

@@ -62,6 +62,7 @@ def local_cluster(
         publish: bool = False,
         coordinators: int = 1,
         base_config: BaseConfig | None = None,
+        image: str | None = None,  # the nodes' milvus.image (default: the stand-in)
         **timing: Any,
     ) -> LocalCluster:
         volume = make_volume(probe_timeout_s=2.0)
@@ -81,7 +82,15 @@ def local_cluster(
         milvus_mariadb.start()  # a no-op unless a test left it stopped
         meta = grant_milvus_meta(milvus_mariadb, f"milvus_{next(_meta_numbers)}", milvus_mariadb.bridge)
         cluster = LocalCluster(
-            root, volume, mysql_db, meta, standin_image, made_coordinators, size, nvml_lib, base_config=base_config
+            root,
+            volume,
+            mysql_db,
+            meta,
+            image or standin_image,
+            made_coordinators,
+            size,
+            nvml_lib,
+            base_config=base_config,
         )
         made.append(cluster)
         return cluster

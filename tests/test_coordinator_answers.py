@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from coordinator.config import CoordinatorConfig, MysqlRef
+from coordinator.configstore import ConfigState
 from coordinator.core import Request, Timing
 from coordinator.daemon import Coordinator
 from coordinator.model import Assignment, ClusterRow, Durable, Event, NodeRecord, Report
@@ -67,6 +68,15 @@ class HeldStore:
     def add_event(self, leadership: Leadership, event: Event) -> int:
         self.events.append(event)
         return len(self.events)
+
+    def config_state(self) -> ConfigState:
+        return ConfigState(current=0, pins={})  # no cluster config: every node runs its agent.yaml
+
+    def read_config_versions(self, versions: list[int]) -> dict[int, object]:
+        return {}
+
+    def active_rollout(self) -> None:
+        return None  # no rollout
 
     def update_event(self, leadership: Leadership, event_id: int, phases: object, reason: str) -> None:
         pass

@@ -168,6 +168,8 @@ COORDINATOR_CALLS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
         lambda s: s.GetNodeObservations(coordinator_pb2.NodeObservationsRequest(), timeout=5),
         ("alice", "grafana"),
     ),
+    # The rolling upgrade, every action (its status too): operators only.
+    "Rollout": (lambda s: list(s.Rollout(coordinator_pb2.RolloutRequest(action="status"), timeout=5)), ("alice",)),
 }
 
 

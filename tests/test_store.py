@@ -89,6 +89,7 @@ def test_migrate_creates_the_schema_from_nothing_and_is_idempotent(
                 "nodes",
                 "events",
                 "cluster_config_versions",
+                "rollouts",
             }
             cur.execute("SELECT version FROM schema_version")
             assert cur.fetchall() == ((LATEST_VERSION,),)

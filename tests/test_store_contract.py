@@ -14,6 +14,8 @@ import pytest
 
 from coordinator.configstore import ConfigCommit, ConfigConflict, ConfigVersion
 from coordinator.model import Durable, Event
+from coordinator.rollout import Rollout
+from coordinator.rolloutstore import RolloutConflict
 from coordinator.schema import LATEST_VERSION
 from coordinator.store import ClusterStore
 from coordinator.storeapi import ClusterStoreApi, Leadership, NotLeader, StoreError
@@ -56,6 +58,9 @@ class Recorder:
             return None
         except ConfigConflict:
             self.outcomes.append((what, "ConfigConflict"))
+            return None
+        except RolloutConflict:
+            self.outcomes.append((what, "RolloutConflict"))
             return None
         except StoreError:
             self.outcomes.append((what, "StoreError"))
@@ -104,6 +109,17 @@ def scenario(store: ClusterStoreApi) -> list[tuple[str, Any]]:
     do("config version 1", lambda s: s.read_config_version(1))
     do("config version 9", lambda s: s.read_config_version(9))
     do("config versions", lambda s: s.read_config_versions([1, 2, 9]))
+    do("no rollout yet", lambda s: (s.active_rollout(), s.latest_rollout()))
+    r0 = Rollout(id=0, from_version=1, to_version=2, started_at=1_700_000_000.5, image="img:2", reason="upgrade")
+    r1 = do("rollout created", lambda s: s.create_rollout(a, r0))
+    do("a second rollout while one is active", lambda s: s.create_rollout(a, r0))
+    moved = replace(r1, current="node-a", done=("node-b",), phases=(("node-b", 1_700_000_010.25),))
+    do("rollout moved", lambda s: s.save_rollout(a, moved))
+    do("the active rollout", lambda s: s.active_rollout())
+    do("rollout by id", lambda s: (s.get_rollout(r1.id), s.get_rollout(99)))
+    do("save a rollout never created", lambda s: s.save_rollout(a, replace(r0, id=99)))
+    do("rollout done", lambda s: s.save_rollout(a, replace(moved, status="done")))
+    do("none active, the latest", lambda s: (s.active_rollout(), s.latest_rollout()))
     do("priority", lambda s: s.set_priority(a, "node-a", 3))
     do("priority of nobody", lambda s: s.set_priority(a, "node-q", 3))
     do("negative priority", lambda s: s.set_priority(a, "node-a", -1))
@@ -143,6 +159,8 @@ def scenario(store: ClusterStoreApi) -> list[tuple[str, Any]]:
         ("update_event", lambda s: s.update_event(a, first, ())),
         ("commit_config", lambda s: s.commit_config(a, replace(v2, expected_current=2))),
         ("set_config_pin", lambda s: s.set_config_pin(a, "node-b", 2)),
+        ("create_rollout", lambda s: s.create_rollout(a, r0)),
+        ("save_rollout", lambda s: s.save_rollout(a, r1)),
     ):
         do(f"deposed a: {what}", write)
     do("b writes", lambda s: s.set_paused(b, False, ""))

@@ -240,13 +240,14 @@ def _build_image(tag: str, base_tag: str, site: Path, flavor: str, progress: Pro
     _docker_build(tag, DOCKERFILE.format(base=base_tag, flavor=flavor), files, site)
 
 
-def _docker_build(tag: str, dockerfile: str, files: dict[str, Path], site: Path) -> None:
+def _docker_build(tag: str, dockerfile: str, files: dict[str, Path], site: Path | None) -> None:
     """A classic `docker build` of `dockerfile` with `files` (context path -> source) and the site folder."""
     with tempfile.TemporaryDirectory(prefix="standin-ctx-") as ctx:
         for rel, source in files.items():
             (Path(ctx) / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, Path(ctx) / rel)
-        shutil.copytree(site, Path(ctx) / "site")
+        if site is not None:
+            shutil.copytree(site, Path(ctx) / "site")
         (Path(ctx) / "Dockerfile").write_text(dockerfile)
         # The classic builder uses the local base image and never asks a registry.
         env = {**os.environ, "DOCKER_BUILDKIT": "0"}
@@ -320,6 +321,54 @@ def ensure_mishards_image(progress: Progress = _stderr) -> str:
     return tag
 
 
+# -- version images, for the rolling upgrade's tests ------------------------------------------------------------
+# The stand-in tagged as Milvus versions: 1.0.0, a rebuild of 1.0.0 (another image of the same version, as a
+# patched build is: `Cmd version` still answers 1.0.0), 1.1.1 (../shared/MILVUS1.md: the same config layout 0.5,
+# ports and roles; `Cmd version` answers 1.1.1, which pymilvus 1.0.1 refuses at connect: its
+# `_is_version_match` accepts 1.0.x only), and one that fails at start as a broken image would: it exits 1
+# before it serves, every time it is started.
+VERSION_REPO = "jfs-milvus-standin-version"
+OLD_VERSION, NEW_VERSION = "1.0.0", "1.1.1"
+VERSION_DOCKERFILE = """\
+FROM {base}
+ENV JFS_MILVUS_STANDIN_VERSION={version}
+LABEL org.jfs-milvus.standin.version={version} org.jfs-milvus.standin.build={build}
+"""
+# Milvus's own words for a start that ends before it serves (server/Server.cpp: "Milvus server exit...").
+BROKEN_DOCKERFILE = """\
+FROM {base}
+LABEL org.jfs-milvus.standin.version=broken
+CMD ["python3", "-c", "print('Config check fail: broken image (stand-in)'); raise SystemExit(1)"]
+"""
+
+
+@dataclass(frozen=True)
+class VersionImages:
+    old: str  # answers version 1.0.0
+    rebuilt: str  # another image of 1.0.0 (answers 1.0.0): an upgrade a pymilvus 1.0.1 client keeps writing through
+    new: str  # answers version 1.1.1
+    broken: str  # exits 1 at every start
+
+
+def ensure_version_images(flavor: str = "cpu") -> VersionImages:
+    """The tags, each built FROM the stand-in image of `flavor` when missing (seconds; cached by content: a tag
+    names its version and the hash of its Dockerfile, which names the stand-in image)."""
+    base = ensure_standin_image(flavor)
+    recipes = {
+        "old": (OLD_VERSION, VERSION_DOCKERFILE.format(base=base, version=OLD_VERSION, build=1)),
+        "rebuilt": (f"{OLD_VERSION}-build2", VERSION_DOCKERFILE.format(base=base, version=OLD_VERSION, build=2)),
+        "new": (NEW_VERSION, VERSION_DOCKERFILE.format(base=base, version=NEW_VERSION, build=1)),
+        "broken": ("broken", BROKEN_DOCKERFILE.format(base=base)),
+    }
+    tags = {name: f"{VERSION_REPO}:{label}-{flavor}-{_sha(df.encode())}" for name, (label, df) in recipes.items()}
+    with build_lock():
+        for name, (_, dockerfile) in recipes.items():
+            if not image_exists(tags[name]):
+                _stderr(f"building {tags[name]} FROM {base}")
+                _docker_build(tags[name], dockerfile, {}, None)
+    return VersionImages(**tags)
+
+
 def ensure_standin_image(flavor: str = "cpu") -> str:
     """The tag of the stand-in image of `flavor`, building it first if needed (cached by content)."""
     return ensure_standin(flavor=flavor).tag
@@ -327,6 +376,9 @@ def ensure_standin_image(flavor: str = "cpu") -> str:
 
 def main() -> int:
     flavor = sys.argv[1] if len(sys.argv) > 1 else "cpu"
+    if flavor == "versions":
+        print("\n".join(vars(ensure_version_images()).values()))
+        return 0
     print(ensure_mishards_image() if flavor == "mishards" else ensure_standin_image(flavor))
     return 0
 

@@ -36,7 +36,8 @@ from .wal import LocalWal, WalInitError
 from .writelog import WRITELOG_DIR, encode, entry, file_name
 
 DEFAULT_CONFIG = "/var/lib/milvus/conf/server_config.yaml"
-MILVUS_VERSION = "1.0.0"
+# What `Cmd version` answers; a version image (build.ensure_version_images) sets another, as 1.1.1 answers "1.1.1".
+MILVUS_VERSION = os.environ.get("JFS_MILVUS_STANDIN_VERSION", "1.0.0")
 SUCCESS_JSON = {"message": "Success", "code": 0}
 LOADER_EXIT = 127  # ld.so could not load the binary's libraries
 MILVUS_BINARY = "/var/lib/milvus/bin/milvus_server"

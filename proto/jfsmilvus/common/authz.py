@@ -33,6 +33,7 @@ ALLOWED: Mapping[str, tuple[str, ...]] = {
     "CoordinatorService.SetMaintenance": ("operator",),
     "CoordinatorService.SetPriority": ("operator",),
     "CoordinatorService.ForgetNode": ("operator",),
+    "CoordinatorService.Rollout": ("operator",),  # every action, status too (coordinatorctl rollout)
     "CoordinatorService.GetClusterStatus": READERS,
     "CoordinatorService.ListEvents": READERS,
     "CoordinatorService.Why": READERS,

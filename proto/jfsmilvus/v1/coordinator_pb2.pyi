@@ -312,3 +312,65 @@ class WhyResponse(_message.Message):
     leading: bool
     leader_address: str
     def __init__(self, sentence: _Optional[str] = ..., leading: _Optional[bool] = ..., leader_address: _Optional[str] = ...) -> None: ...
+
+class RolloutRequest(_message.Message):
+    __slots__ = ("action", "image", "dry_run", "reason", "settle_s", "node_timeout_s")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SETTLE_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    image: str
+    dry_run: bool
+    reason: str
+    settle_s: float
+    node_timeout_s: float
+    def __init__(self, action: _Optional[str] = ..., image: _Optional[str] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., settle_s: _Optional[float] = ..., node_timeout_s: _Optional[float] = ...) -> None: ...
+
+class RolloutState(_message.Message):
+    __slots__ = ("id", "kind", "status", "from_version", "to_version", "image", "done", "current", "current_since_unix", "switchover_to", "halted_reason", "started_unix", "finished_unix", "phases")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    SWITCHOVER_TO_FIELD_NUMBER: _ClassVar[int]
+    HALTED_REASON_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    kind: str
+    status: str
+    from_version: int
+    to_version: int
+    image: str
+    done: _containers.RepeatedScalarFieldContainer[str]
+    current: str
+    current_since_unix: float
+    switchover_to: str
+    halted_reason: str
+    started_unix: float
+    finished_unix: float
+    phases: _containers.RepeatedCompositeFieldContainer[Phase]
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., image: _Optional[str] = ..., done: _Optional[_Iterable[str]] = ..., current: _Optional[str] = ..., current_since_unix: _Optional[float] = ..., switchover_to: _Optional[str] = ..., halted_reason: _Optional[str] = ..., started_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ...) -> None: ...
+
+class RolloutProgress(_message.Message):
+    __slots__ = ("message", "at_unix", "done", "ok", "rollout")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    at_unix: float
+    done: bool
+    ok: bool
+    rollout: RolloutState
+    def __init__(self, message: _Optional[str] = ..., at_unix: _Optional[float] = ..., done: _Optional[bool] = ..., ok: _Optional[bool] = ..., rollout: _Optional[_Union[RolloutState, _Mapping]] = ...) -> None: ...

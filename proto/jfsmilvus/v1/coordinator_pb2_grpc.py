@@ -89,6 +89,11 @@ class CoordinatorServiceStub:
                 request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.SerializeToString,
                 response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.FromString,
                 _registered_method=True)
+        self.Rollout = channel.unary_stream(
+                '/jfsmilvus.v1.CoordinatorService/Rollout',
+                request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.RolloutProgress.FromString,
+                _registered_method=True)
         self.GetClusterConfig = channel.unary_unary(
                 '/jfsmilvus.v1.CoordinatorService/GetClusterConfig',
                 request_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.GetClusterConfigRequest.SerializeToString,
@@ -178,6 +183,13 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollout(self, request, context):
+        """The rolling upgrade (coordinatorctl rollout): start, resume, roll back, or follow one; streams its steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetClusterConfig(self, request, context):
         """The cluster config (coordinatorctl config ...): one version, the history, a new version (edit, rollback).
         """
@@ -254,6 +266,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.GetNodeObservations,
                     request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.FromString,
                     response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.SerializeToString,
+            ),
+            'Rollout': grpc.unary_stream_rpc_method_handler(
+                    servicer.Rollout,
+                    request_deserializer=jfsmilvus_dot_v1_dot_coordinator__pb2.RolloutRequest.FromString,
+                    response_serializer=jfsmilvus_dot_v1_dot_coordinator__pb2.RolloutProgress.SerializeToString,
             ),
             'GetClusterConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.GetClusterConfig,
@@ -568,6 +585,33 @@ class CoordinatorService:
             '/jfsmilvus.v1.CoordinatorService/GetNodeObservations',
             jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservationsRequest.SerializeToString,
             jfsmilvus_dot_v1_dot_coordinator__pb2.NodeObservations.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jfsmilvus.v1.CoordinatorService/Rollout',
+            jfsmilvus_dot_v1_dot_coordinator__pb2.RolloutRequest.SerializeToString,
+            jfsmilvus_dot_v1_dot_coordinator__pb2.RolloutProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from jfsmilvus.common.clusterconfig import ClusterConfig, parse_cluster_config, render_cluster_config, restart_needed
 from jfsmilvus.common.configschema import ConfigError
 
-from coordinator.configstore import CommitOutcome, ConfigCommit
+from coordinator.configstore import CommitOutcome, ConfigCommit, ConfigConflict
 from coordinator.requests import with_asker
 from coordinator.storeapi import NotLeader
 
@@ -92,13 +92,22 @@ def commit_cluster_config(
         event_reason=event_reason,
         epoch=epoch,
     )
-    outcome: CommitOutcome = c.store.commit_config(leadership, commit)
+    with c._tick_lock:  # a rollout starts under it too: none starts between the check and the commit
+        active = c.store.active_rollout()
+        if active is not None:
+            # Any new version would move the pins under it (a restart: pinned again; none: unpinned).
+            raise ConfigConflict(
+                f"rollout {active.id} to config version {active.to_version} is {active.status}: commit a new "
+                "version when it is done or rolled back (coordinatorctl rollout status); nothing was changed"
+            )
+        outcome: CommitOutcome = c.store.commit_config(leadership, commit)
     c.cluster_config.invalidate()
     log.info("cluster config version %d committed by %s (%s)", outcome.version, by or "a local caller", what)
     if restart:
         message = (
             f"version {outcome.version} committed; it needs a restart, so {outcome.nodes_pinned} node(s) stay "
-            "pinned to the version they run until a rollout moves them one by one (coordinatorctl rollout)"
+            "pinned to the version they run: `coordinatorctl rollout` rolls it out, readers one by one, then a planned "
+            "switchover, then the old writer"
         )
     else:
         message = f"version {outcome.version} committed; it needs no restart and applies to every node now"

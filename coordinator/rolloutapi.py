@@ -33,7 +33,7 @@ def request_problem(request: coordinator_pb2.RolloutRequest) -> str | None:
     """What is wrong with a RolloutRequest, in one line; None when nothing is."""
     if request.action not in ACTIONS:
         return f"action {request.action[:40]!r} is not one of {', '.join(ACTIONS)}"
-    if request.action == "start" and not re.fullmatch(IMAGE_PATTERN, request.image or ""):
+    if request.action == "start" and request.image and not re.fullmatch(IMAGE_PATTERN, request.image):
         return f"image {request.image[:80]!r} is not a Docker image reference"
     if len(request.image) > 512:
         return f"image: {len(request.image)} characters, at most 512"
@@ -76,10 +76,13 @@ def rollout_progress(
             return
         after = _last_event_id(c)
         if request.action == "start":
-            started = runner.start(
-                request.image, request.reason, by, request.dry_run,
-                **{k: v for k, v in (("settle_s", request.settle_s), ("node_timeout_s", request.node_timeout_s)) if v},
-            )  # fmt: skip
+            limits = {
+                k: v for k, v in (("settle_s", request.settle_s), ("node_timeout_s", request.node_timeout_s)) if v
+            }
+            if request.image:
+                started = runner.start(request.image, request.reason, by, request.dry_run, **limits)
+            else:  # the current config version, to the nodes a config edit left pinned behind it
+                started = runner.start_pending(request.reason, by, request.dry_run, **limits)
             if started.rollout is None:
                 ok = not started.plan.problem
                 yield coordinator_pb2.RolloutProgress(message=started.message, at_unix=time.time(), done=True, ok=ok)

@@ -26,7 +26,10 @@ FOLLOW_RETRY_S = 2.0
 
 def rollout_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=ACTIONS, help="status, resume (a halted one), rollback; none: start")
-    p.add_argument("--image", help="start: the new milvus.image for every node")
+    p.add_argument(
+        "--image",
+        help="start: the new milvus.image for every node; none: roll out the config version a config edit left pending",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan (the order of nodes, the switchover)")
     p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS", help="healthy this long before the next")
     p.add_argument(
@@ -70,13 +73,12 @@ def render_state(d: dict[str, Any]) -> str:
 
 def cmd_rollout(conn: Connection, args: argparse.Namespace) -> int:
     action = args.action or "start"
-    if action == "start" and not args.image:
-        raise CtlError("give --image IMAGE to start a rollout (or status, resume, rollback)", EXIT_USAGE)
     if action != "start" and (args.image or args.dry_run):
         raise CtlError(f"rollout {action} takes no --image or --dry-run", EXIT_USAGE)
     if action in ("start", "resume", "rollback") and not args.dry_run:
         question = {
-            "start": f"Roll {args.image} out to every node, one at a time (the writer switched over last)?",
+            "start": f"Roll {args.image or 'the pending config version'} out to every node, one at a time (the writer"
+            " switched over last)?",
             "resume": "Resume the halted rollout?",
             "rollback": "Roll the last rollout back, one node at a time?",
         }[action]

@@ -239,12 +239,7 @@ class RolloutRunner:
         """A new config version with milvus.image = `image` and a rollout to it (or, `dry_run`, only the plan)."""
         with self.c._tick_lock:
             leadership, durable = self._leading()
-            active = self.c.store.active_rollout()
-            if active is not None:
-                raise RolloutRefused(
-                    f"rollout {active.id} to version {active.to_version} is {active.status}: "
-                    f"`coordinatorctl rollout {'resume' if active.status == HALTED else 'status'}` or roll it back"
-                )
+            self._refuse_while_active()
             state = self.c.store.config_state()
             current = self.c.store.read_config_version(state.current) if state.current else None
             if current is None:
@@ -255,7 +250,8 @@ class RolloutRunner:
             view = self.view(durable)
             the_plan = plan(view, state.current, state.current + 1)
             if dry_run:
-                return Started(None, the_plan, plan_sentence(the_plan, image, state.current))
+                versions = f"config version {state.current} -> {state.current + 1} (milvus.image {image})"
+                return Started(None, the_plan, plan_sentence(the_plan, versions))
             if the_plan.problem:
                 raise RolloutRefused(f"the rollout cannot start: {the_plan.problem}")
             body = render_cluster_config(replace(config, image=image))
@@ -278,6 +274,56 @@ class RolloutRunner:
             )
             self._record(leadership, Step(r, sentence=sentence, event=True))
             return Started(r, the_plan, sentence)
+
+    def start_pending(
+        self,
+        reason: str,
+        by: str,
+        dry_run: bool,
+        settle_s: float = DEFAULT_SETTLE_S,
+        node_timeout_s: float = DEFAULT_NODE_TIMEOUT_S,
+    ) -> Started:
+        """A rollout of the cluster's current config version to the nodes a restart-needing commit (config edit,
+        rollback) left pinned behind it (or, `dry_run`, only the plan)."""
+        with self.c._tick_lock:
+            leadership, durable = self._leading()
+            self._refuse_while_active()
+            state = self.c.store.config_state()
+            if not state.current:
+                raise RolloutRefused("the cluster has no config version yet: commit one first (coordinatorctl config)")
+            behind = {n: pin for n, pin in state.pins.items() if pin is not None and pin != state.current}
+            if not behind:
+                raise RolloutRefused(f"no node is pinned behind config version {state.current}: nothing to roll out")
+            versions = sorted(set(behind.values()))
+            if len(versions) > 1:
+                pins = ", ".join(f"{n} on {v}" for n, v in sorted(behind.items()))
+                raise RolloutRefused(f"nodes are pinned to several versions ({pins}): roll them to one first")
+            from_version = versions[0]
+            current = self.c.store.read_config_version(state.current)
+            image = parse_cluster_config(current.body, f"config version {state.current}").image if current else ""
+            the_plan = plan(self.view(durable), from_version, state.current)
+            sentence = plan_sentence(the_plan, f"config version {from_version} -> {state.current}")
+            if dry_run:
+                return Started(None, the_plan, sentence)
+            if the_plan.problem:
+                raise RolloutRefused(f"the rollout cannot start: {the_plan.problem}")
+            r = Rollout(
+                id=0, from_version=from_version, to_version=state.current, started_at=time.time(), image=image,
+                reason=reason or f"config version {state.current}", settle_s=settle_s, node_timeout_s=node_timeout_s,
+            )  # fmt: skip
+            r = self.c.store.create_rollout(leadership, r)
+            self._idle_until = 0.0
+            sentence = f"Rollout {r.id} started: config version {r.from_version} -> {r.to_version}, asked by {by}."
+            self._record(leadership, Step(r, sentence=sentence, event=True))
+            return Started(r, the_plan, sentence)
+
+    def _refuse_while_active(self) -> None:
+        active = self.c.store.active_rollout()
+        if active is not None:
+            raise RolloutRefused(
+                f"rollout {active.id} to version {active.to_version} is {active.status}: "
+                f"`coordinatorctl rollout {'resume' if active.status == HALTED else 'status'}` or roll it back"
+            )
 
     def resume(self, by: str) -> Rollout:
         with self.c._tick_lock:
@@ -313,8 +359,8 @@ class RolloutRunner:
         return self.c.store.latest_rollout()
 
 
-def plan_sentence(p: Plan, image: str, current: int) -> str:
-    lines = [f"Plan: config version {current} -> {current + 1} (milvus.image {image})"]
+def plan_sentence(p: Plan, versions: str) -> str:
+    lines = [f"Plan: {versions}"]
     for i, name in enumerate(p.readers, 1):
         lines.append(f"  {i}. {name} (reader)")
     if p.switchover_to is not None:

@@ -244,3 +244,35 @@ def test_a_coordinator_restart_mid_rollout_continues_it_from_mysql_and_the_comma
     assert all(sim.image_of(n) == NEW for n in sim.agents) and sim.writer() != writer
     switchovers = [e for e in sim.c.events() if e.kind == "switchover"]
     assert len(switchovers) == 1
+
+
+def commit(c: CoordinatorProcess, image: str, expected: int) -> coordinator_pb2.CommitClusterConfigResponse:
+    body = render_cluster_config(ClusterConfig(image=image, flavor="cpu"))
+    request = coordinator_pb2.CommitClusterConfigRequest(body=body, reason="edit", expected_current=expected)
+    return c.stub().CommitClusterConfig(request, timeout=5)
+
+
+def test_a_config_edit_that_needs_a_restart_waits_pinned_until_rollout_rolls_it_out(sim: SimCluster) -> None:
+    writer = sim.writer()
+    edited = commit(sim.c, NEW, 1)  # what `coordinatorctl config edit` sends
+    assert edited.restart_needed and edited.nodes_pinned == 3 and "coordinatorctl rollout" in edited.message
+    time.sleep(1.5)
+    assert all(sim.image_of(n) == OLD for n in sim.agents)  # pinned: nothing restarts by itself
+    code, out, err = rollout(sim.c, "--dry-run")
+    assert code == 0 and "Plan: config version 1 -> 2" in out[0], (out, err)
+    code, out, err = rollout(sim.c, "--yes", "--settle", "1")
+    assert code == 0, (out, err)
+    assert "done: every node runs version 2" in "\n".join(out)
+    assert all(sim.image_of(n) == NEW for n in sim.agents) and sim.writer() != writer
+    code, _, err = rollout(sim.c, "--yes")
+    assert code == 1 and "no node is pinned behind config version 2" in err
+
+
+def test_no_config_version_is_committed_while_a_rollout_is_halted(sim: SimCluster) -> None:
+    sim.broken.add(BROKEN)
+    assert rollout(sim.c, "--image", BROKEN, "--yes", "--node-timeout", "3")[0] == 1
+    with pytest.raises(grpc.RpcError) as refused:
+        commit(sim.c, NEW, 2)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is halted" in refused.value.details() and "nothing was changed" in refused.value.details()
+    assert sim.c.stub().GetClusterConfig(coordinator_pb2.GetClusterConfigRequest(), timeout=3).current == 2

@@ -1,7 +1,8 @@
 """Read the cluster row (who writes, at which epoch) straight from MySQL, with a read-only account.
 
-Used by a writer to renew its lease while no coordinator answers. The same query as the coordinator's store;
-the agent package does not import the coordinator package.
+Used by a writer to renew its lease while no coordinator answers. The row is the coordinator's (its schema in
+coordinator/schema.py; tests/test_store.py reads it back with this query); the agent package does not import the
+coordinator package.
 """
 
 from __future__ import annotations

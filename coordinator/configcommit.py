@@ -92,7 +92,7 @@ def commit_cluster_config(
         event_reason=event_reason,
         epoch=epoch,
     )
-    with c._tick_lock:  # a rollout starts under it too: none starts between the check and the commit
+    with c.tick_lock:  # a rollout starts under it too: none starts between the check and the commit
         active = c.store.active_rollout()
         if active is not None:
             # Any new version would move the pins under it (a restart: pinned again; none: unpinned).

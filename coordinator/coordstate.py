@@ -93,7 +93,7 @@ class CoordinatorState:
         self._state_lock = threading.Lock()
         # Held for a whole tick, and while a node is forgotten: a tick must not register again, from a report
         # it took before, a node whose row was just deleted, nor publish memory that still holds it.
-        self._tick_lock = threading.Lock()
+        self.tick_lock = threading.Lock()
         self._last_why = ""
         self._transition_events: dict[int, int] = {}  # transition epoch -> event id
         self._phases_recorded: dict[int, int] = {}

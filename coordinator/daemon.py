@@ -108,7 +108,7 @@ class Coordinator(Publishing, NodeRegistration, NodeForgetting):
         """One tick; whatever it throws, a leader that decides nothing for STALE_DECISION_TICKS says so and
         steps down rather than keep a lease it does nothing with."""
         try:
-            with self._tick_lock:
+            with self.tick_lock:
                 outcome = self._tick()
         except Exception as exc:
             self._error(f"the tick failed: {type(exc).__name__}: {str(exc)[:200]}")

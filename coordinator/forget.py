@@ -32,7 +32,7 @@ class NodeForgetting(OperatorActions):
 
         ForgetRefused (UnknownNode for a name never known) with the one-line reason; StoreError when MySQL
         failed or holds it as the writer; NotLeader when this coordinator does not lead."""
-        with self._tick_lock:
+        with self.tick_lock:
             leadership, memory = self.leadership, self.memory
             if leadership is None or memory is None:
                 raise NotLeader("this coordinator does not lead")

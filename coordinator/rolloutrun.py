@@ -237,7 +237,7 @@ class RolloutRunner:
         node_timeout_s: float = DEFAULT_NODE_TIMEOUT_S,
     ) -> Started:
         """A new config version with milvus.image = `image` and a rollout to it (or, `dry_run`, only the plan)."""
-        with self.c._tick_lock:
+        with self.c.tick_lock:
             leadership, durable = self._leading()
             self._refuse_while_active()
             state = self.c.store.config_state()
@@ -285,7 +285,7 @@ class RolloutRunner:
     ) -> Started:
         """A rollout of the cluster's current config version to the nodes a restart-needing commit (config edit,
         rollback) left pinned behind it (or, `dry_run`, only the plan)."""
-        with self.c._tick_lock:
+        with self.c.tick_lock:
             leadership, durable = self._leading()
             self._refuse_while_active()
             state = self.c.store.config_state()
@@ -326,7 +326,7 @@ class RolloutRunner:
             )
 
     def resume(self, by: str) -> Rollout:
-        with self.c._tick_lock:
+        with self.c.tick_lock:
             leadership, _ = self._leading()
             r = self.c.store.active_rollout()
             if r is None or r.status != HALTED:
@@ -338,7 +338,7 @@ class RolloutRunner:
             return again
 
     def rollback(self, by: str, reason: str) -> Rollout:
-        with self.c._tick_lock:
+        with self.c.tick_lock:
             leadership, _ = self._leading()
             r = self.c.store.active_rollout() or self.c.store.latest_rollout()
             if r is None:

@@ -1,9 +1,9 @@
 """The Milvus container as the seed guide's `docker run` makes it, through the Docker SDK.
 
 `ContainerSpec` (pure) says what the container must look like for a role (the agent builds one per start,
-`Agent._spec`); `MilvusDocker` (the edge) finds, starts, stops and health-checks it. Every container we start
-carries labels naming its owner, node, role, epoch and config hash, so an agent that restarts can adopt a matching
-container instead of restarting it."""
+`agent.milvus.spec.MilvusSpec.container_spec`); `MilvusDocker` (the edge) finds, starts, stops and
+health-checks it. Every container we start carries labels naming its owner, node, role, epoch and config hash,
+so an agent that restarts can adopt a matching container instead of restarting it."""
 
 from __future__ import annotations
 

@@ -113,37 +113,6 @@ def writer_changes(cluster: LocalCluster) -> list[Any]:
     return [e for e in cluster.coordinator.events() if e.kind in ("switchover", "failover")]
 
 
-def test_a_rollout_upgrades_every_node_switches_the_writer_once_and_loses_no_acknowledged_write(
-    local_cluster: Callable[..., LocalCluster], images: VersionImages
-) -> None:
-    cluster, client = serving_cluster(local_cluster, images)
-    old_writer = cluster.writer()
-    dry = rollout(cluster, "--image", images.rebuilt, "--dry-run")
-    assert dry.returncode == 0 and f"switchover: {old_writer} -> " in dry.stdout, dry.stdout
-    errors, began = client.ledger.errors, time.monotonic()
-    done = rollout(cluster, "--image", images.rebuilt, "--yes", "--settle", "3", "--reason", "1.0.0 build 2")
-    ended = time.monotonic()
-    assert done.returncode == 0, (done.stdout, done.stderr, cluster.logs()[-4000:])
-    for node in cluster.nodes.values():
-        assert running_image(node) == images.rebuilt and answers_version(node) == "1.0.0", node.name
-    assert cluster.writer() != old_writer and len(writer_changes(cluster)) == 1  # the writer changed once
-    wait_until(lambda: client.acked_after(ended) > 10, 60, "writes after the rollout")
-    client.stop()
-    cluster.check_history(client)  # no two writers at once, no flushed write lost
-    assert not cluster.verdict(client).durability.unflushed_lost  # the drain flushed what only the WAL held
-    status = rollout_status(cluster)
-    assert status["status"] == "done" and status["done"][-1] == old_writer
-    history = cluster.coordinator.stub().ListEvents(coordinator_pb2.ListEventsRequest(role_changes_only=True))
-    assert any(e.kind == "rollout" and "done" in e.reason for e in history)
-    print("[rollout figures]", json.dumps({"test": "success", **figures(status, client, began, ended, errors)}))
-    # On to 1.1.1 (no client writing): the rollout is the same, and a pymilvus 1.0.1 client is refused after it.
-    done = rollout(cluster, "--image", images.new, "--yes", "--settle", "3", "--reason", "1.1.1")
-    assert done.returncode == 0, (done.stdout, done.stderr)
-    for node in cluster.nodes.values():
-        assert running_image(node) == images.new
-        assert "not match that of server1.1.1" in answers_version(node), node.name
-
-
 @pytest.fixture
 def broken_tag(images: VersionImages) -> Iterator[str]:
     """A tag of this test's own on the broken image, which the test may point at the good one ("fixed")."""
@@ -158,14 +127,18 @@ def broken_tag(images: VersionImages) -> Iterator[str]:
 def test_a_failing_image_halts_on_the_first_reader_which_goes_back_and_resume_completes_once_it_is_fixed(
     local_cluster: Callable[..., LocalCluster], images: VersionImages, broken_tag: str
 ) -> None:
+    """Halt, resume and success in one cluster: the resumed rollout is a whole one (readers, switchover, old
+    writer) with the client writing throughout."""
     cluster, client = serving_cluster(local_cluster, images)
     writer = cluster.writer()
     first = sorted(n for n in cluster.nodes if n != writer)[0]
+    dry = rollout(cluster, "--image", broken_tag, "--dry-run")
+    assert dry.returncode == 0 and f"switchover: {writer} -> " in dry.stdout, dry.stdout
     errors, began = client.ledger.errors, time.monotonic()
-    done = rollout(cluster, "--image", broken_tag, "--yes", "--settle", "3", "--node-timeout", "40")
+    done = rollout(cluster, "--image", broken_tag, "--yes", "--settle", "3", "--node-timeout", "20")
     halted_at = time.monotonic()
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert f"{first} was not healthy on version 2 within 40s" in done.stderr, done.stderr
+    assert f"{first} was not healthy on version 2 within 20s" in done.stderr, done.stderr
     node = cluster.nodes[first]
     wait_until(lambda: running_image(node) == images.old, 60, f"{first} back on {images.old}")
     node.wait_role("ro", timeout=60)
@@ -187,8 +160,12 @@ def test_a_failing_image_halts_on_the_first_reader_which_goes_back_and_resume_co
     wait_until(lambda: client.acked_after(ended) > 10, 60, "writes after the rollout")
     client.stop()
     cluster.check_history(client)
-    assert not cluster.verdict(client).durability.unflushed_lost
-    resumed = figures(rollout_status(cluster), client, began, ended, errors)
+    assert not cluster.verdict(client).durability.unflushed_lost  # the drain flushed what only the WAL held
+    status = rollout_status(cluster)
+    assert status["status"] == "done" and status["done"][-1] == writer  # the old writer last
+    history = cluster.coordinator.stub().ListEvents(coordinator_pb2.ListEventsRequest(role_changes_only=True))
+    assert any(e.kind == "rollout" and "done" in e.reason for e in history)
+    resumed = figures(status, client, began, ended, errors)
     print("[rollout figures]", json.dumps({"test": "halt+resume", "halt": halt_figures, "resume": resumed}))
 
 
@@ -197,7 +174,7 @@ def test_a_halted_rollout_rolls_back_and_the_cluster_runs_the_old_version_as_its
 ) -> None:
     cluster, client = serving_cluster(local_cluster, images)
     writer = cluster.writer()
-    assert rollout(cluster, "--image", images.broken, "--yes", "--node-timeout", "30").returncode == 1
+    assert rollout(cluster, "--image", images.broken, "--yes", "--node-timeout", "15").returncode == 1
     done = rollout(cluster, "rollback", "--yes", "--reason", "the new image does not start")
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert cluster.writer() == writer and all(running_image(n) == images.old for n in cluster.nodes.values())

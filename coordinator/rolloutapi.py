@@ -98,6 +98,7 @@ def rollout_progress(
                 yield _final(None, "no rollout yet")
                 return
             rollout_id = latest.id
+            after = request.after_event_id or after  # a follow after a break: from the last step it saw
     except RolloutRefused as exc:
         yield coordinator_pb2.RolloutProgress(message=f"refused: {exc}", at_unix=time.time(), done=True, ok=False)
         return
@@ -126,7 +127,9 @@ def _follow(
         for e in steps:
             after = max(after, e.id)
             if prefix.match(e.reason):
-                yield coordinator_pb2.RolloutProgress(message=e.reason, at_unix=e.at_unix, rollout=state_pb(r))
+                yield coordinator_pb2.RolloutProgress(
+                    message=e.reason, at_unix=e.at_unix, rollout=state_pb(r), event_id=e.id
+                )
         if r is None or r.status != RUNNING:
             yield _final(r)
             return

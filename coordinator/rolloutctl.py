@@ -88,9 +88,10 @@ def cmd_rollout(conn: Connection, args: argparse.Namespace) -> int:
         settle_s=args.settle, node_timeout_s=args.node_timeout,
     )  # fmt: skip
     stub = conn.leader() if action != "status" else conn.read().stub
+    seen = Followed()
     for attempt in range(FOLLOW_RETRIES + 1):
         try:
-            return follow(stub.Rollout(request), args.output, status_only=action == "status")
+            return follow(stub.Rollout(request), args.output, status_only=action == "status", seen=seen)
         except grpc.RpcError as exc:
             started = action != "status" and not args.dry_run
             if not started or exc.code() not in LOST or attempt == FOLLOW_RETRIES:
@@ -99,7 +100,8 @@ def cmd_rollout(conn: Connection, args: argparse.Namespace) -> int:
         # so follow it again from whichever coordinator answers.
         print("coordinatorctl rollout: the coordinator stopped answering; following the rollout again", file=sys.stderr)
         time.sleep(FOLLOW_RETRY_S)
-        request = coordinator_pb2.RolloutRequest(action="follow")
+        # From the last step printed: the steps recorded while no coordinator answered are printed too.
+        request = coordinator_pb2.RolloutRequest(action="follow", after_event_id=seen.last_event_id)
         try:
             stub = conn.read().stub
         except CtlError:
@@ -113,11 +115,21 @@ def _confirm(args: argparse.Namespace, question: str) -> None:
     confirm(args, question)
 
 
-def follow(stream: Any, output: str, status_only: bool = False) -> int:
+class Followed:
+    """What a `coordinatorctl rollout` has printed so far, across the streams of a coordinator's restart."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.steps: list[dict[str, Any]] = []
+        self.last_event_id = 0
+
+
+def follow(stream: Any, output: str, status_only: bool = False, seen: Followed | None = None) -> int:
     """Print each step as it comes (table), or all of them at the end (json, yaml); the exit code."""
-    began = time.monotonic()
-    steps = []
+    seen = seen or Followed()
+    began, steps = seen.began, seen.steps
     for p in stream:
+        seen.last_event_id = max(seen.last_event_id, p.event_id)
         steps.append({"message": p.message, "at": p.at_unix})
         if output == "table" and not (status_only and p.done):
             print(f"{time.monotonic() - began:7.1f}s  {p.message}", flush=True)

@@ -314,20 +314,22 @@ class WhyResponse(_message.Message):
     def __init__(self, sentence: _Optional[str] = ..., leading: _Optional[bool] = ..., leader_address: _Optional[str] = ...) -> None: ...
 
 class RolloutRequest(_message.Message):
-    __slots__ = ("action", "image", "dry_run", "reason", "settle_s", "node_timeout_s")
+    __slots__ = ("action", "image", "dry_run", "reason", "settle_s", "node_timeout_s", "after_event_id")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SETTLE_S_FIELD_NUMBER: _ClassVar[int]
     NODE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     action: str
     image: str
     dry_run: bool
     reason: str
     settle_s: float
     node_timeout_s: float
-    def __init__(self, action: _Optional[str] = ..., image: _Optional[str] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., settle_s: _Optional[float] = ..., node_timeout_s: _Optional[float] = ...) -> None: ...
+    after_event_id: int
+    def __init__(self, action: _Optional[str] = ..., image: _Optional[str] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., settle_s: _Optional[float] = ..., node_timeout_s: _Optional[float] = ..., after_event_id: _Optional[int] = ...) -> None: ...
 
 class RolloutState(_message.Message):
     __slots__ = ("id", "kind", "status", "from_version", "to_version", "image", "done", "current", "current_since_unix", "switchover_to", "halted_reason", "started_unix", "finished_unix", "phases")
@@ -362,15 +364,17 @@ class RolloutState(_message.Message):
     def __init__(self, id: _Optional[int] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., image: _Optional[str] = ..., done: _Optional[_Iterable[str]] = ..., current: _Optional[str] = ..., current_since_unix: _Optional[float] = ..., switchover_to: _Optional[str] = ..., halted_reason: _Optional[str] = ..., started_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ...) -> None: ...
 
 class RolloutProgress(_message.Message):
-    __slots__ = ("message", "at_unix", "done", "ok", "rollout")
+    __slots__ = ("message", "at_unix", "done", "ok", "rollout", "event_id")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     message: str
     at_unix: float
     done: bool
     ok: bool
     rollout: RolloutState
-    def __init__(self, message: _Optional[str] = ..., at_unix: _Optional[float] = ..., done: _Optional[bool] = ..., ok: _Optional[bool] = ..., rollout: _Optional[_Union[RolloutState, _Mapping]] = ...) -> None: ...
+    event_id: int
+    def __init__(self, message: _Optional[str] = ..., at_unix: _Optional[float] = ..., done: _Optional[bool] = ..., ok: _Optional[bool] = ..., rollout: _Optional[_Union[RolloutState, _Mapping]] = ..., event_id: _Optional[int] = ...) -> None: ...

@@ -188,11 +188,19 @@ class Reporter:
         """Report now rather than at the next interval (the role running changed: the coordinator waits on it)."""
         self._soon.set()
 
-    def stop(self) -> None:
+    def stop(self, last_report: bool = False) -> None:
         self._stop.set()
         self._soon.set()
         self._thread.join(timeout=5)
         self._renewer.join(timeout=5)
+        if last_report:
+            # One report as the agent exits, after everything else has stopped: a writer leaves with a lease
+            # renewed from this moment (its file written), so the next agent process (a restart, an upgrade)
+            # takes over before the lease wrapper stops Milvus. Renewed as any answer is: safe.
+            try:
+                self.report_once()
+            except Exception as exc:  # exiting anyway
+                log.warning("no last report before exiting: %s", exc)
         self.link.close()
 
     def _run(self) -> None:

@@ -62,10 +62,10 @@ def run_daemon(config: AgentConfig, docker_url: str | None = None) -> int:
         notify("STOPPING=1")
         log.info("stopping on signal; the Milvus container is left running as it is")
         api.stop(grace=2).wait(3)
-        if reporter is not None:
-            reporter.stop()
         metrics.stop()
         agent.stop()
+        if reporter is not None:
+            reporter.stop(last_report=True)
     return 0
 
 

@@ -267,13 +267,7 @@ class RolloutRunner:
                 id=0, from_version=state.current, to_version=outcome.version, started_at=now, image=image,
                 reason=reason, settle_s=settle_s, node_timeout_s=node_timeout_s,
             )  # fmt: skip
-            r = self.c.store.create_rollout(leadership, r)
-            self._idle_until = 0.0
-            sentence = (
-                f"Rollout {r.id} started: {config.image} -> {image}, config version {r.from_version} -> {r.to_version}."
-            )
-            self._record(leadership, Step(r, sentence=sentence, event=True))
-            return Started(r, the_plan, sentence)
+            return self._launch(leadership, r, the_plan, f"{config.image} -> {image}, ")
 
     def start_pending(
         self,
@@ -311,11 +305,15 @@ class RolloutRunner:
                 id=0, from_version=from_version, to_version=state.current, started_at=time.time(), image=image,
                 reason=reason or f"config version {state.current}", settle_s=settle_s, node_timeout_s=node_timeout_s,
             )  # fmt: skip
-            r = self.c.store.create_rollout(leadership, r)
-            self._idle_until = 0.0
-            sentence = f"Rollout {r.id} started: config version {r.from_version} -> {r.to_version}, asked by {by}."
-            self._record(leadership, Step(r, sentence=sentence, event=True))
-            return Started(r, the_plan, sentence)
+            return self._launch(leadership, r, the_plan, "", f", asked by {by}")
+
+    def _launch(self, leadership: Leadership, draft: Rollout, the_plan: Plan, what: str, who: str = "") -> Started:
+        """Store the new rollout (the caller holds tick_lock), record its start, and step it from the next tick."""
+        r = self.c.store.create_rollout(leadership, draft)
+        self._idle_until = 0.0
+        sentence = f"Rollout {r.id} started: {what}config version {r.from_version} -> {r.to_version}{who}."
+        self._record(leadership, Step(r, sentence=sentence, event=True))
+        return Started(r, the_plan, sentence)
 
     def _refuse_while_active(self) -> None:
         active = self.c.store.active_rollout()

@@ -230,12 +230,14 @@ class MemoryClusterStore:
     def add_event(self, leadership: Leadership, event: Event) -> int:
         with self._lock:
             self._leads(leadership)
-            event_id = (self._events[-1][0].id if self._events else 0) + 1
-            at = event.at_unix or self.wall_clock()
-            self._events.append(
-                (replace(event, id=event_id, at_unix=at, phases=_phases(event.phases)), leadership.term)
-            )
-            return event_id
+            return self._append_event(event, leadership.term)
+
+    def _append_event(self, event: Event, term: int) -> int:
+        """As an INSERT INTO events: the next id, the time now unless given (the caller holds the lock)."""
+        event_id = (self._events[-1][0].id if self._events else 0) + 1
+        at = event.at_unix or self.wall_clock()
+        self._events.append((replace(event, id=event_id, at_unix=at, phases=_phases(event.phases)), term))
+        return event_id
 
     def update_event(
         self,
@@ -293,10 +295,8 @@ class MemoryClusterStore:
                     self._pins.pop(n)
                 pinned, unpinned = 0, len(moved)
             self._config_current = version
-            event_id = (self._events[-1][0].id if self._events else 0) + 1
             reason = commit.event_reason.replace("{version}", str(version))
-            event = Event(kind=CONFIG_EVENT, reason=reason, epoch=commit.epoch, at_unix=self.wall_clock(), id=event_id)
-            self._events.append((event, leadership.term))
+            self._append_event(Event(kind=CONFIG_EVENT, reason=reason, epoch=commit.epoch), leadership.term)
             return CommitOutcome(version=version, nodes_pinned=pinned, nodes_unpinned=unpinned)
 
     def set_config_pin(self, leadership: Leadership, node: str, version: int | None) -> None:
